@@ -1,0 +1,1 @@
+"""Policy files: model (pydantic), loader (YAML with positions), selector, merge/decide."""
