@@ -11,6 +11,7 @@ survive a dockerd restart), with or without `--live-restore`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -76,6 +77,7 @@ class PrivateDockerd:
         self._log_file: Any = None
         self._tmpfs_mounted = False
         self.start_seconds: list[float] = []
+        self._atexit_registered = False
         self.cgroup_layout: CgroupLayout = detect_layout()
         self.cgroup2_mount: str = find_cgroup2_mount()
 
@@ -128,6 +130,10 @@ class PrivateDockerd:
                 check=True,
             )  # fmt: skip
             self._tmpfs_mounted = True
+        if not self._atexit_registered:
+            # Backstop if a test run dies without running fixture teardown; cleanup is idempotent.
+            atexit.register(self.cleanup)
+            self._atexit_registered = True
         t0 = time.monotonic()
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log_file.write(f"\n=== start {time.ctime()}: {' '.join(self.command())}\n".encode())
