@@ -54,6 +54,10 @@ class Map:
         self._batch_ok: bool | None = None  # learnt on first batch call
         self._ncpus: int | None = None
         self._closer: weakref.finalize | None = None
+        # Type and sizes never change after open; cached because the hot paths consult them.
+        self._type: int | None = None
+        self._key_size: int | None = None
+        self._value_size: int | None = None
         if owns_fd:
             # Safety net: an owned fd is closed even if close() is forgotten.
             self._closer = weakref.finalize(self, os.close, fd)
@@ -109,19 +113,25 @@ class Map:
 
     @property
     def type(self) -> MapType | int:
-        t = self._shape("type", "bpf_map__type")
-        try:
-            return MapType(t)
-        except ValueError:
-            return t
+        if self._type is None:
+            t = self._shape("type", "bpf_map__type")
+            try:
+                self._type = MapType(t)
+            except ValueError:
+                self._type = t
+        return self._type
 
     @property
     def key_size(self) -> int:
-        return self._shape("key_size", "bpf_map__key_size")
+        if self._key_size is None:
+            self._key_size = self._shape("key_size", "bpf_map__key_size")
+        return self._key_size
 
     @property
     def value_size(self) -> int:
-        return self._shape("value_size", "bpf_map__value_size")
+        if self._value_size is None:
+            self._value_size = self._shape("value_size", "bpf_map__value_size")
+        return self._value_size
 
     @property
     def max_entries(self) -> int:
@@ -305,25 +315,38 @@ class Map:
         self.update(key, self.pack_percpu(values), flags)
 
     # ----- batches ------------------------------------------------------------------------
+    @property
+    def batch_supported(self) -> bool | None:
+        """Whether the kernel took a batch op for this map (None: not tried yet)."""
+        return self._batch_ok
+
     def _batch_opts(self, flags: int) -> BpfMapBatchOpts:
         return BpfMapBatchOpts(sz=ctypes.sizeof(BpfMapBatchOpts), elem_flags=flags, flags=0)
+
+    def _check_all(self, items: Sequence[bytes], size: int, what: str) -> None:
+        if not all(len(x) == size for x in items):
+            bad = next(x for x in items if len(x) != size)
+            self._check_len(bad, size, what)
 
     def update_batch(
         self, keys: Sequence[bytes], values: Sequence[bytes], flags: int = UpdateFlag.ANY
     ) -> int:
         """Write many entries with one syscall (one by one where the map type lacks batch ops).
 
+        The kernel's batch op takes no NOEXIST/EXIST flag, so those go one by one too.
         Returns the number written; raises BpfError on the first failing entry.
         """
         if len(keys) != len(values):
             raise ValueError(f"map {self.name}: {len(keys)} keys but {len(values)} values")
         if not keys:
             return 0
-        ksize = self.key_size
-        for k in keys:
-            self._check_len(k, ksize, "key")
-        vals = [self._value_bytes(v) for v in values]
-        if self._batch_ok is not False:
+        self._check_all(keys, self.key_size, "key")
+        if self.is_percpu:
+            vals: Sequence[bytes] = [self._value_bytes(v) for v in values]
+        else:
+            self._check_all(values, self.value_size, "value")
+            vals = values
+        if self._batch_ok is not False and flags == UpdateFlag.ANY:
             kbuf, vbuf = b"".join(keys), b"".join(vals)
             count = ctypes.c_uint32(len(keys))
             opts = self._batch_opts(flags)
@@ -331,10 +354,12 @@ class Map:
             if ret >= 0:
                 self._batch_ok = True
                 return count.value
-            if -ret not in _BATCH_UNSUPPORTED or count.value:
+            if -ret not in _BATCH_UNSUPPORTED:
                 raise fail(-ret, "batch update map", self.name,
                            detail=f"{count.value} of {len(keys)} entries written")
-            self._batch_ok = False  # e.g. LPM trie on older kernels
+            # The map type has no batch op (e.g. LPM trie on older kernels). Nothing was
+            # written: the kernel refuses before the loop (count is then left unchanged).
+            self._batch_ok = False
         for k, v in zip(keys, vals):
             self.update(k, v, flags)
         return len(keys)
@@ -347,8 +372,7 @@ class Map:
         """
         if not keys:
             return 0
-        for k in keys:
-            self._check_len(k, self.key_size, "key")
+        self._check_all(keys, self.key_size, "key")
         if self._batch_ok is not False:
             count = ctypes.c_uint32(len(keys))
             ret = lib().bpf_map_delete_batch(
@@ -357,7 +381,7 @@ class Map:
             if ret >= 0:
                 self._batch_ok = True
                 return count.value
-            if -ret not in _BATCH_UNSUPPORTED or count.value:
+            if -ret not in _BATCH_UNSUPPORTED:
                 raise fail(-ret, "batch delete from map", self.name,
                            detail=f"{count.value} of {len(keys)} entries deleted")
             self._batch_ok = False
