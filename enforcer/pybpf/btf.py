@@ -96,12 +96,18 @@ class StructLayout:
     format: str  # "=" + codes with explicit "x" padding; calcsize(format) == size
     _struct: _struct.Struct = field(init=False, repr=False, compare=False)
 
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _cstrings: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
+        # Precomputed so decode() does no per-field Python work beyond C strings.
         object.__setattr__(self, "_struct", _struct.Struct(self.format))
+        object.__setattr__(self, "_names", tuple(f.name for f in self.fields))
+        object.__setattr__(self, "_cstrings", tuple(f.name for f in self.fields if f.is_cstring))
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.fields)
+        return self._names
 
     @property
     def offsets(self) -> dict[str, int]:
@@ -117,12 +123,9 @@ class StructLayout:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Values by name; char arrays cut at the first NUL and decoded to str."""
-        values = self._struct.unpack_from(data)
-        out: dict[str, Any] = {}
-        for f, v in zip(self.fields, values):
-            if f.is_cstring:
-                v = v.split(b"\0", 1)[0].decode(errors="replace")
-            out[f.name] = v
+        out = dict(zip(self._names, self._struct.unpack_from(data)))
+        for name in self._cstrings:
+            out[name] = out[name].split(b"\0", 1)[0].decode(errors="replace")
         return out
 
     def pack(self, **values: Any) -> bytes:

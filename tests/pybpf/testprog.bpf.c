@@ -191,7 +191,7 @@ static long fill_one(__u64 i, void *data)
 	e->sock.type = 0;
 	e->u.seq = i;
 	e->tail = 0;
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, a->wakeup ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	a->produced++;
 	return 0;
 }
@@ -200,7 +200,7 @@ static long fill_one(__u64 i, void *data)
 SEC("syscall")
 int fill_ring(struct fill_args *ctx)
 {
-	struct fill_args a = { .count = ctx->count, .produced = 0 };
+	struct fill_args a = { .count = ctx->count, .produced = 0, .wakeup = ctx->wakeup };
 	bpf_loop(a.count, fill_one, &a, 0);
 	ctx->produced = a.produced;
 	return 0;

@@ -58,6 +58,7 @@ struct test_config {
 struct fill_args {
 	__u32 count;
 	__u32 produced;
+	__u32 wakeup; /* non-zero: wake the consumer (poll); zero: consume() only, fastest */
 };
 
 /* Filled by the layout_probe program: what the C compiler thinks of the layouts. */
