@@ -14,7 +14,7 @@ from a map's __type() or from a global (e.g. `struct event _event_btf = {};`) so
 from __future__ import annotations
 
 import ctypes
-import struct as _struct
+import struct as pystruct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -94,14 +94,14 @@ class StructLayout:
     size: int
     fields: tuple[Field, ...]
     format: str  # "=" + codes with explicit "x" padding; calcsize(format) == size
-    _struct: _struct.Struct = field(init=False, repr=False, compare=False)
+    _struct: pystruct.Struct = field(init=False, repr=False, compare=False)
 
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _cstrings: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Precomputed so decode() does no per-field Python work beyond C strings.
-        object.__setattr__(self, "_struct", _struct.Struct(self.format))
+        object.__setattr__(self, "_struct", pystruct.Struct(self.format))
         object.__setattr__(self, "_names", tuple(f.name for f in self.fields))
         object.__setattr__(self, "_cstrings", tuple(f.name for f in self.fields if f.is_cstring))
 
@@ -114,7 +114,7 @@ class StructLayout:
         return {f.name: f.offset for f in self.fields}
 
     @property
-    def struct(self) -> _struct.Struct:
+    def struct(self) -> pystruct.Struct:
         return self._struct
 
     def unpack(self, data: bytes) -> tuple[Any, ...]:
@@ -174,7 +174,7 @@ class Btf:
             e = ">"
         else:
             raise BtfFormatError(f"bad BTF magic {magic:#x}")
-        _, _, _, hdr_len, type_off, type_len, str_off, str_len = _struct.unpack_from(e + "HBBIIIII", raw)
+        _, _, _, hdr_len, type_off, type_len, str_off, str_len = pystruct.unpack_from(e + "HBBIIIII", raw)
         tstart = hdr_len + type_off
         sstart = hdr_len + str_off
         strings = raw[sstart : sstart + str_len]
@@ -404,8 +404,8 @@ def _parse_types(data: bytes, strings: bytes, e: str) -> Iterator[BtfType]:
         return strings[off : end if end >= 0 else len(strings)].decode(errors="replace")
 
     yield _VOID
-    u32 = _struct.Struct(e + "I")
-    hdr = _struct.Struct(e + "III")
+    u32 = pystruct.Struct(e + "I")
+    hdr = pystruct.Struct(e + "III")
     pos, tid = 0, 0
     while pos < len(data):
         tid += 1
@@ -436,7 +436,7 @@ def _parse_types(data: bytes, strings: bytes, e: str) -> Iterator[BtfType]:
         elif kind == ENUM:
             vals = []
             for _ in range(vlen):
-                v_name, v_val = _struct.unpack_from(e + ("Ii" if kflag else "II"), data, pos)
+                v_name, v_val = pystruct.unpack_from(e + ("Ii" if kflag else "II"), data, pos)
                 pos += 8
                 vals.append((name_at(v_name), v_val))
             kw["enum_values"] = tuple(vals)

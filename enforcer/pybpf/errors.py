@@ -48,7 +48,7 @@ class BpfError(OSError):
 
     @property
     def errno_name(self) -> str:
-        return errno_name(self.errno)
+        return errno_name(self.errno or 0)
 
     def __str__(self) -> str:
         what = f"{self.op} {self.target}" if self.target else self.op

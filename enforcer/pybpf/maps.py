@@ -53,7 +53,7 @@ class Map:
         self._info = info
         self._batch_ok: bool | None = None  # learnt on first batch call
         self._ncpus: int | None = None
-        self._closer: weakref.finalize | None = None
+        self._closer: "weakref.finalize[[int], Map] | None" = None
         # Type and sizes never change after open; cached because the hot paths consult them.
         self._type: int | None = None
         self._key_size: int | None = None
@@ -99,7 +99,7 @@ class Map:
             return self._fd
         if self._ptr is None:
             raise ValueError(f"map {self.name} is closed")
-        fd = lib().bpf_map__fd(self._obj_ptr("fd of map"))
+        fd = int(lib().bpf_map__fd(self._obj_ptr("fd of map")))
         if fd < 0:
             raise BpfError(-fd if fd < 0 else EINVAL, "use map", self.name,
                            detail="the object is not loaded yet")

@@ -109,7 +109,8 @@ def run_python(code: str, cgroup: str | None = None, timeout: float = 30) -> dic
     p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
         raise AssertionError(f"child failed ({p.returncode}): {p.stderr[-2000:]}")
-    return json.loads(p.stdout)
+    result: dict[str, object] = json.loads(p.stdout)
+    return result
 
 
 @pytest.fixture
