@@ -176,3 +176,14 @@ def test_kernel_dev_matches_mkdev() -> None:
     st = os.stat("/")
     assert kernel_dev(st.st_dev) == (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
     assert kernel_dev(os.makedev(259, 3)) == (259 << 20) | 3
+
+
+@pytest.mark.lsm
+def test_lsm_program_loads_and_attaches_where_the_kernel_allows_it(testprog_path: Path) -> None:
+    """Only on kernels with BPF-LSM active (the test VM). The program allows everything."""
+    with BpfObject(testprog_path) as obj:
+        obj.map("pinned_by_name").set_pin_path(None)
+        obj.load()
+        with obj.program("lsm_file_open").attach_lsm() as link:
+            assert link.fd >= 0
+            assert run_python('import json; open("/etc/hostname").read(); print(json.dumps({}))') == {}

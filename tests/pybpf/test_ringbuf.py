@@ -128,6 +128,14 @@ def test_epoll_fd_becomes_readable_when_events_arrive(obj: BpfObject, cgroup: Cg
         assert readable == [rb]
         assert rb.consume() == 1 and len(got) == 1
         assert select.select([fd], [], [], 0) == ([], [], [])
+        ep = select.epoll()  # the same fd nests in the caller's own epoll set
+        try:
+            ep.register(fd, select.EPOLLIN)
+            cgroup.run_python(RAW_SOCKET_PROBE)
+            assert ep.poll(5) == [(fd, select.EPOLLIN)]
+            assert rb.consume() == 1 and len(got) == 2
+        finally:
+            ep.close()
 
 
 def test_one_consumer_serves_several_ring_buffers(obj: BpfObject) -> None:
