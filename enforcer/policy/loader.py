@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -154,7 +155,7 @@ def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyErr
         for index, doc in enumerate(yaml.load_all(text)):
             if doc is None:
                 continue  # empty document (e.g. a trailing '---')
-            if not isinstance(doc, Mapping):
+            if not isinstance(doc, CommentedMap):
                 starts = starts if starts is not None else document_starts(text)
                 line, col = starts[index] if index < len(starts) else (1, 1)
                 errors.append(

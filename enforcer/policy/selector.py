@@ -15,9 +15,10 @@ Globs are case-sensitive; '*' also matches '/' and ':'.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from enforcer.policy.glob import glob_match
+from enforcer.policy.loader import PolicySet
 from enforcer.policy.model import Policy, Selector
 
 _HUB = "docker.io"
@@ -96,10 +97,10 @@ def matches(
 
 
 def policies_for(
-    policy_set: object, name: str, image: str, labels: Mapping[str, str]
+    policy_set: PolicySet | Iterable[Policy], name: str, image: str, labels: Mapping[str, str]
 ) -> tuple[Policy, ...]:
     """Policies selecting the container, sorted by policy name (stable across reloads and
     file renames). `policy_set` is a PolicySet or any iterable of Policy."""
-    policies = getattr(policy_set, "policies", policy_set)
-    chosen = [p for p in policies if matches(p.spec.selector, name, image, labels)]  # type: ignore[attr-defined,union-attr]
+    policies = policy_set.policies if isinstance(policy_set, PolicySet) else policy_set
+    chosen = [p for p in policies if matches(p.spec.selector, name, image, labels)]
     return tuple(sorted(chosen, key=lambda p: p.name))
