@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The kernel/user ABI of the enforcer: map keys, map values and ring buffer events.
+ *
+ * This header is the only definition of these layouts. Python never hand-copies them: it
+ * reads them from the BTF of the compiled objects (enforcer.kernel.abi), so a change here
+ * is a change on both sides. Enums (not #defines) carry the constants for the same reason:
+ * enums reach BTF, macros do not. Every type below is anchored in BTF by abi_anchor in
+ * common.h.
+ */
+#ifndef ENFORCER_ABI_H
+#define ENFORCER_ABI_H
+
+enum abi_limits {
+	/* Components the path walk follows before it gives up and fails closed. */
+	ABI_MAX_DEPTH = 128,
+	/* Bytes of a resolved path (without NUL) before it gives up and fails closed. */
+	ABI_MAX_PATH = 4096,
+	ABI_COMM_LEN = 16,
+	/* Scratch slots per CPU: a preempted program keeps its slot, the next one claims another. */
+	ABI_SCRATCH_SLOTS = 4,
+	ABI_MAX_CONTAINERS = 65536,
+	ABI_MAX_PATH_RULES = 262144,
+	ABI_MAX_COUNTERS = 262144,
+	ABI_MAX_DEV_RULES = 65536,
+	ABI_MAX_NET_RULES = 65536,
+	ABI_RINGBUF_BYTES = 16 << 20,
+};
+
+/* What a matching rule does. NONE: no rule of this access class matched at this level. */
+enum abi_action {
+	ACT_NONE = 0,
+	ACT_ALLOW = 1,
+	ACT_AUDIT = 2,
+	ACT_DENY = 3,
+};
+
+/* Access classes of a file rule; a value of path_rule holds one slot per class. */
+enum abi_access {
+	ACC_READ = 0,
+	ACC_WRITE = 1,
+	ACC_SLOTS = 2,
+	/* bit flags for events */
+	ACCF_READ = 1,
+	ACCF_WRITE = 2,
+	ACCF_EXEC = 4,
+	ACCF_MKNOD = 8,
+};
+
+/* Which rule namespace a path_key lives in. */
+enum abi_path_kind {
+	PK_FILE_EXACT = 1,
+	PK_FILE_DIR = 2,
+	PK_EXEC_EXACT = 3,
+	PK_EXEC_DIR = 4,
+};
+
+/* container.flags: which hooks have work to do for this container's ruleset. */
+enum abi_container_flags {
+	CT_FILE_RULES = 1,
+	CT_EXEC_RULES = 2,
+	CT_DEV_RULES = 4,
+	CT_NET_RULES = 8,
+	CT_SOCK_RULES = 16,
+};
+
+/* Reserved rule ids (real rules are numbered from 1 by the compiler). */
+enum abi_rule_ids {
+	RULE_NONE = 0,
+	/* The path could not be resolved within ABI_MAX_DEPTH / ABI_MAX_PATH: denied. */
+	RULE_UNRESOLVED = 0xfffffffe,
+};
+
+enum abi_event_type {
+	EV_FILE = 1,
+	EV_EXEC = 2,
+	EV_DEVICE = 3,
+	EV_CONNECT = 4,
+	EV_SENDMSG = 5,
+	EV_BIND = 6,
+	EV_SOCK_CREATE = 7,
+};
+
+/* Indexes of the global per-CPU stats array. */
+enum abi_stat {
+	STAT_EVENTS_LOST = 0,   /* ring buffer full: a record could not be sent (still counted) */
+	STAT_DENIED = 1,
+	STAT_AUDITED = 2,
+	STAT_UNRESOLVED = 3,
+	STAT_SCRATCH_BUSY = 4,  /* every scratch slot was taken: denied (fail closed) */
+	STAT_COUNTER_FULL = 5,  /* per-rule counter map full: the denial is in STAT_DENIED only */
+	STAT_NR = 8,
+};
+
+/* containers: key = cgroup v2 id (u64), value: */
+struct container {
+	__u32 ruleset;          /* rules of every map are keyed by ruleset id */
+	__u32 flags;            /* enum abi_container_flags */
+	__u64 file_dir_depths;  /* bit d: a PK_FILE_DIR rule exists at depth d (bit 63: >= 63) */
+	__u64 exec_dir_depths;  /* same for PK_EXEC_DIR */
+};
+
+/* path_rules: one entry per (ruleset, kind, path prefix) that any rule names. */
+struct path_key {
+	__u64 hash;             /* seeded FNV-1a of the path bytes, finalised (see hash.h) */
+	__u32 ruleset;
+	__u16 len;              /* bytes of the path ("/etc/shadow" = 11, "/" = 0) */
+	__u8 depth;             /* components ("/" = 0, "/etc" = 1) */
+	__u8 kind;              /* enum abi_path_kind */
+};
+
+struct path_rule {
+	__u32 rule_id[ACC_SLOTS];  /* exec rules use slot ACC_READ only */
+	__u8 action[ACC_SLOTS];    /* enum abi_action per access class */
+	__u8 pad[6];
+};
+
+/* counters: exact per (container, rule) counts of denials and audits. */
+struct counter_key {
+	__u64 cgroup_id;
+	__u32 rule_id;
+	__u32 pad;
+};
+
+/* settings: single-entry array, written by the daemon before it attaches anything. */
+struct settings {
+	__u64 hash_seed;
+	__u32 flags;
+	__u32 pad;
+};
+
+/* Every event starts with this header; `type` tells which body follows. */
+struct event_hdr {
+	__u64 ktime_ns;         /* bpf_ktime_get_boot_ns(): daemon maps it to wall time */
+	__u64 cgroup_id;
+	__u32 pid;              /* tgid as seen from the host */
+	__u32 uid;
+	__u32 rule_id;
+	__u16 type;             /* enum abi_event_type */
+	__u8 action;            /* enum abi_action (DENY or AUDIT) */
+	__u8 pad;
+	char comm[ABI_COMM_LEN];
+};
+
+struct file_event {
+	struct event_hdr hdr;
+	__u32 access;           /* ACCF_* */
+	__u32 path_len;         /* bytes of path[] that are sent (no NUL) */
+	__u32 flags;            /* file_event_flags */
+	__u32 pad;
+	char path[ABI_MAX_PATH];
+};
+
+enum file_event_flags {
+	FEV_TRUNCATED = 1,      /* path was too long or deep: path[] holds the part resolved */
+};
+
+struct device_event {
+	struct event_hdr hdr;
+	__u32 dev_type;         /* ACCF-like: 1 block, 2 char (BPF_DEVCG_DEV_*) */
+	__u32 access;           /* ACCF_READ | ACCF_WRITE | ACCF_MKNOD */
+	__u32 major;
+	__u32 minor;
+};
+
+struct net_event {
+	struct event_hdr hdr;
+	__u32 family;           /* AF_INET / AF_INET6 */
+	__u32 protocol;         /* IPPROTO_TCP / IPPROTO_UDP */
+	__u32 addr[4];          /* network byte order; IPv4 in addr[0] */
+	__u16 port;             /* host byte order */
+	__u16 pad;
+	__u32 pad2;
+};
+
+struct sock_event {
+	struct event_hdr hdr;
+	__u32 family;
+	__u32 sock_type;
+	__u32 protocol;
+	__u32 pad;
+};
+
+#endif /* ENFORCER_ABI_H */
