@@ -205,13 +205,24 @@ static long match_level(__u64 i, struct match_ctx *c)
 	return 0;
 }
 
+static __always_inline int try_slot(__u32 i)
+{
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &i);
+
+	return s && __sync_val_compare_and_swap(&s->busy, 0, 1) == 0;
+}
+
+/* Unrolled with constant keys: a loop counter spilled to the stack loses its bounds. */
 static __always_inline int claim_slot(void)
 {
-	for (__u32 i = 0; i < ABI_SCRATCH_SLOTS; i++) {
-		struct scratch *s = bpf_map_lookup_elem(&scratch, &i);
-		if (s && __sync_val_compare_and_swap(&s->busy, 0, 1) == 0)
-			return i;
-	}
+	if (try_slot(0))
+		return 0;
+	if (try_slot(1))
+		return 1;
+	if (try_slot(2))
+		return 2;
+	if (try_slot(3))
+		return 3;
 	return -1;
 }
 

@@ -1,0 +1,114 @@
+"""Load the BPF objects, attach their programs and pin everything under one root.
+
+Layout under the pin root (default /sys/fs/bpf/enforcer):
+  maps/<name>    every map, pinned by name (shared by all objects, kept across restarts)
+  links/<prog>   every attachment; a pinned link keeps the program attached with no daemon
+A link already pinned from an earlier run is not detached: its program is swapped in place
+(bpf_link_update), so an upgrade or restart leaves no moment unprotected.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from enforcer.errors import EnforcerError
+from enforcer.kernel.abi import Abi
+from enforcer.kernel.build import BuiltObjects
+from enforcer.pybpf import BpfError, BpfObject, Link, Map
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/enforcer")
+# object -> its LSM programs (attached globally; they filter by container cgroup themselves)
+LSM_OBJECTS: dict[str, tuple[str, ...]] = {
+    "lsm_file": ("enforcer_file_open", "enforcer_bprm_check"),
+}
+
+
+def _ensure_bpffs(root: Path) -> None:
+    base = root.parent
+    if not os.path.ismount(base) and not os.path.ismount(root):
+        raise EnforcerError(
+            f"{base} is not a bpf filesystem",
+            hint=f"mount it: mount -t bpf bpf {base}",
+        )
+    (root / "maps").mkdir(parents=True, exist_ok=True)
+    (root / "links").mkdir(parents=True, exist_ok=True)
+
+
+@dataclass
+class Loaded:
+    """Open objects; their maps stay usable while this lives."""
+
+    abi: Abi
+    objects: list[BpfObject] = field(default_factory=list)
+
+    @property
+    def maps(self) -> dict[str, Map]:
+        out: dict[str, Map] = {}
+        for obj in self.objects:
+            for name in obj.maps:
+                out.setdefault(name, obj.map(name))
+        return out
+
+    def close(self) -> None:
+        for obj in self.objects:
+            obj.close()
+        self.objects.clear()
+
+
+def _attach_pinned(link_path: Path, attach: callable) -> None:  # type: ignore[valid-type]
+    """Pin a new attachment, or swap the program behind an existing pinned link."""
+    program = attach.__self__  # type: ignore[attr-defined]
+    if link_path.exists():
+        with Link.open_pinned(link_path) as old:
+            old.update_program(program)
+        return
+    link: Link = attach()
+    link.pin(link_path)
+    link.destroy()  # the pin holds the attachment
+
+
+def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT) -> Loaded:
+    """Load the LSM objects and attach their programs, pinned under `pin_root`."""
+    _ensure_bpffs(pin_root)
+    loaded = Loaded(Abi.from_object(built.path("lsm_file")))
+    try:
+        for name, programs in LSM_OBJECTS.items():
+            obj = BpfObject(str(built.path(name)), pin_root_path=str(pin_root / "maps"))
+            loaded.objects.append(obj)
+            obj.load()
+            for prog in programs:
+                _attach_pinned(pin_root / "links" / prog, obj.program(prog).attach_lsm)
+                log.info("attached", program=prog, pin=str(pin_root / "links" / prog))
+    except BpfError as err:
+        loaded.close()
+        raise EnforcerError(
+            f"cannot load the file/exec enforcement programs: {err.errno_name}",
+            hint="run `enforcer doctor`; this kernel may not allow BPF-LSM programs",
+        ) from err
+    return loaded
+
+
+def unload(pin_root: Path = DEFAULT_PIN_ROOT) -> list[str]:
+    """Detach and unpin everything under `pin_root`; returns what was removed."""
+    removed: list[str] = []
+    links = pin_root / "links"
+    if links.is_dir():
+        for p in sorted(links.iterdir()):
+            with Link.open_pinned(p) as link:
+                link.unpin()
+            removed.append(str(p))
+    maps = pin_root / "maps"
+    if maps.is_dir():
+        for p in sorted(maps.iterdir()):
+            p.unlink()
+            removed.append(str(p))
+    for d in (links, maps, pin_root):
+        if d.is_dir():
+            d.rmdir()
+    return removed

@@ -1,0 +1,116 @@
+"""Typed writes into the shared policy maps: settings, containers, path_rules, counters.
+
+A container points at a ruleset id; rules are keyed by ruleset. A new policy version is
+written under a fresh ruleset id and each container is then flipped with one map update,
+so an open is judged by the old rules or the new ones, never by a mixture.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+
+from enforcer.compiler.paths import CompiledPaths, PathEntry, Slot
+from enforcer.compiler.pathhash import path_hash
+from enforcer.kernel.abi import Abi
+from enforcer.pybpf import Map
+
+_KIND_CONST = {
+    "file_exact": "PK_FILE_EXACT", "file_dir": "PK_FILE_DIR",
+    "exec_exact": "PK_EXEC_EXACT", "exec_dir": "PK_EXEC_DIR",
+}  # fmt: skip
+
+
+class PolicyMaps:
+    def __init__(self, abi: Abi, maps: Mapping[str, Map]) -> None:
+        self._abi = abi
+        self._maps = maps
+        self._seed = self._ensure_seed()
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def _ensure_seed(self) -> int:
+        """The hash seed lives in the pinned settings map: a restarted daemon must reuse it,
+        because the rules already in the kernel were hashed with it."""
+        settings = self._abi.layout("settings")
+        key = (0).to_bytes(4, "little")
+        raw = self._maps["settings"].lookup(key)
+        current = settings.decode(raw)["hash_seed"] if raw else 0
+        if current:
+            return int(current)
+        seed = secrets.randbits(64) or 1
+        self._maps["settings"].update(key, settings.pack(hash_seed=seed))
+        return seed
+
+    def _path_key(self, ruleset: int, entry: PathEntry) -> bytes:
+        h = path_hash(entry.path, self._seed)
+        return self._abi.layout("path_key").pack(
+            hash=h.hash, ruleset=ruleset, len=h.length, depth=h.depth,
+            kind=self._abi.const(_KIND_CONST[entry.kind]),
+        )  # fmt: skip
+
+    def _path_value(self, slots: list[Slot | None]) -> bytes:
+        values = {"action": bytes(s.action if s else 0 for s in slots)}
+        for i, s in enumerate(slots):
+            values[f"rule_id[{i}]"] = s.rule_id if s else 0
+        return self._abi.layout("path_rule").pack(**values)
+
+    def write_ruleset(self, ruleset: int, compiled: CompiledPaths) -> None:
+        if not compiled.entries:
+            return
+        keys = [self._path_key(ruleset, e) for e in compiled.entries]
+        values = [self._path_value(s) for s in compiled.entries.values()]
+        self._maps["path_rules"].update_batch(keys, values)
+
+    def delete_ruleset(self, ruleset: int, compiled: CompiledPaths) -> None:
+        if compiled.entries:
+            self._maps["path_rules"].delete_batch(
+                [self._path_key(ruleset, e) for e in compiled.entries]
+            )
+
+    def container_flags(self, compiled: CompiledPaths) -> int:
+        flags = 0
+        if compiled.has_enforcing("file"):
+            flags |= self._abi.const("CT_FILE_RULES")
+        if compiled.has_enforcing("exec"):
+            flags |= self._abi.const("CT_EXEC_RULES")
+        return flags
+
+    def set_container(self, cgroup_id: int, ruleset: int, compiled: CompiledPaths) -> None:
+        value = self._abi.layout("container").pack(
+            ruleset=ruleset,
+            flags=self.container_flags(compiled),
+            file_dir_depths=compiled.dir_depth_mask("file_dir"),
+            exec_dir_depths=compiled.dir_depth_mask("exec_dir"),
+        )
+        self._maps["containers"].update(cgroup_id.to_bytes(8, "little"), value)
+
+    def remove_container(self, cgroup_id: int) -> dict[int, int]:
+        """Forget a container; returns its final per-rule counts (rule id -> count)."""
+        self._maps["containers"].delete(cgroup_id.to_bytes(8, "little"))
+        counts = self.counters(cgroup_id)
+        key = self._abi.layout("counter_key")
+        for rule_id in counts:
+            self._maps["counters"].delete(key.pack(cgroup_id=cgroup_id, rule_id=rule_id))
+        return counts
+
+    def counters(self, cgroup_id: int | None = None) -> dict[int, int]:
+        key = self._abi.layout("counter_key")
+        out: dict[int, int] = {}
+        for k, v in self._maps["counters"].items():
+            fields = key.decode(k)
+            if cgroup_id is None or fields["cgroup_id"] == cgroup_id:
+                out[fields["rule_id"]] = out.get(fields["rule_id"], 0) + int.from_bytes(v, "little")
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Global counters (summed over CPUs), by enum abi_stat name."""
+        names = {v: k for k, v in self._abi.btf.enum("abi_stat").items() if k != "STAT_NR"}
+        stats = self._maps["stats"]
+        out = {}
+        for idx, name in names.items():
+            per_cpu = stats.lookup_percpu(idx.to_bytes(4, "little")) or []
+            out[name] = sum(int.from_bytes(v, "little") for v in per_cpu)
+        return out
