@@ -1,4 +1,10 @@
-"""Kernel events -> the SPEC's JSON audit records, one per line."""
+"""Kernel events -> the SPEC's JSON audit records, one per line, identical repeats folded.
+
+Folding: the first event of a kind is written at once (an operator tailing the log sees a
+denial immediately). Identical repeats (Event.fold_key) within the next `window` seconds
+are counted and written as one record with `count` = how many, when the window closes.
+The sum of `count` over records equals the number of events received: nothing is hidden.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from enforcer.audit.events import FileEvent
+from enforcer.audit.events import Event
 from enforcer.compiler.rules import RuleRef
 from enforcer.containers.model import ContainerInfo
 
@@ -28,17 +34,14 @@ def _timestamp(ktime_ns: int) -> str:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    event: FileEvent
+    event: Event  # the last of the folded events (its time and pid are reported)
     rule: RuleRef
     container: ContainerInfo | None
+    count: int = 1
 
     def to_json(self) -> dict[str, Any]:
         e = self.event
-        record: dict[str, Any] = {
-            "timestamp": _timestamp(e.ktime_ns),
-            "hook": e.hook,
-            "action": e.action,
-        }
+        record: dict[str, Any] = {"timestamp": _timestamp(e.ktime_ns), "hook": e.hook, "action": e.action}
         if e.action == "deny":
             record["errno"] = "EPERM"
         c = self.container
@@ -50,11 +53,8 @@ class AuditRecord:
                 if c else {"id": None, "name": None, "image": None, "cgroup_id": e.cgroup_id}
             ),
             "process": {"pid": e.pid, "comm": e.comm, "uid": e.uid},
-            "target": {
-                "path": ("..." + e.path) if e.truncated else e.path,
-                "access": "exec" if e.hook == "exec" else "+".join(sorted(e.access)),
-            },
-            "count": 1,
+            "target": e.target(),
+            "count": self.count,
         }
         return record
 
@@ -65,11 +65,61 @@ class AuditWriter:
     def __init__(self, out: IO[str]) -> None:
         self._out = out
         self._lock = threading.Lock()
-        self.written = 0
+        self.records = 0
+        self.events = 0  # sum of counts
 
     def write(self, record: AuditRecord) -> None:
         line = json.dumps(record.to_json(), separators=(",", ":"))
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()
-            self.written += 1
+            self.records += 1
+            self.events += record.count
+
+
+@dataclass
+class _Pending:
+    record: AuditRecord
+    until: float  # monotonic end of the fold window
+    repeats: int = 0  # events since the record written at the window's start
+
+
+class AuditFolder:
+    """Folds identical repeats within `window` seconds; call flush_due() periodically."""
+
+    def __init__(self, writer: AuditWriter, window: float = 1.0) -> None:
+        self._writer = writer
+        self._window = window
+        self._pending: dict[tuple[Any, ...], _Pending] = {}
+        self._lock = threading.Lock()
+
+    def add(self, record: AuditRecord, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        key = (record.event.fold_key(), record.rule, record.container.id if record.container else None)
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is not None and now < pending.until:
+                pending.repeats += record.count
+                pending.record = record
+                return
+            if pending is not None:
+                self._emit(pending)
+            self._pending[key] = _Pending(record, now + self._window)
+        self._writer.write(record)
+
+    def flush_due(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for key in [k for k, p in self._pending.items() if p.until <= now]:
+                self._emit(self._pending.pop(key))
+
+    def flush_all(self) -> None:
+        with self._lock:
+            for pending in self._pending.values():
+                self._emit(pending)
+            self._pending.clear()
+
+    def _emit(self, pending: _Pending) -> None:
+        if pending.repeats:
+            r = pending.record
+            self._writer.write(AuditRecord(r.event, r.rule, r.container, pending.repeats))

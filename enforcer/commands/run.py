@@ -32,7 +32,7 @@ def command(policies: Path | None, audit_log: Path | None, pin_root: Path | None
             docker_host: str | None) -> None:  # fmt: skip
     """Run the enforcer in the foreground: audit records to FILE or stdout, logs to stderr."""
     from enforcer.audit.records import AuditWriter
-    from enforcer.daemon import Daemon
+    from enforcer.daemon import Daemon, DaemonConfig
     from enforcer.kernel.loader import DEFAULT_PIN_ROOT
 
     configure_logging()
@@ -40,6 +40,7 @@ def command(policies: Path | None, audit_log: Path | None, pin_root: Path | None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    daemon = Daemon(policies or _default_policies(), AuditWriter(out),
-                    pin_root=pin_root or DEFAULT_PIN_ROOT, docker_host=docker_host)  # fmt: skip
+    config = DaemonConfig(policies or _default_policies(), pin_root=pin_root or DEFAULT_PIN_ROOT,
+                          docker_host=docker_host)  # fmt: skip
+    daemon = Daemon(config, AuditWriter(out))
     daemon.run(stop)

@@ -10,6 +10,7 @@ A link already pinned from an earlier run is not detached: its program is swappe
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import structlog
 from enforcer.errors import EnforcerError
 from enforcer.kernel.abi import Abi
 from enforcer.kernel.build import BuiltObjects
-from enforcer.pybpf import BpfError, BpfObject, Link, Map
+from enforcer.pybpf import BpfError, BpfObject, Link, Map, Program
 
 log = structlog.get_logger(__name__)
 
@@ -61,14 +62,13 @@ class Loaded:
         self.objects.clear()
 
 
-def _attach_pinned(link_path: Path, attach: callable) -> None:  # type: ignore[valid-type]
-    """Pin a new attachment, or swap the program behind an existing pinned link."""
-    program = attach.__self__  # type: ignore[attr-defined]
+def attach_pinned(link_path: Path, program: Program, attach: Callable[[], Link]) -> None:
+    """Pin a new attachment, or swap `program` in behind an existing pinned link."""
     if link_path.exists():
         with Link.open_pinned(link_path) as old:
             old.update_program(program)
         return
-    link: Link = attach()
+    link = attach()
     link.pin(link_path)
     link.destroy()  # the pin holds the attachment
 
@@ -83,7 +83,8 @@ def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT) -> Loaded:
             loaded.objects.append(obj)
             obj.load()
             for prog in programs:
-                _attach_pinned(pin_root / "links" / prog, obj.program(prog).attach_lsm)
+                program = obj.program(prog)
+                attach_pinned(pin_root / "links" / prog, program, program.attach_lsm)
                 log.info("attached", program=prog, pin=str(pin_root / "links" / prog))
     except BpfError as err:
         loaded.close()

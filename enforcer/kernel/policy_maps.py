@@ -52,7 +52,7 @@ class PolicyMaps:
         )  # fmt: skip
 
     def _path_value(self, slots: list[Slot | None]) -> bytes:
-        values = {"action": bytes(s.action if s else 0 for s in slots)}
+        values: dict[str, int | bytes] = {"action": bytes(s.action if s else 0 for s in slots)}
         for i, s in enumerate(slots):
             values[f"rule_id[{i}]"] = s.rule_id if s else 0
         return self._abi.layout("path_rule").pack(**values)
@@ -78,13 +78,18 @@ class PolicyMaps:
             flags |= self._abi.const("CT_EXEC_RULES")
         return flags
 
-    def set_container(self, cgroup_id: int, ruleset: int, compiled: CompiledPaths) -> None:
-        value = self._abi.layout("container").pack(
-            ruleset=ruleset,
-            flags=self.container_flags(compiled),
-            file_dir_depths=compiled.dir_depth_mask("file_dir"),
-            exec_dir_depths=compiled.dir_depth_mask("exec_dir"),
-        )
+    def container_fields(self, compiled: CompiledPaths) -> dict[str, int]:
+        """This ruleset's share of a container's `struct container` entry."""
+        return {
+            "flags": self.container_flags(compiled),
+            "file_dir_depths": compiled.dir_depth_mask("file_dir"),
+            "exec_dir_depths": compiled.dir_depth_mask("exec_dir"),
+        }
+
+    def set_container(self, cgroup_id: int, ruleset: int, fields: Mapping[str, int]) -> None:
+        """Point a container at a ruleset: one map update, so its next operation is judged
+        by the new ruleset entirely."""
+        value = self._abi.layout("container").pack(ruleset=ruleset, **fields)
         self._maps["containers"].update(cgroup_id.to_bytes(8, "little"), value)
 
     def remove_container(self, cgroup_id: int) -> dict[int, int]:

@@ -105,7 +105,9 @@ def enforcement() -> Iterator[Enforcement]:
 def policed(enforcement: Enforcement, testbox: Container) -> Iterator[Container]:
     """The shared test container, put under the proof policy for the test's duration."""
     cgroup = cgroup_of_pid(testbox.pid)
-    enforcement.maps.set_container(cgroup.id, RULESET, enforcement.compiled)  # type: ignore[attr-defined]
+    enforcement.maps.set_container(
+        cgroup.id, RULESET, enforcement.maps.container_fields(enforcement.compiled)  # type: ignore[attr-defined]
+    )
     enforcement.drain()
     try:
         yield testbox

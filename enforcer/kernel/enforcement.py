@@ -1,0 +1,75 @@
+"""One kind of kernel enforcement (file/exec by LSM, devices/network/sockets by cgroup
+programs), as the daemon drives it.
+
+A ruleset is what the policies selecting a container compile to; containers selected by
+the same policies share it. Every enforcement writes its share of a ruleset under the
+ruleset's id, may attach something per container (cgroup programs), and says which fields
+of the container's `struct container` entry it needs (flags are OR-ed across kinds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from enforcer.compiler.paths import CompiledPaths, compile_paths
+from enforcer.compiler.rules import RuleTable
+from enforcer.containers.model import ContainerInfo
+from enforcer.kernel.policy_maps import PolicyMaps
+from enforcer.policy.merge import EffectiveRule
+
+
+@dataclass(frozen=True)
+class RulesetPart:
+    """What one enforcement wrote for one ruleset: enough to delete it again."""
+
+    compiled: Any
+    container_fields: dict[str, int] = field(default_factory=dict)
+
+
+class Enforcement(Protocol):
+    name: str
+
+    def write_ruleset(self, ruleset: int, rules: Sequence[EffectiveRule]) -> RulesetPart: ...
+
+    def delete_ruleset(self, ruleset: int, part: RulesetPart) -> None: ...
+
+    def attach(self, info: ContainerInfo) -> None:
+        """Per-container attachments; called before the container's map entry is set."""
+
+    def detach(self, info: ContainerInfo) -> None:
+        """Undo attach(); called after the container's map entry is gone."""
+
+
+class FileEnforcement:
+    """File and exec rules: path_rules entries read by the global LSM programs."""
+
+    name = "file"
+
+    def __init__(self, maps: PolicyMaps, table: RuleTable) -> None:
+        self._maps = maps
+        self._table = table
+
+    def write_ruleset(self, ruleset: int, rules: Sequence[EffectiveRule]) -> RulesetPart:
+        compiled = compile_paths(rules, self._table)
+        self._maps.write_ruleset(ruleset, compiled)
+        return RulesetPart(compiled, self._maps.container_fields(compiled))
+
+    def delete_ruleset(self, ruleset: int, part: RulesetPart) -> None:
+        compiled: CompiledPaths = part.compiled
+        self._maps.delete_ruleset(ruleset, compiled)
+
+    def attach(self, info: ContainerInfo) -> None:
+        pass  # the LSM programs are global; the containers map scopes them
+
+    def detach(self, info: ContainerInfo) -> None:
+        pass
+
+
+def merge_container_fields(parts: Sequence[RulesetPart]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in parts:
+        for name, value in part.container_fields.items():
+            out[name] = out.get(name, 0) | value
+    return out
