@@ -74,11 +74,10 @@ class Daemon:
             log.error("policy file rejected", error=str(err))
         log.info("policies loaded", count=len(self._policies.policies),
                  directory=str(self._config.policies_dir))  # fmt: skip
-        self._loaded = load_lsm(ensure_built(), self._config.pin_root)
-        self._maps = PolicyMaps(self._loaded.abi, self._loaded.maps)
-        self._enforcements = [FileEnforcement(self._maps, self._table)]
-        decoder = EventDecoder(self._loaded.abi)
-        ring = RingBuffer(self._loaded.maps["events"], lambda raw: self._on_event(decoder.decode(raw)))
+        loaded = load_lsm(ensure_built(), self._config.pin_root)
+        self.use_kernel(loaded)
+        decoder = EventDecoder(loaded.abi)
+        ring = RingBuffer(loaded.maps["events"], lambda raw: self._on_event(decoder.decode(raw)))
         events = threading.Thread(target=self._poll, args=(ring, stop), name="ringbuf", daemon=True)
         events.start()
         tracker = DockerTracker(self, base_url=self._config.docker_host)
@@ -90,7 +89,15 @@ class Daemon:
             ring.close()
             self._audit.flush_all()
             # Links and maps stay pinned: enforcement outlives the daemon (`enforcer unload`).
-            self._loaded.close()
+            loaded.close()
+
+    def use_kernel(self, loaded: Loaded, policies: PolicySet | None = None) -> None:
+        """Take the loaded objects' maps; run() does this, tests may call it directly."""
+        self._loaded = loaded
+        self._maps = PolicyMaps(loaded.abi, loaded.maps)
+        self._enforcements = [FileEnforcement(self._maps, self._table)]
+        if policies is not None:
+            self._policies = policies
 
     def _poll(self, ring: RingBuffer, stop: threading.Event) -> None:
         while not stop.is_set():

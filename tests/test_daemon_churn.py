@@ -1,0 +1,118 @@
+"""The daemon's bookkeeping against the real policy maps (host kernel; the LSM programs are
+not loaded, only the maps they would read): containers coming and going leave nothing
+behind, and containers selecting the same policies share one ruleset."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from enforcer.audit.records import AuditWriter
+from enforcer.containers.cgroups import CgroupRef
+from enforcer.containers.model import ContainerInfo
+from enforcer.daemon import Daemon, DaemonConfig
+from enforcer.kernel.abi import Abi
+from enforcer.kernel.build import ensure_built
+from enforcer.kernel.loader import Loaded
+from enforcer.policy.loader import PolicySet, parse_text
+from enforcer.pybpf import BpfObject
+
+pytestmark = pytest.mark.host_bpf
+
+POLICIES = """
+apiVersion: enforcer/v1
+kind: ContainerPolicy
+metadata: {name: everyone}
+spec:
+  file:
+    - {action: deny, paths: [/etc/shadow], dirs: [/root/.ssh]}
+---
+apiVersion: enforcer/v1
+kind: ContainerPolicy
+metadata: {name: web}
+spec:
+  selector: {containerNames: ["web-*"]}
+  exec:
+    - {action: deny, paths: [/bin/nc]}
+"""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded]]:
+    if not os.path.ismount("/sys/fs/bpf"):
+        os.makedirs("/sys/fs/bpf", exist_ok=True)
+        os.system("mount -t bpf bpf /sys/fs/bpf")
+    pin_root = Path(f"/sys/fs/bpf/enforcer-test-churn-{os.getpid()}")
+    pin_root.mkdir()
+    path = ensure_built().path("lsm_file")
+    obj = BpfObject(str(path), pin_root_path=str(pin_root))
+    try:
+        for name in obj.programs:
+            obj.program(name).autoload = False  # this host refuses LSM programs; maps suffice
+        obj.load()
+        loaded = Loaded(Abi.from_object(path), [obj])
+        parsed, errors = parse_text(POLICIES, "test.yaml")
+        assert not errors
+        policies = PolicySet(tuple(parsed))
+        d = Daemon(DaemonConfig(tmp_path), AuditWriter(io.StringIO()))
+        d.use_kernel(loaded, policies)
+        yield d, loaded
+    finally:
+        obj.close()
+        for pin in pin_root.iterdir():
+            pin.unlink()
+        pin_root.rmdir()
+
+
+def _info(n: int, name: str) -> ContainerInfo:
+    return ContainerInfo(id=f"{n:064x}", name=name, image="busybox:latest", labels={}, pid=1,
+                         cgroup=CgroupRef(Path(f"/sys/fs/cgroup/docker/{n:064x}"), 10_000 + n))  # fmt: skip
+
+
+def _entries(loaded: Loaded, name: str) -> int:
+    return sum(1 for _ in loaded.maps[name].keys())
+
+
+def test_hundreds_of_start_stop_cycles_leave_no_map_entries(daemon: tuple[Daemon, Loaded]) -> None:
+    d, loaded = daemon
+    for cycle in range(300):
+        d.container_started(_info(cycle, f"web-{cycle}" if cycle % 2 else f"db-{cycle}"))
+        if cycle >= 2:  # a few stay alive at any time, as on a real host
+            d.container_stopped(f"{cycle - 2:064x}")
+    assert _entries(loaded, "containers") == 2
+    d.container_stopped(f"{298:064x}")
+    d.container_stopped(f"{299:064x}")
+    assert _entries(loaded, "containers") == 0
+    assert _entries(loaded, "path_rules") == 0
+    assert _entries(loaded, "counters") == 0
+
+
+def test_containers_selecting_the_same_policies_share_one_ruleset(daemon: tuple[Daemon, Loaded]) -> None:
+    d, loaded = daemon
+    d.container_started(_info(1, "web-1"))
+    one = _entries(loaded, "path_rules")
+    d.container_started(_info(2, "web-2"))
+    assert _entries(loaded, "path_rules") == one  # shared, not copied
+    d.container_started(_info(3, "db-1"))  # other policies: its own ruleset
+    assert _entries(loaded, "path_rules") > one
+    abi = loaded.abi
+    rulesets = {abi.layout("container").decode(v)["ruleset"] for _, v in loaded.maps["containers"].items()}
+    assert len(rulesets) == 2
+
+
+def test_a_rename_that_changes_the_selection_moves_the_container_to_the_new_ruleset(
+    daemon: tuple[Daemon, Loaded],
+) -> None:
+    d, loaded = daemon
+    d.container_started(_info(1, "db-1"))
+    before = _entries(loaded, "path_rules")
+    d.container_renamed(_info(1, "web-1"))  # now also selected by "web": exec rule added
+    value = loaded.maps["containers"].lookup((10_001).to_bytes(8, "little"))
+    assert value is not None
+    fields = loaded.abi.layout("container").decode(value)
+    assert fields["flags"] & loaded.abi.const("CT_EXEC_RULES")
+    assert _entries(loaded, "path_rules") == before + 1  # old ruleset gone, new one has nc
