@@ -1,0 +1,148 @@
+"""The status socket: a unix stream socket only root can reach, served from a thread.
+
+Protocol (one request per connection): the client sends one JSON line
+`{"request": "status"}`; the server answers with the StatusDocument as one JSON line and
+closes. Access control is layered: the socket's directory is 0700 and the socket 0600
+(owner root), and the peer's uid is checked with SO_PEERCRED (root or the daemon's own uid).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import socketserver
+import stat
+import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from enforcer.errors import EnforcerError
+from enforcer.status.model import StatusDocument
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_SOCKET = Path("/run/enforcer/enforcer.sock")
+MAX_REQUEST = 4096
+
+Snapshot = Callable[[], StatusDocument]
+
+
+def peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def _prepare_path(path: Path) -> None:
+    """Create the directory 0700 if missing; remove a stale socket, refuse a live one."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+        os.chmod(path.parent, 0o700)  # mkdir's mode is filtered by the umask
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise EnforcerError(f"{path} exists and is not a socket", hint="remove it or pass --status-socket PATH")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # nobody listens: left over from a daemon that died
+        return
+    finally:
+        probe.close()
+    raise EnforcerError(f"another enforcer is serving status on {path}",
+                        hint="stop it first (systemctl stop enforcer), or pass --status-socket PATH")  # fmt: skip
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.settimeout(5.0)
+        uid = peer_uid(sock)
+        if uid not in (0, os.geteuid()):
+            log.warning("status request refused", peer_uid=uid)
+            self._reply({"error": "permission denied: only root may read the enforcer status"})
+            return
+        try:
+            line = self.rfile.readline(MAX_REQUEST)
+            request = json.loads(line or b"{}")
+        except (OSError, ValueError):
+            self._reply({"error": "bad request: send one JSON line {\"request\": \"status\"}"})
+            return
+        if request.get("request", "status") != "status":
+            self._reply({"error": f"unknown request {request.get('request')!r}"})
+            return
+        try:
+            doc = self.server.snapshot()
+        except Exception as exc:  # a status bug must not take the daemon down
+            log.exception("status snapshot failed")
+            self._reply({"error": f"status snapshot failed: {exc}"})
+            return
+        self.wfile.write(doc.model_dump_json().encode() + b"\n")
+
+    def _reply(self, obj: dict[str, str]) -> None:
+        self.wfile.write(json.dumps(obj).encode() + b"\n")
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        old = os.umask(0o177)  # the socket is born 0600: no window where others can connect
+        try:
+            super().__init__(str(path), _Handler)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+
+
+class StatusServer:
+    """`start()` binds and serves from a thread; `stop()` stops and removes the socket."""
+
+    def __init__(self, path: Path, snapshot: Snapshot) -> None:
+        self.path = path
+        self._snapshot = snapshot
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        _prepare_path(self.path)
+        try:
+            self._server = _Server(self.path, self._snapshot)
+        except OSError as exc:
+            raise EnforcerError(f"cannot listen on {self.path}: {exc.strerror}",
+                                hint="run as root, or pass --status-socket PATH") from exc  # fmt: skip
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name="status", daemon=True)  # fmt: skip
+        self._thread.start()
+        log.info("status socket listening", path=str(self.path))
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        self._server = None
+
+    def __enter__(self) -> StatusServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

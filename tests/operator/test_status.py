@@ -1,0 +1,198 @@
+"""`enforcer status`: the document, the root-only socket, the CLI in both formats.
+
+The daemon side is a fake implementing snapshot() (tests/operator/fakes.py) over the real
+collector; the socket, server thread, client and CLI are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from enforcer.cli import cli
+from enforcer.errors import EnforcerError
+from enforcer.status.client import fetch_status
+from enforcer.status.collect import rule_action
+from enforcer.compiler.rules import RuleRef
+from enforcer.status.server import StatusServer
+from tests.operator.fakes import FakeDaemon, policy_set
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def daemon() -> FakeDaemon:
+    return FakeDaemon()
+
+
+@pytest.fixture
+def served(tmp_path: Path, daemon: FakeDaemon) -> Iterator[Path]:
+    path = tmp_path / "run" / "enforcer" / "enforcer.sock"
+    with StatusServer(path, daemon.snapshot):
+        yield path
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False, standalone_mode=False)
+    return result.exit_code, result.output
+
+
+# ----- the document -----------------------------------------------------------------------
+
+
+def test_counters_name_policy_rule_and_action(daemon: FakeDaemon) -> None:
+    (web,) = daemon.snapshot().containers
+    got = {(c.policy, c.rule): (c.action, c.count) for c in web.counters}
+    assert got == {
+        ("protect-credentials", "file[0]"): ("deny", 3),
+        ("protect-credentials", "file[1]"): ("audit", 1),
+        ("audit-package-managers", "exec[0]"): ("audit", 2),  # deny rule, audit-mode policy
+    }
+    assert (web.denied, web.audited) == (3, 3)
+
+
+def test_rule_action_of_internal_refs_is_deny() -> None:
+    assert rule_action(policy_set(), RuleRef("enforcer", "unresolved-path")) == "deny"
+
+
+def test_failed_policy_file_reported_with_file_line_col(daemon: FakeDaemon) -> None:
+    files = {f.file: f for f in daemon.snapshot().policy_files}
+    broken = files["/etc/enforcer/policies/broken.yaml"]
+    assert not broken.ok
+    assert broken.errors == ("/etc/enforcer/policies/broken.yaml:7:9: unknown key 'path'",)
+
+
+def test_rule_kinds_without_enforcement_are_reported_with_the_policies_using_them(daemon: FakeDaemon) -> None:
+    doc = daemon.snapshot()
+    assert [(n.what, n.policies) for n in doc.not_enforced] == [("device rules", ("protect-credentials",))]
+    assert "device" in doc.not_enforced[0].why
+    assert "file rules" in doc.kernel_features and "exec rules" in doc.kernel_features
+
+
+def test_audit_stats_carry_kernel_drops(daemon: FakeDaemon) -> None:
+    daemon.stats["STAT_EVENTS_LOST"] = 7
+    a = daemon.snapshot().audit
+    assert (a.dropped, a.denied, a.records, a.events, a.folded) == (7, 3, 5, 9, 4)
+
+
+# ----- the socket -------------------------------------------------------------------------
+
+
+def test_socket_is_root_only(served: Path) -> None:
+    assert stat.S_IMODE(served.stat().st_mode) == 0o600
+    assert stat.S_IMODE(served.parent.stat().st_mode) == 0o700
+    assert served.stat().st_uid == os.geteuid() == 0
+
+
+def _request_as_nobody(path: Path) -> str:
+    """Connect and ask for status from a forked child running as nobody (no interpreter
+    start: /root's Python is not readable by nobody). Returns "ERR <errno>" or the reply."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: only socket calls, then _exit
+        try:
+            os.close(r)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(str(path))
+                s.sendall(b'{"request": "status"}\n')
+                out = s.makefile("rb").readline()
+            except OSError as e:
+                out = f"ERR {e.errno}".encode()
+            os.write(w, out)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return data.decode()
+
+
+def test_other_users_cannot_connect(served: Path) -> None:
+    assert _request_as_nobody(served) == "ERR 13"  # EACCES from the 0700 directory / 0600 socket
+
+
+def test_peer_uid_is_checked_even_if_the_file_mode_is_loosened(daemon: FakeDaemon) -> None:
+    base = Path(tempfile.mkdtemp(prefix="enforcer-status-"))  # /tmp/pytest-of-root is 0700
+    try:
+        path = base / "run" / "enforcer.sock"
+        with StatusServer(path, daemon.snapshot):
+            for p, mode in ((base, 0o755), (path.parent, 0o755), (path, 0o666)):
+                os.chmod(p, mode)
+            reply = json.loads(_request_as_nobody(path))
+        assert "permission denied" in reply["error"] and "pid" not in reply
+    finally:
+        shutil.rmtree(base)
+
+
+def test_stale_socket_is_replaced(tmp_path: Path, daemon: FakeDaemon) -> None:
+    path = tmp_path / "s.sock"
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(path))
+    dead.close()  # the file stays, nobody listens: a daemon killed with -9
+    with StatusServer(path, daemon.snapshot):
+        assert fetch_status(path).containers[0].name == "web"
+    assert not path.exists()  # removed on stop
+
+
+def test_a_live_socket_is_not_stolen(served: Path, daemon: FakeDaemon) -> None:
+    with pytest.raises(EnforcerError, match="another enforcer"):
+        StatusServer(served, daemon.snapshot).start()
+    assert fetch_status(served).pid == os.getpid()
+
+
+def test_snapshot_failure_is_an_error_reply_not_a_dead_server(tmp_path: Path, daemon: FakeDaemon) -> None:
+    calls = iter([RuntimeError("boom")])
+
+    def flaky():  # type: ignore[no-untyped-def]
+        for exc in calls:
+            raise exc
+        return daemon.snapshot()
+
+    path = tmp_path / "s.sock"
+    with StatusServer(path, flaky):
+        with pytest.raises(EnforcerError, match="boom"):
+            fetch_status(path)
+        assert fetch_status(path).containers  # still serving
+
+
+# ----- the CLI ----------------------------------------------------------------------------
+
+
+def test_status_json(served: Path) -> None:
+    code, out = run_cli("status", "--json", "--socket", str(served))
+    assert code == 0
+    doc = json.loads(out)
+    web = doc["containers"][0]
+    assert web["name"] == "web" and web["policies"] == ["protect-credentials", "audit-package-managers"]
+    assert {"policy": "protect-credentials", "rule": "file[0]", "action": "deny", "count": 3} in web["counters"]
+    assert doc["audit"]["log"] == "/var/log/enforcer/audit.jsonl"
+
+
+def test_status_table(served: Path) -> None:
+    code, out = run_cli("status", "--socket", str(served))
+    assert code == 0
+    for text in ("web", "nginx:1.25", "protect-credentials/file[0]", "deny", "broken.yaml:7:9: unknown key 'path'",
+                 "device rules", "records dropped", "path_rules", "up 1h2m"):  # fmt: skip
+        assert text in out, text
+
+
+def test_status_without_daemon_is_one_line_exit_1(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "enforcer", "status", "--socket", str(tmp_path / "none.sock")],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and "no enforcer daemon is listening" in out.stderr
