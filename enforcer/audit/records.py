@@ -13,11 +13,15 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, Protocol
+
+import structlog
 
 from enforcer.audit.events import Event
 from enforcer.compiler.rules import RuleRef
 from enforcer.containers.model import ContainerInfo
+
+log = structlog.get_logger(__name__)
 
 UNRESOLVED = RuleRef("enforcer", "unresolved-path")
 
@@ -59,22 +63,47 @@ class AuditRecord:
         return record
 
 
-class AuditWriter:
-    """Writes records as JSON lines; thread-safe, flushed per record so tail -f sees them."""
+class TextSink(Protocol):
+    def write(self, text: str, /) -> int: ...
 
-    def __init__(self, out: IO[str]) -> None:
+    def flush(self) -> None: ...
+
+
+class AuditWriter:
+    """Writes records as JSON lines; thread-safe, flushed per record so tail -f sees them.
+
+    A record that cannot be written (disk full, closed pipe) is counted in `write_errors`
+    and logged, never dropped silently; `enforcer status` and the metrics report it.
+    """
+
+    def __init__(self, out: TextSink | IO[str], name: str | None = None) -> None:
         self._out = out
         self._lock = threading.Lock()
+        self.name = name or _sink_name(out)
         self.records = 0
         self.events = 0  # sum of counts
+        self.write_errors = 0  # records lost to write failures
+        self.events_lost = 0  # sum of their counts
 
     def write(self, record: AuditRecord) -> None:
         line = json.dumps(record.to_json(), separators=(",", ":"))
         with self._lock:
-            self._out.write(line + "\n")
-            self._out.flush()
+            try:
+                self._out.write(line + "\n")
+                self._out.flush()
+            except (OSError, ValueError) as exc:  # ValueError: write to a closed file
+                self.write_errors += 1
+                self.events_lost += record.count
+                log.error("audit record not written", sink=self.name, error=str(exc),
+                          record=line, write_errors=self.write_errors)  # fmt: skip
+                return
             self.records += 1
             self.events += record.count
+
+
+def _sink_name(out: object) -> str:
+    name = getattr(out, "name", None)
+    return "-" if name in (None, "<stdout>") else str(name)
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""`enforcer audit`: find denials in the audit log (rotated files included)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from enforcer.audit.reader import DEFAULT_LOG
+
+
+@click.command(name="audit")
+@click.option("--log", "log_path", type=click.Path(path_type=Path, allow_dash=True), default=DEFAULT_LOG,
+              show_default=True, help="Audit log to read (its rotated FILE.N[.gz] too); - reads stdin.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new records as they are written (Ctrl-C stops).")
+@click.option("--container", metavar="NAME", default=None, help="Only this container (name glob, or id prefix).")
+@click.option("--policy", metavar="NAME", default=None, help="Only records of this policy (glob).")
+@click.option("--since", metavar="DURATION", default=None,
+              help="Only records newer than this: 30s, 10m, 1h30m, 2d, or an ISO 8601 time.")
+@click.option("--json", "as_json", is_flag=True, help="Print matching records as JSON lines (for jq, log shippers).")
+def command(log_path: Path, follow: bool, container: str | None, policy: str | None,
+            since: str | None, as_json: bool) -> None:  # fmt: skip
+    """Show audit records: a table by default, JSON lines with --json.
+
+    \b
+    Examples:
+      enforcer audit --container web --since 1h
+      enforcer audit --policy protect-credentials --json | jq .target.path
+      enforcer audit --follow
+    """
+    from rich.console import Console
+
+    from enforcer.audit import render
+    from enforcer.audit.reader import Filter, Reader, parse_since
+
+    keep = Filter(container=container, policy=policy, since=parse_since(since) if since else None)
+    reader = Reader()
+    console = Console(highlight=False)
+    if follow:
+        if str(log_path) == "-":
+            raise click.UsageError("--follow needs a file, not stdin")
+        for r in filter(keep, reader.follow(log_path, stop=lambda: False)):
+            if as_json:
+                click.echo(json.dumps(r, separators=(",", ":")))
+            else:
+                render.line(r, console)
+        return
+    records = [r for r in reader.history(log_path) if keep(r)]
+    if as_json:
+        for r in records:
+            click.echo(json.dumps(r, separators=(",", ":")))
+    elif records:
+        console.print(render.table(records))
+    else:
+        click.echo("no matching audit records", err=True)
+    if reader.skipped:
+        click.echo(f"enforcer: skipped {reader.skipped} line(s) that are not audit records", err=True)
