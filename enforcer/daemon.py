@@ -10,6 +10,7 @@ audit records (folded, enforcer.audit.records).
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from enforcer.policy.loader import PolicySet, load_directory, policy_digest
 from enforcer.policy.merge import merge
 from enforcer.policy.selector import policies_for
 from enforcer.pybpf import RingBuffer
+from enforcer.status.collect import StatusInputs, TrackedContainer, build
+from enforcer.status.model import StatusDocument
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +58,11 @@ class DaemonConfig:
 class Daemon:
     def __init__(self, config: DaemonConfig, audit: AuditWriter) -> None:
         self._config = config
+        self._writer = audit
         self._audit = AuditFolder(audit, config.fold_window)
+        self._started = time.time()
+        self._tracker: DockerTracker | None = None
+        self.reload_failures = 0  # policy reloads that rejected a changed file (status, metrics)
         self._lock = threading.RLock()
         self._table = RuleTable()
         self._rulesets: dict[RulesetKey, _Ruleset] = {}
@@ -80,7 +87,7 @@ class Daemon:
         ring = RingBuffer(loaded.maps["events"], lambda raw: self._on_event(decoder.decode(raw)))
         events = threading.Thread(target=self._poll, args=(ring, stop), name="ringbuf", daemon=True)
         events.start()
-        tracker = DockerTracker(self, base_url=self._config.docker_host)
+        tracker = self._tracker = DockerTracker(self, base_url=self._config.docker_host)
         try:
             tracker.run(stop)
         finally:
@@ -174,3 +181,27 @@ class Daemon:
         with self._lock:
             container = self._by_cgroup.get(event.cgroup_id)
         self._audit.add(AuditRecord(event, rule, container))
+
+    # ----- operator view (enforcer status, metrics) ---------------------------------------
+    def kernel_stats(self) -> dict[str, int]:
+        """Kernel-wide counters (enum abi_stat names); cheap, polled for drop warnings."""
+        return self._maps.stats() if self._maps else {}
+
+    def snapshot(self) -> StatusDocument:
+        with self._lock:
+            tracked = [TrackedContainer(info, tuple(k.split("@", 1)[0] for k in key),
+                                        rs.id if (rs := self._rulesets.get(key)) else None)
+                       for info, key in self._containers.values()]  # fmt: skip
+            policies, enforcements = self._policies, list(self._enforcements)
+        maps = self._loaded.maps if self._loaded else {}
+        return build(StatusInputs(
+            started_at=self._started, policies_dir=self._config.policies_dir,
+            pin_root=self._config.pin_root, policies=policies, table=self._table,
+            containers=tracked,
+            counters=self._maps.counters if self._maps else (lambda _cgroup: {}),
+            kernel_stats=self.kernel_stats(), enforcements=enforcements, maps=maps,
+            audit_records=self._writer.records, audit_events=self._writer.events,
+            audit_write_errors=self._writer.write_errors, audit_log=self._writer.name,
+            docker_connected=bool(self._tracker and self._tracker.connected.is_set()),
+            reload_failures=self.reload_failures,
+        ))  # fmt: skip
