@@ -9,7 +9,10 @@ from pathlib import Path
 
 import click
 
+from enforcer.audit.sink import RotatingFile
+from enforcer.errors import EnforcerError
 from enforcer.logconfig import configure_logging
+from enforcer.status.server import DEFAULT_SOCKET
 
 
 def _default_policies() -> Path:
@@ -20,27 +23,64 @@ def _default_policies() -> Path:
     return checkout if checkout.is_dir() else installed
 
 
+def install_signal_handlers(stop: threading.Event, sink: RotatingFile | None) -> None:
+    """SIGINT/SIGTERM stop; SIGHUP reopens the audit log file (a no-op on stdout)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: sink.request_reopen() if sink else None)
+
+
 @click.command(name="run")
 @click.option("--policies", "policies", type=click.Path(path_type=Path), default=None,
               help="Policy directory (default: /etc/enforcer/policies, else the checkout's policies/).")
-@click.option("--audit-log", type=click.Path(path_type=Path), default=None,
-              help="Append audit records (JSON lines) to FILE; default stdout.")
+@click.option("--audit-log", type=click.Path(path_type=Path, allow_dash=True), default=None,
+              help="Append audit records (JSON lines) to FILE; default (or -) stdout.")
+@click.option("--audit-max-bytes", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Rotate the audit log before it grows past this size; 0 = never (logrotate + SIGHUP).")
+@click.option("--audit-backups", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Rotated audit logs to keep (FILE.1 ... FILE.N).")
 @click.option("--pin-root", type=click.Path(path_type=Path), default=None,
               help="bpffs directory for pinned maps and links (default /sys/fs/bpf/enforcer).")
 @click.option("--docker-host", default=None, help="Docker API URL (default: DOCKER_HOST or the local socket).")
-def command(policies: Path | None, audit_log: Path | None, pin_root: Path | None,
-            docker_host: str | None) -> None:  # fmt: skip
-    """Run the enforcer in the foreground: audit records to FILE or stdout, logs to stderr."""
+@click.option("--status-socket", default=str(DEFAULT_SOCKET), show_default=True,
+              help="Unix socket `enforcer status` talks to (root only); '' disables it.")
+@click.option("--metrics-addr", metavar="[HOST:]PORT", default=None,
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; HOST defaults to 127.0.0.1).")
+def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int, audit_backups: int,
+            pin_root: Path | None, docker_host: str | None, status_socket: str,
+            metrics_addr: str | None) -> None:  # fmt: skip
+    """Run the enforcer in the foreground: audit records to FILE or stdout, logs to stderr.
+
+    SIGHUP reopens the audit log (for logrotate); SIGINT/SIGTERM stop the daemon while the
+    pinned programs keep enforcing (`enforcer unload` removes them).
+    """
     from enforcer.audit.records import AuditWriter
     from enforcer.daemon import Daemon, DaemonConfig
     from enforcer.kernel.loader import DEFAULT_PIN_ROOT
+    from enforcer.status.metrics import parse_addr
+    from enforcer.status.services import OperatorServices
 
     configure_logging()
-    out = audit_log.open("a", encoding="utf-8") if audit_log else sys.stdout
+    sink = None
+    if audit_log is not None and str(audit_log) != "-":
+        try:
+            sink = RotatingFile(audit_log, max_bytes=audit_max_bytes, backups=audit_backups)
+        except OSError as exc:
+            raise EnforcerError(f"cannot open the audit log {audit_log}: {exc.strerror}",
+                                hint="check the directory exists and is writable by root") from exc  # fmt: skip
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    install_signal_handlers(stop, sink)
     config = DaemonConfig(policies or _default_policies(), pin_root=pin_root or DEFAULT_PIN_ROOT,
                           docker_host=docker_host)  # fmt: skip
-    daemon = Daemon(config, AuditWriter(out))
-    daemon.run(stop)
+    daemon = Daemon(config, AuditWriter(sink or sys.stdout))
+    services = OperatorServices(
+        daemon.snapshot, daemon.kernel_stats,
+        status_socket=Path(status_socket) if status_socket else None,
+        metrics_addr=parse_addr(metrics_addr) if metrics_addr else None,
+    )  # fmt: skip
+    try:
+        with services:
+            daemon.run(stop)
+    finally:
+        if sink:
+            sink.close()
