@@ -21,6 +21,8 @@ _COMMANDS: dict[str, str] = {
     "status": "status",
     "audit": "audit",
     "unload": "unload",
+    "schema": "schema",
+    "install-service": "install_service",
 }
 
 
