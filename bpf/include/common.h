@@ -75,6 +75,17 @@ struct abi_anchor {
 	enum abi_event_type q;
 	enum abi_stat r;
 	enum file_event_flags s;
+	struct dev_key t;
+	struct dev_rule u;
+	struct net4_key v;
+	struct net6_key w;
+	struct net_entry x;
+	struct net_rules y;
+	struct sock_key z;
+	struct sock_rule aa;
+	enum abi_dev_access ab;
+	enum abi_dev_match ac;
+	enum abi_net_direction ad;
 };
 struct abi_anchor *abi_anchor_unused __attribute__((unused));
 
@@ -88,6 +99,35 @@ static __always_inline void stat_add(__u32 idx)
 static __always_inline struct container *lookup_container(__u64 cgid)
 {
 	return bpf_map_lookup_elem(&containers, &cgid);
+}
+
+/*
+ * The container the current task belongs to, for the cgroup programs. A process may sit in
+ * a child cgroup the container made for itself (systemd, cgroup namespaces): the programs
+ * attached to the container's cgroup run for it too, so its ancestors are searched, from
+ * the root down. Containers are not nested (dockerd puts them side by side), so the first
+ * one found is the container. *cgid receives the container's cgroup id.
+ */
+static __always_inline struct container *current_container(__u64 *cgid)
+{
+	__u64 id = bpf_get_current_cgroup_id(), anc;
+	struct container *ct = bpf_map_lookup_elem(&containers, &id);
+
+	if (ct) {
+		*cgid = id;
+		return ct;
+	}
+	for (int level = 1; level < ABI_MAX_CGROUP_LEVEL; level++) {
+		anc = bpf_get_current_ancestor_cgroup_id(level);
+		if (!anc || anc == id)
+			break;
+		ct = bpf_map_lookup_elem(&containers, &anc);
+		if (ct) {
+			*cgid = anc;
+			return ct;
+		}
+	}
+	return NULL;
 }
 
 /* Exact count per (container, rule). Hash inserts can race between CPUs: retry once. */

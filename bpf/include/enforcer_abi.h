@@ -24,6 +24,11 @@ enum abi_limits {
 	ABI_MAX_COUNTERS = 262144,
 	ABI_MAX_DEV_RULES = 65536,
 	ABI_MAX_NET_RULES = 65536,
+	ABI_MAX_SOCK_RULES = 4096,
+	/* Entries (port range x protocol) one network prefix can hold, its covering prefixes' included. */
+	ABI_NET_SLOTS = 32,
+	/* Cgroup levels searched for the container of a process in a child cgroup of it. */
+	ABI_MAX_CGROUP_LEVEL = 32,
 	ABI_RINGBUF_BYTES = 16 << 20,
 };
 
@@ -47,6 +52,38 @@ enum abi_access {
 	ACCF_MKNOD = 8,
 };
 
+/* Access classes of a device rule: one slot each in struct dev_rule. */
+enum abi_dev_access {
+	DACC_READ = 0,
+	DACC_WRITE = 1,
+	DACC_MKNOD = 2,
+	DACC_SLOTS = 3,
+};
+
+/*
+ * Device rule wildcards. A device is looked up at up to 8 levels, most specific first:
+ * level bit 0 = any type, bit 1 = any minor, bit 2 = any major (so an exact major beats an
+ * exact minor beats an exact type). container.dev_levels says which levels hold rules.
+ */
+enum abi_dev_match {
+	DEV_TYPE_ANY = 0,       /* dev_key.type; else 1 block, 2 char (BPF_DEVCG_DEV_*) */
+	DEV_TYPE_BLOCK = 1,
+	DEV_TYPE_CHAR = 2,
+	DEV_NUM_ANY = 0xffffffff,
+	DEV_LEVEL_TYPE_ANY = 1,
+	DEV_LEVEL_MINOR_ANY = 2,
+	DEV_LEVEL_MAJOR_ANY = 4,
+	DEV_LEVELS = 8,
+};
+
+enum abi_net_direction {
+	NET_EGRESS = 1,         /* connect4/6, sendmsg4/6 */
+	NET_INGRESS = 2,        /* bind4/6 */
+	NET_PROTO_ANY = 0,      /* net_entry.protocol */
+	/* bits of net_key prefixlen before the address: ruleset + direction */
+	NET_KEY_HEADER_BITS = 64,
+};
+
 /* Which rule namespace a path_key lives in. */
 enum abi_path_kind {
 	PK_FILE_EXACT = 1,
@@ -60,8 +97,9 @@ enum abi_container_flags {
 	CT_FILE_RULES = 1,
 	CT_EXEC_RULES = 2,
 	CT_DEV_RULES = 4,
-	CT_NET_RULES = 8,
+	CT_NET_EGRESS = 8,      /* network rules for connect/sendmsg */
 	CT_SOCK_RULES = 16,
+	CT_NET_INGRESS = 32,    /* network rules for bind */
 };
 
 /* Reserved rule ids (real rules are numbered from 1 by the compiler). */
@@ -98,6 +136,8 @@ struct container {
 	__u32 flags;            /* enum abi_container_flags */
 	__u64 file_dir_depths;  /* bit d: a PK_FILE_DIR rule exists at depth d (bit 63: >= 63) */
 	__u64 exec_dir_depths;  /* same for PK_EXEC_DIR */
+	__u32 dev_levels;       /* bit l: dev_rules has entries at wildcard level l (enum abi_dev_match) */
+	__u32 pad;
 };
 
 /* path_rules: one entry per (ruleset, kind, path prefix) that any rule names. */
@@ -113,6 +153,69 @@ struct path_rule {
 	__u32 rule_id[ACC_SLOTS];  /* exec rules use slot ACC_READ only */
 	__u8 action[ACC_SLOTS];    /* enum abi_action per access class */
 	__u8 pad[6];
+};
+
+/* dev_rules: key = what a device rule names, wildcards as in enum abi_dev_match. */
+struct dev_key {
+	__u32 ruleset;
+	__u32 type;
+	__u32 major;
+	__u32 minor;
+};
+
+struct dev_rule {
+	__u32 rule_id[DACC_SLOTS];
+	__u8 action[DACC_SLOTS];   /* enum abi_action per device access class */
+	__u8 pad;
+};
+
+/*
+ * net4_rules / net6_rules: LPM tries. prefixlen = NET_KEY_HEADER_BITS + the CIDR's length,
+ * so ruleset and direction always match exactly and the address by prefix. addr is in
+ * network byte order. IPv4-mapped IPv6 destinations are looked up in net4_rules.
+ */
+struct net4_key {
+	__u32 prefixlen;
+	__u32 ruleset;
+	__u32 direction;        /* enum abi_net_direction */
+	__u8 addr[4];
+};
+
+struct net6_key {
+	__u32 prefixlen;
+	__u32 ruleset;
+	__u32 direction;
+	__u8 addr[16];
+};
+
+/* One (port range, protocol) of a rule naming this prefix or a shorter one covering it. */
+struct net_entry {
+	__u16 port_lo;          /* host byte order, inclusive */
+	__u16 port_hi;
+	__u8 protocol;          /* IPPROTO_TCP / IPPROTO_UDP / NET_PROTO_ANY */
+	__u8 action;
+	__u16 pad;
+	__u32 rule_id;
+};
+
+/* Entries sorted most specific first (the compiler's job): the first that matches decides. */
+struct net_rules {
+	__u32 count;
+	__u32 pad;
+	struct net_entry e[ABI_NET_SLOTS];
+};
+
+/* sock_rules: key (ruleset, family, type); type 0 = any type of the family. */
+struct sock_key {
+	__u32 ruleset;
+	__u16 family;
+	__u16 type;
+};
+
+struct sock_rule {
+	__u32 rule_id;
+	__u8 action;
+	__u8 pad[3];
 };
 
 /* counters: exact per (container, rule) counts of denials and audits. */
@@ -157,7 +260,7 @@ enum file_event_flags {
 
 struct device_event {
 	struct event_hdr hdr;
-	__u32 dev_type;         /* ACCF-like: 1 block, 2 char (BPF_DEVCG_DEV_*) */
+	__u32 dev_type;         /* DEV_TYPE_BLOCK / DEV_TYPE_CHAR */
 	__u32 access;           /* ACCF_READ | ACCF_WRITE | ACCF_MKNOD */
 	__u32 major;
 	__u32 minor;
@@ -165,8 +268,8 @@ struct device_event {
 
 struct net_event {
 	struct event_hdr hdr;
-	__u32 family;           /* AF_INET / AF_INET6 */
-	__u32 protocol;         /* IPPROTO_TCP / IPPROTO_UDP */
+	__u32 family;           /* AF_INET / AF_INET6, as the process called (v4-mapped stays AF_INET6) */
+	__u32 protocol;         /* IPPROTO_TCP / IPPROTO_UDP / ... */
 	__u32 addr[4];          /* network byte order; IPv4 in addr[0] */
 	__u16 port;             /* host byte order */
 	__u16 pad;

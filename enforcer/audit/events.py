@@ -7,11 +7,13 @@ register in EventDecoder.decoders (type number -> function of (header, raw bytes
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from enforcer.kernel.abi import Abi
+from enforcer.policy.model import ADDRESS_FAMILIES, SOCKET_TYPES
 
 ACTIONS = {2: "audit", 3: "deny"}
 
@@ -51,7 +53,45 @@ class FileEvent(Event):
         }
 
 
+@dataclass(frozen=True)
+class DeviceEvent(Event):
+    type: str  # "char" | "block"
+    major: int
+    minor: int
+    access: frozenset[str]  # read, write, mknod
+
+    def target(self) -> dict[str, Any]:
+        return {"type": self.type, "major": self.major, "minor": self.minor,
+                "access": "+".join(a for a in ("read", "write", "mknod") if a in self.access)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NetEvent(Event):
+    family: str  # "inet" | "inet6": as the process called (an IPv4-mapped address stays inet6)
+    protocol: str  # "tcp" | "udp" | the IP protocol number
+    address: str
+    port: int
+
+    def target(self) -> dict[str, Any]:
+        return {"family": self.family, "protocol": self.protocol, "address": self.address,
+                "port": self.port}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SockEvent(Event):
+    family: str  # address family name (inet, inet6, packet, ...)
+    type: str  # stream | dgram | raw | seqpacket | the number
+    protocol: int
+
+    def target(self) -> dict[str, Any]:
+        return {"family": self.family, "type": self.type}
+
+
 Decode = Callable[[dict[str, Any], bytes], Event]
+_FAMILY_NAMES = {n: name for name, n in reversed(ADDRESS_FAMILIES.items())}
+_TYPE_NAMES = {n: name for name, n in SOCKET_TYPES.items()}
+_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+_AF_INET, _AF_INET6 = ADDRESS_FAMILIES["inet"], ADDRESS_FAMILIES["inet6"]
 
 
 class EventDecoder:
@@ -66,7 +106,14 @@ class EventDecoder:
         self.decoders: dict[int, Decode] = {
             c["EV_FILE"]: lambda h, raw: self._file_event("file_open", h, raw),
             c["EV_EXEC"]: lambda h, raw: self._file_event("exec", h, raw),
+            c["EV_DEVICE"]: self._device_event,
+            c["EV_CONNECT"]: lambda h, raw: self._net_event("connect", h, raw),
+            c["EV_SENDMSG"]: lambda h, raw: self._net_event("sendmsg", h, raw),
+            c["EV_BIND"]: lambda h, raw: self._net_event("bind", h, raw),
+            c["EV_SOCK_CREATE"]: self._sock_event,
         }
+        self._dev_types = {c["DEV_TYPE_CHAR"]: "char", c["DEV_TYPE_BLOCK"]: "block"}
+        self._dev_acc = ((c["ACCF_READ"], "read"), (c["ACCF_WRITE"], "write"), (c["ACCF_MKNOD"], "mknod"))
 
     @staticmethod
     def header_fields(hook: str, hdr: dict[str, Any]) -> dict[str, Any]:
@@ -98,3 +145,38 @@ class EventDecoder:
             access=frozenset(name for bit, name in self._acc if body["access"] & bit),
             truncated=bool(body["flags"] & self._truncated),
         )
+
+    def _body(self, layout: str, raw: bytes) -> dict[str, Any]:
+        lay = self._abi.layout(layout)
+        return lay.decode(raw[: lay.size].ljust(lay.size, b"\0"))
+
+    def _device_event(self, hdr: dict[str, Any], raw: bytes) -> DeviceEvent:
+        body = self._body("device_event", raw)
+        return DeviceEvent(
+            **self.header_fields("device", hdr),
+            type=self._dev_types.get(body["dev_type"], str(body["dev_type"])),
+            major=body["major"], minor=body["minor"],
+            access=frozenset(name for bit, name in self._dev_acc if body["access"] & bit),
+        )  # fmt: skip
+
+    def _net_event(self, hook: str, hdr: dict[str, Any], raw: bytes) -> NetEvent:
+        body = self._body("net_event", raw)
+        words = b"".join(body[f"addr[{i}]"].to_bytes(4, "little") for i in range(4))  # as in memory
+        ip = ipaddress.ip_address(words if body["family"] == _AF_INET6 else words[:4])
+        mapped = getattr(ip, "ipv4_mapped", None)
+        address = f"::ffff:{mapped}" if mapped else str(ip)  # as people write it
+        return NetEvent(
+            **self.header_fields(hook, hdr),
+            family=_FAMILY_NAMES.get(body["family"], str(body["family"])),
+            protocol=_PROTO_NAMES.get(body["protocol"], str(body["protocol"])),
+            address=address, port=body["port"],
+        )  # fmt: skip
+
+    def _sock_event(self, hdr: dict[str, Any], raw: bytes) -> SockEvent:
+        body = self._body("sock_event", raw)
+        return SockEvent(
+            **self.header_fields("sock_create", hdr),
+            family=_FAMILY_NAMES.get(body["family"], str(body["family"])),
+            type=_TYPE_NAMES.get(body["sock_type"], str(body["sock_type"])),
+            protocol=body["protocol"],
+        )  # fmt: skip

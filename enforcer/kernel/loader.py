@@ -3,6 +3,7 @@
 Layout under the pin root (default /sys/fs/bpf/enforcer):
   maps/<name>    every map, pinned by name (shared by all objects, kept across restarts)
   links/<prog>   every attachment; a pinned link keeps the program attached with no daemon
+  links/cgroup/<cgroup id>/<prog>   the cgroup programs attached to one container's cgroup
 A link already pinned from an earlier run is not detached: its program is swapped in place
 (bpf_link_update), so an upgrade or restart leaves no moment unprotected.
 """
@@ -28,6 +29,15 @@ DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/enforcer")
 LSM_OBJECTS: dict[str, tuple[str, ...]] = {
     "lsm_file": ("enforcer_file_open", "enforcer_bprm_check"),
 }
+
+# object -> its cgroup programs (attached per container cgroup by CgroupEnforcement). They
+# load on kernels that refuse BPF-LSM, so device, network and socket rules hold there too.
+CGROUP_OBJECTS: dict[str, tuple[str, ...]] = {
+    "cgroup_dev": ("enforcer_device",),
+    "cgroup_net": ("enforcer_connect4", "enforcer_connect6", "enforcer_sendmsg4",
+                   "enforcer_sendmsg6", "enforcer_bind4", "enforcer_bind6"),
+    "cgroup_sock": ("enforcer_sock_create",),
+}  # fmt: skip
 
 
 def _ensure_bpffs(root: Path) -> None:
@@ -56,6 +66,12 @@ class Loaded:
                 out.setdefault(name, obj.map(name))
         return out
 
+    def program(self, name: str) -> Program:
+        for obj in self.objects:
+            if name in obj.programs:
+                return obj.program(name)
+        raise KeyError(f"no loaded object has program {name!r}")
+
     def close(self) -> None:
         for obj in self.objects:
             obj.close()
@@ -73,10 +89,13 @@ def attach_pinned(link_path: Path, program: Program, attach: Callable[[], Link])
     link.destroy()  # the pin holds the attachment
 
 
-def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT) -> Loaded:
-    """Load the LSM objects and attach their programs, pinned under `pin_root`."""
+def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
+             into: Loaded | None = None) -> Loaded:  # fmt: skip
+    """Load the LSM objects and attach their programs, pinned under `pin_root`; into
+    `into` (whose objects stay loaded if this fails), or a new Loaded."""
     _ensure_bpffs(pin_root)
-    loaded = Loaded(Abi.from_object(built.path("lsm_file")))
+    loaded = into or Loaded(Abi.from_object(built.path("lsm_file")))
+    first_new = len(loaded.objects)
     try:
         for name, programs in LSM_OBJECTS.items():
             obj = BpfObject(str(built.path(name)), pin_root_path=str(pin_root / "maps"))
@@ -87,7 +106,9 @@ def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT) -> Loaded:
                 attach_pinned(pin_root / "links" / prog, program, program.attach_lsm)
                 log.info("attached", program=prog, pin=str(pin_root / "links" / prog))
     except BpfError as err:
-        loaded.close()
+        for obj in loaded.objects[first_new:]:
+            obj.close()
+        del loaded.objects[first_new:]
         raise EnforcerError(
             f"cannot load the file/exec enforcement programs: {err.errno_name}",
             hint="run `enforcer doctor`; this kernel may not allow BPF-LSM programs",
@@ -95,15 +116,48 @@ def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT) -> Loaded:
     return loaded
 
 
+def load_cgroup(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
+                into: Loaded | None = None) -> Loaded:  # fmt: skip
+    """Load the cgroup objects (maps pinned under `pin_root`, programs not attached yet)
+    into `into`, or a new Loaded."""
+    _ensure_bpffs(pin_root)
+    # The ABI is read from the LSM object even here (its BTF, not loading it): it anchors
+    # every type, its own event types included.
+    loaded = into or Loaded(Abi.from_object(built.path("lsm_file")))
+    first_new = len(loaded.objects)
+    try:
+        for name in CGROUP_OBJECTS:
+            obj = BpfObject(str(built.path(name)), pin_root_path=str(pin_root / "maps"))
+            loaded.objects.append(obj)
+            obj.load()
+    except BpfError as err:
+        for obj in loaded.objects[first_new:]:
+            obj.close()
+        del loaded.objects[first_new:]
+        raise EnforcerError(
+            f"cannot load the device/network/socket programs: {err.errno_name}",
+            hint="run `enforcer doctor`; the kernel needs cgroup v2 BPF (CONFIG_CGROUP_BPF)",
+        ) from err
+    return loaded
+
+
+def _unpin_links(directory: Path, removed: list[str]) -> None:
+    for p in sorted(directory.iterdir()):
+        if p.is_dir():  # links/cgroup/<cgroup id>/
+            _unpin_links(p, removed)
+            p.rmdir()
+            continue
+        with Link.open_pinned(p) as link:
+            link.unpin()
+        removed.append(str(p))
+
+
 def unload(pin_root: Path = DEFAULT_PIN_ROOT) -> list[str]:
     """Detach and unpin everything under `pin_root`; returns what was removed."""
     removed: list[str] = []
     links = pin_root / "links"
     if links.is_dir():
-        for p in sorted(links.iterdir()):
-            with Link.open_pinned(p) as link:
-                link.unpin()
-            removed.append(str(p))
+        _unpin_links(links, removed)
     maps = pin_root / "maps"
     if maps.is_dir():
         for p in sorted(maps.iterdir()):

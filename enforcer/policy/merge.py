@@ -1,10 +1,12 @@
-"""Merge the policies selecting one container, and the reference file/exec decisions.
+"""Merge the policies selecting one container, and the reference decisions of every kind.
 
 `merge()` is the compiler's input: a flat list of EffectiveRule in a stable order (policy
 name, then rule kind in RULE_KINDS order, then rule index). In a `mode: audit` policy a deny
 becomes audit (the record still names the rule); audit and allow are unchanged.
 
-`decide_file` / `decide_exec` are the executable form of the SPEC semantics. The BPF side is
+`decide_file` / `decide_exec` (and decide_device / decide_network / decide_socket, whose
+docstrings say what "most specific" means for them) are the executable form of the SPEC
+semantics. The BPF side is
 tested against them, so they favour obviousness over speed:
 1. a rule is a candidate if one of its `paths` equals the path or one of its `dirs` is the
    path or an ancestor of it (a dir covers itself and everything below; /a does not
@@ -21,11 +23,25 @@ None means no rule matched: the default, allow, and nothing to record.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from enforcer.policy.model import RULE_KINDS, Action, AnyRule, ExecRule, FileRule, Policy, RuleKind
+from enforcer.policy.model import (
+    ADDRESS_FAMILIES,
+    RULE_KINDS,
+    SOCKET_TYPES,
+    Action,
+    AnyRule,
+    DeviceRule,
+    ExecRule,
+    FileRule,
+    NetworkRule,
+    Policy,
+    RuleKind,
+    SocketRule,
+)
 from enforcer.policy.paths import depth, is_under, normalize_path
 
 FILE_ACCESS_ORDER = ("read", "write")
@@ -161,3 +177,114 @@ def decide_exec(rules: Iterable[EffectiveRule], path: str) -> Decision | None:
         return _path_match(r.rule, path)
 
     return pick(of_kind(rules, "exec"), match)
+
+
+# --- devices ------------------------------------------------------------------------------
+
+DEVICE_ACCESS_ORDER = ("read", "write", "mknod")
+
+
+def decide_device(
+    rules: Iterable[EffectiveRule], type: str, major: int, minor: int, access: str | Iterable[str]
+) -> Decision | None:
+    """The decision for `access` (read, write, mknod or several) to device `type`
+    ("char" | "block") major:minor. A rule matches when its type is the device's or any, its
+    major and minor are the device's or "*", and it names the access bit. Most specific: an
+    exact major beats "*", then an exact minor beats "*", then an exact type beats any.
+    Several bits are decided per bit and combined like files (the most severe wins)."""
+    if type not in ("char", "block"):
+        raise ValueError(f"device type must be char or block, got {type!r}")
+    bits = access_bits(access, DEVICE_ACCESS_ORDER)
+    device_rules = of_kind(rules, "device")
+
+    def per_bit(bit: str) -> Decision | None:
+        def match(r: EffectiveRule) -> tuple[Specificity, str] | None:
+            rule = r.rule
+            assert isinstance(rule, DeviceRule)
+            if bit not in rule.access or rule.type not in (type, "any"):
+                return None
+            if rule.major not in (major, "*") or rule.minor not in (minor, "*"):
+                return None
+            spec = (rule.major != "*", rule.minor != "*", rule.type != "any")
+            return spec, f"{rule.type} {rule.major}:{rule.minor}"
+
+        return pick(device_rules, match, bit)
+
+    return combine(per_bit(b) for b in bits)
+
+
+# --- network ------------------------------------------------------------------------------
+
+IP_PROTOCOLS = {"tcp": 6, "udp": 17}
+ALL_PORTS = (0, 65535)  # a rule without ports covers every port, 0 (unspecified) included
+
+
+def network_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address a rule is matched against: an IPv4-mapped IPv6 address is its IPv4."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def network_specificity(prefixlen: int, ports: tuple[int, int], protocol: str) -> Specificity:
+    """Longer prefix first; then the narrower port range; then a named protocol beats any."""
+    return (prefixlen, -(ports[1] - ports[0] + 1), protocol != "any")
+
+
+def decide_network(
+    rules: Iterable[EffectiveRule], direction: str, address: str, port: int, protocol: str | int
+) -> Decision | None:
+    """The decision for a connect/sendmsg (direction egress) or bind (ingress) to
+    address:port over `protocol` ("tcp", "udp" or an IP protocol number). A rule matches when
+    its direction is the request's, one of its CIDRs holds the address (IPv4-mapped IPv6 is
+    the IPv4 address), one of its port ranges (or every port) holds the port and its protocol
+    is the request's or any. Most specific wins (network_specificity), then deny > audit >
+    allow, then merge order."""
+    ip = network_address(address)
+    proto = IP_PROTOCOLS.get(protocol, protocol) if isinstance(protocol, str) else protocol
+    if not isinstance(proto, int):
+        raise ValueError(f"protocol must be tcp, udp or a number, got {protocol!r}")
+
+    def match(r: EffectiveRule) -> tuple[Specificity, str] | None:
+        rule = r.rule
+        assert isinstance(rule, NetworkRule)
+        if rule.direction != direction:
+            return None
+        if rule.protocol != "any" and IP_PROTOCOLS[rule.protocol] != proto:
+            return None
+        best: tuple[Specificity, str] | None = None
+        for net in rule.networks:
+            if net.version != ip.version or ip not in net:
+                continue
+            for lo, hi in rule.ports or (ALL_PORTS,):
+                if lo <= port <= hi:
+                    cand = (network_specificity(net.prefixlen, (lo, hi), rule.protocol),
+                            str(net))  # fmt: skip
+                    if best is None or cand[0] > best[0]:
+                        best = cand
+        return best
+
+    return pick(of_kind(rules, "network"), match)
+
+
+# --- sockets ------------------------------------------------------------------------------
+
+
+def decide_socket(rules: Iterable[EffectiveRule], family: str | int, type: str | int) -> Decision | None:
+    """The decision for socket(family, type). A rule matches when it names the family and
+    the type or every type; one naming the type is more specific than one for every type."""
+    fam = ADDRESS_FAMILIES[family] if isinstance(family, str) else family
+    typ = SOCKET_TYPES[type] if isinstance(type, str) else type
+
+    def match(r: EffectiveRule) -> tuple[Specificity, str] | None:
+        rule = r.rule
+        assert isinstance(rule, SocketRule)
+        if fam not in rule.family_numbers:
+            return None
+        types = rule.type_numbers
+        if types is not None and typ not in types:
+            return None
+        return (types is not None,), f"{family}/{type if types is not None else 'any'}"
+
+    return pick(of_kind(rules, "socket"), match)
