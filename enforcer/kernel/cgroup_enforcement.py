@@ -94,6 +94,22 @@ class CgroupEnforcement:
         """Detach and unpin the container's programs (its cgroup may already be gone)."""
         remove_cgroup_links(self._pin_root, info.cgroup.id)
 
+    # ----- taking over after a restart ------------------------------------------------------
+    def rulesets_in_kernel(self) -> set[int]:
+        return set(self._maps.ruleset_keys())
+
+    def prune(self, keep: set[int]) -> None:
+        """Delete rulesets not in `keep`, and the links of cgroups that no longer have a
+        containers entry (containers that went away while no daemon ran)."""
+        self._maps.prune(keep)
+        root = self._pin_root / "links" / "cgroup"
+        if not root.is_dir():
+            return
+        for d in root.iterdir():
+            if d.name.isdigit() and not self._maps.has_container(int(d.name)):
+                log.info("removing links of a container that went away", cgroup_id=int(d.name))
+                remove_cgroup_links(self._pin_root, int(d.name))
+
 
 def remove_cgroup_links(pin_root: Path, cgroup_id: int) -> list[str]:
     links = cgroup_links_dir(pin_root, cgroup_id)

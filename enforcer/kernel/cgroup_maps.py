@@ -15,6 +15,8 @@ from enforcer.pybpf import Map
 
 _DEV_TYPES = {"any": "DEV_TYPE_ANY", "block": "DEV_TYPE_BLOCK", "char": "DEV_TYPE_CHAR"}
 _DIRECTIONS = {"egress": "NET_EGRESS", "ingress": "NET_INGRESS"}
+_KEY_LAYOUTS = {"dev_rules": "dev_key", "net4_rules": "net4_key", "net6_rules": "net6_key",
+                "sock_rules": "sock_key"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -108,3 +110,28 @@ class CgroupMaps:
         if compiled.sockets.has_enforcing():
             flags |= c("CT_SOCK_RULES")
         return {"flags": flags, "dev_levels": compiled.devices.levels if flags & c("CT_DEV_RULES") else 0}
+
+    # ----- taking over after a restart ------------------------------------------------------
+    def ruleset_keys(self) -> dict[int, dict[str, list[bytes]]]:
+        """ruleset id -> map name -> its keys, over every rule map."""
+        out: dict[int, dict[str, list[bytes]]] = {}
+        for map_name, layout_name in _KEY_LAYOUTS.items():
+            layout = self._abi.layout(layout_name)
+            for k in self._maps[map_name].keys():
+                rs = int(layout.decode(k)["ruleset"])
+                out.setdefault(rs, {}).setdefault(map_name, []).append(k)
+        return out
+
+    def prune(self, keep: set[int]) -> int:
+        """Delete the entries of every ruleset not in `keep`; returns how many."""
+        n = 0
+        for rs, per_map in self.ruleset_keys().items():
+            if rs in keep:
+                continue
+            for map_name, keys in per_map.items():
+                self._maps[map_name].delete_batch(keys)
+                n += len(keys)
+        return n
+
+    def has_container(self, cgroup_id: int) -> bool:
+        return self._maps["containers"].lookup(cgroup_id.to_bytes(8, "little")) is not None
