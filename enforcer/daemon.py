@@ -22,9 +22,10 @@ from enforcer.compiler.rules import RuleTable
 from enforcer.containers.model import ContainerInfo
 from enforcer.containers.tracker import DockerTracker
 from enforcer.kernel.build import ensure_built
-from enforcer.kernel.enforcement import Enforcement, FileEnforcement, RulesetPart, merge_container_fields
-from enforcer.kernel.loader import DEFAULT_PIN_ROOT, Loaded, load_lsm
+from enforcer.kernel.enforcement import Enforcement, RulesetPart, merge_container_fields
+from enforcer.kernel.loader import DEFAULT_PIN_ROOT, Loaded
 from enforcer.kernel.policy_maps import PolicyMaps
+from enforcer.kernel.startup import kernel_enforcements, load_kernel
 from enforcer.policy.loader import PolicySet, load_directory, policy_digest
 from enforcer.policy.merge import merge
 from enforcer.policy.selector import policies_for
@@ -53,6 +54,7 @@ class DaemonConfig:
     pin_root: Path = DEFAULT_PIN_ROOT
     docker_host: str | None = None
     fold_window: float = 1.0  # seconds within which identical audit events share a record
+    allow_missing_lsm: bool = False  # without BPF-LSM, run with device/network/socket rules only
 
 
 class Daemon:
@@ -81,7 +83,8 @@ class Daemon:
             log.error("policy file rejected", error=str(err))
         log.info("policies loaded", count=len(self._policies.policies),
                  directory=str(self._config.policies_dir))  # fmt: skip
-        loaded = load_lsm(ensure_built(), self._config.pin_root)
+        loaded = load_kernel(ensure_built(), self._config.pin_root, self._policies.policies,
+                             allow_missing_lsm=self._config.allow_missing_lsm)  # fmt: skip
         self.use_kernel(loaded)
         decoder = EventDecoder(loaded.abi)
         ring = RingBuffer(loaded.maps["events"], lambda raw: self._on_event(decoder.decode(raw)))
@@ -102,7 +105,7 @@ class Daemon:
         """Take the loaded objects' maps; run() does this, tests may call it directly."""
         self._loaded = loaded
         self._maps = PolicyMaps(loaded.abi, loaded.maps)
-        self._enforcements = [FileEnforcement(self._maps, self._table)]
+        self._enforcements = kernel_enforcements(loaded, self._maps, self._table, self._config.pin_root)
         if policies is not None:
             self._policies = policies
 
