@@ -27,13 +27,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/enforcer")
 # object -> its LSM programs (attached globally; they filter by container cgroup themselves)
 LSM_OBJECTS: dict[str, tuple[str, ...]] = {
-    "lsm_file": (
-        "enforcer_file_open", "enforcer_bprm_check", "enforcer_mmap_file",
-        "enforcer_file_mprotect", "enforcer_path_truncate", "enforcer_path_chmod",
-        "enforcer_path_chown", "enforcer_path_unlink", "enforcer_path_rmdir",
-        "enforcer_path_mknod", "enforcer_path_mkdir", "enforcer_path_symlink",
-        "enforcer_path_link", "enforcer_path_rename",
-    ),  # fmt: skip
+    "lsm_file": ("enforcer_file_open", "enforcer_bprm_check"),
 }
 
 # object -> its cgroup programs (attached per container cgroup by CgroupEnforcement). They
@@ -63,6 +57,7 @@ class Loaded:
 
     abi: Abi
     objects: list[BpfObject] = field(default_factory=list)
+    lsm_error: str | None = None  # why the LSM objects are not loaded (run --allow-missing-lsm)
 
     @property
     def maps(self) -> dict[str, Map]:
