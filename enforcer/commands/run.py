@@ -42,12 +42,18 @@ def install_signal_handlers(stop: threading.Event, sink: RotatingFile | None) ->
 @click.option("--pin-root", type=click.Path(path_type=Path), default=None,
               help="bpffs directory for pinned maps and links (default /sys/fs/bpf/enforcer).")
 @click.option("--docker-host", default=None, help="Docker API URL (default: DOCKER_HOST or the local socket).")
+@click.option("--allow-missing-lsm", is_flag=True, default=False,
+              help="Where the kernel refuses BPF-LSM programs, run anyway with device, network and "
+                   "socket rules only: file and exec rules are then NOT enforced (said in the log, "
+                   "`enforcer status` and `enforcer doctor`). Without it the daemon refuses to start "
+                   "when a policy has file or exec rules it cannot enforce.")
 @click.option("--status-socket", default=str(DEFAULT_SOCKET), show_default=True,
               help="Unix socket `enforcer status` talks to (root only); '' disables it.")
 @click.option("--metrics-addr", metavar="[HOST:]PORT", default=None,
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; HOST defaults to 127.0.0.1).")
 def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int, audit_backups: int,
             pin_root: Path | None, docker_host: str | None, status_socket: str,
+            allow_missing_lsm: bool,
             metrics_addr: str | None) -> None:  # fmt: skip
     """Run the enforcer in the foreground: audit records to FILE or stdout, logs to stderr.
 
@@ -71,6 +77,7 @@ def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int,
     stop = threading.Event()
     install_signal_handlers(stop, sink)
     config = DaemonConfig(policies or _default_policies(), pin_root=pin_root or DEFAULT_PIN_ROOT,
+                          allow_missing_lsm=allow_missing_lsm,
                           docker_host=docker_host)  # fmt: skip
     daemon = Daemon(config, AuditWriter(sink or sys.stdout))
     services = OperatorServices(
