@@ -207,4 +207,12 @@ class Daemon:
             audit_write_errors=self._writer.write_errors, audit_log=self._writer.name,
             docker_connected=bool(self._tracker and self._tracker.connected.is_set()),
             reload_failures=self.reload_failures,
+            not_enforced_reasons=self._not_enforced_reasons(),
         ))  # fmt: skip
+
+    def _not_enforced_reasons(self) -> dict[str, str]:
+        why = self._loaded.lsm_error if self._loaded else None
+        if not why:
+            return {}
+        reason = f"the BPF-LSM programs did not load on this kernel: {why} (see `enforcer doctor`)"
+        return {"file": reason, "exec": reason}
