@@ -182,6 +182,11 @@ def _cleanup_pins(obj: object, pin_root: Path) -> None:
 def probe_lsm_load(obj_path: Path, bpffs_ok: bool) -> None:
     """Load (never attach) the LSM object. Pins go under a private temporary root that is
     removed afterwards; without bpffs the maps are not pinned at all. Raises BpfError."""
+    probe_load(obj_path, bpffs_ok, LSM_PROGRAMS)
+
+
+def probe_load(obj_path: Path, bpffs_ok: bool, programs: tuple[str, ...]) -> None:
+    """Load (never attach) one object that must hold `programs`; pins as probe_lsm_load."""
     from enforcer.pybpf import BpfObject
 
     pin_root = Path(BPFFS, f"enforcer-doctor-{os.getpid()}")
@@ -195,7 +200,7 @@ def probe_lsm_load(obj_path: Path, bpffs_ok: bool) -> None:
                 if mp.pin_path is not None:
                     mp.set_pin_path(None)
         obj.load()
-        missing = [p for p in LSM_PROGRAMS if p not in obj.programs]
+        missing = [p for p in programs if p not in obj.programs]
         if missing:
             raise EnforcerError(f"{obj_path} has no program(s) {', '.join(missing)}")
     finally:
@@ -238,6 +243,35 @@ def check_lsm_load(
     except EnforcerError as err:
         return Check(name, FAIL, str(err), "rebuild: `python -m enforcer.kernel.build`")
     return Check(name, OK, f"{' and '.join(LSM_PROGRAMS)} load (probed, not attached)")
+
+
+def probe_cgroup_load(bpffs_ok: bool) -> None:
+    from enforcer.kernel.build import ensure_built
+    from enforcer.kernel.loader import CGROUP_OBJECTS
+
+    built = ensure_built()
+    for name, programs in CGROUP_OBJECTS.items():
+        probe_load(built.path(name), bpffs_ok, programs)
+
+
+def check_cgroup_load(
+    objects_ok: bool, bpffs_ok: bool = True, probe: Callable[[bool], None] = probe_cgroup_load
+) -> Check:
+    """Device, network and socket rules need only cgroup BPF: they hold where BPF-LSM does not."""
+    from enforcer.pybpf import BpfError
+
+    name = "cgroup programs load"
+    if not objects_ok:
+        return Check(name, FAIL, "not probed: the BPF objects are not built", "fix the `BPF objects` check first")
+    try:
+        probe(bpffs_ok)
+    except BpfError as err:
+        return Check(name, FAIL, f"loading the device/network/socket programs failed with {err.errno_name}: "
+                     "those rules cannot be enforced",
+                     "use a kernel with CONFIG_CGROUP_BPF=y and run as root")  # fmt: skip
+    except EnforcerError as err:
+        return Check(name, FAIL, str(err), "rebuild: `python -m enforcer.kernel.build`")
+    return Check(name, OK, "device, network and socket programs load (probed, not attached)")
 
 
 # ----- cgroups -----------------------------------------------------------------------------
@@ -293,6 +327,7 @@ def run_checks(docker_host: str | None = None) -> list[Check]:
     checks.append(check_lsm_list())
     bpffs = check_bpffs()
     checks.append(check_lsm_load(obj_path, bpffs_ok=bpffs.status == OK))
+    checks.append(check_cgroup_load(obj_path is not None, bpffs_ok=bpffs.status == OK))
     checks.append(bpffs)
     checks.append(check_cgroup2())
     checks.append(check_docker(docker_host))
@@ -303,7 +338,18 @@ def file_enforcement_possible(checks: list[Check]) -> bool:
     return all(c.status != FAIL for c in checks if c.name in ENFORCEMENT_CHECKS)
 
 
+def cgroup_enforcement_possible(checks: list[Check]) -> bool:
+    return all(c.status != FAIL for c in checks if c.name in ("BPF objects", "cgroup programs load", "bpffs", "cgroup2"))
+
+
 def summary(checks: list[Check]) -> str:
+    if cgroup_enforcement_possible(checks) and not file_enforcement_possible(checks):
+        return (summary_file(checks) + "\ndevice/network/socket enforcement: possible; "
+                "`enforcer run --allow-missing-lsm` enforces only these (file and exec rules are NOT enforced)")
+    return summary_file(checks)
+
+
+def summary_file(checks: list[Check]) -> str:
     if file_enforcement_possible(checks):
         tail = "" if all(c.status != FAIL for c in checks) else " (but see the failures above)"
         return f"file/exec enforcement: possible on this host{tail}"
@@ -317,7 +363,8 @@ def exit_code(checks: list[Check]) -> int:
 
 
 __all__ = [
-    "Check", "run_checks", "summary", "exit_code", "file_enforcement_possible", "check_kernel",
+    "Check", "run_checks", "summary", "exit_code", "file_enforcement_possible",
+    "cgroup_enforcement_possible", "check_cgroup_load", "check_kernel",
     "check_btf", "check_objects", "check_lsm_list", "check_lsm_load", "check_bpffs",
     "check_cgroup2", "check_docker", "parse_kernel_version", "parse_lsm_list",
 ]  # fmt: skip

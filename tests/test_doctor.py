@@ -141,7 +141,7 @@ def test_doctor_on_this_host(tmp_path: Path) -> None:
     checks = {c["name"]: c for c in doc["checks"]}
     assert [c["name"] for c in doc["checks"]] == [
         "kernel version", "BTF", "BPF objects", "bpf in active LSM list", "LSM program loads",
-        "bpffs", "cgroup2", "Docker"]  # fmt: skip
+        "cgroup programs load", "bpffs", "cgroup2", "Docker"]  # fmt: skip
     assert all(set(c) == {"name", "status", "finding", "fix"} for c in doc["checks"])
     load = checks["LSM program loads"]
     assert load["status"] == FAIL, load
@@ -149,6 +149,9 @@ def test_doctor_on_this_host(tmp_path: Path) -> None:
     assert checks["BPF objects"]["status"] == OK
     assert checks["Docker"]["status"] == FAIL
     assert doc["file_enforcement"] is False
+    # ... but the cgroup programs load here: device, network and socket rules can be enforced
+    assert checks["cgroup programs load"]["status"] == OK
+    assert doc["cgroup_enforcement"] is True
     assert _pins() == before  # the probe's private pin root is gone
 
 
@@ -160,6 +163,8 @@ def test_doctor_text_output(tmp_path: Path) -> None:
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     assert any(ln.startswith("FAIL  LSM program loads: ") for ln in lines)
-    assert all(ln.split()[0] in {"OK", "WARN", "FAIL", "fix:", "file/exec"} for ln in lines)
-    assert lines[-1].startswith("file/exec enforcement: NOT possible")
+    assert all(ln.split()[0] in {"OK", "WARN", "FAIL", "fix:", "file/exec", "device/network/socket"}
+               for ln in lines)  # fmt: skip
+    assert lines[-2].startswith("file/exec enforcement: NOT possible")
+    assert lines[-1].startswith("device/network/socket enforcement: possible; `enforcer run --allow-missing-lsm`")
     assert "Traceback" not in proc.stderr
