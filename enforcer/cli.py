@@ -13,7 +13,8 @@ import click
 
 from enforcer.errors import EnforcerError
 
-# command name -> module under enforcer.commands exposing `command` (a click.Command)
+# command name -> module under enforcer.commands exposing `command` (a click.Command), or
+# "module:attribute" when one module holds a pair of commands
 _COMMANDS: dict[str, str] = {
     "run": "run",
     "check": "check",
@@ -23,6 +24,8 @@ _COMMANDS: dict[str, str] = {
     "unload": "unload",
     "schema": "schema",
     "install-service": "install_service",
+    "install-runtime": "install_runtime",
+    "uninstall-runtime": "install_runtime:uninstall_command",
 }
 
 
@@ -37,16 +40,17 @@ class _LazyGroup(click.Group):
 
     @staticmethod
     def _load(name: str) -> click.Command | None:
-        module = _COMMANDS.get(name)
-        if module is None:
+        spec = _COMMANDS.get(name)
+        if spec is None:
             return None
+        module, _, attr = spec.partition(":")
         try:
             mod = importlib.import_module(f"enforcer.commands.{module}")
         except ModuleNotFoundError as exc:
             if exc.name == f"enforcer.commands.{module}":
                 return None  # not built yet
             raise
-        cmd: click.Command = mod.command
+        cmd: click.Command = getattr(mod, attr or "command")
         return cmd
 
 

@@ -1,0 +1,131 @@
+"""Register (and remove) the runtime shim in dockerd's daemon.json.
+
+install: runtimes.enforcer = {"path": SHIM}, default-runtime = "enforcer"; the real runc,
+the registration socket, the fail-open/closed choice and the default runtime it replaced go
+to runtime.json. uninstall puts daemon.json back as it was (keys we did not set are never
+touched). Writes are atomic (temp file + rename) and keep the file's mode. dockerd picks
+both keys up on SIGHUP (`systemctl reload docker`); no container restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from enforcer.errors import EnforcerError
+from enforcer.runtime.protocol import DEFAULT_CONFIG, DEFAULT_SOCKET, FAIL_CLOSED, FAIL_OPEN, ShimConfig
+
+RUNTIME_NAME = "enforcer"
+DAEMON_JSON = Path("/etc/docker/daemon.json")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text() or "{}")
+    except ValueError as err:
+        raise EnforcerError(f"{path} is not valid JSON ({err})",
+                            hint=f"fix {path} first; nothing was changed") from err  # fmt: skip
+    if not isinstance(doc, dict):
+        raise EnforcerError(f"{path} does not hold a JSON object", hint=f"fix {path} first")
+    return doc
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def default_shim() -> str:
+    found = shutil.which("enforcer-runc")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "enforcer-runc"
+    if beside.exists():
+        return str(beside)
+    raise EnforcerError("the enforcer-runc program is not installed",
+                        hint="install the package (`pip install .`) or pass --shim PATH")  # fmt: skip
+
+
+def default_runc() -> str:
+    for name in ("runc", "/usr/sbin/runc", "/usr/bin/runc"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise EnforcerError("runc not found", hint="install runc (Debian: docker.io depends on it) or pass --runc PATH")
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    daemon_json: Path
+    config: Path
+    changed: bool
+
+
+def install(
+    *,
+    daemon_json: Path = DAEMON_JSON,
+    config_path: Path = DEFAULT_CONFIG,
+    shim: str | None = None,
+    runc: str | None = None,
+    socket: Path = DEFAULT_SOCKET,
+    fail_open: bool = False,
+) -> InstallResult:
+    doc = _read_json(daemon_json)
+    shim = shim or default_shim()
+    runtimes = doc.setdefault("runtimes", {})
+    if not isinstance(runtimes, dict):
+        raise EnforcerError(f"{daemon_json}: \"runtimes\" is not an object", hint=f"fix {daemon_json} first")
+    previous = doc.get("default-runtime")
+    if previous == RUNTIME_NAME:  # already installed: keep what the first install recorded
+        previous = ShimConfig.load(config_path).previous_default_runtime
+    cfg = ShimConfig(runc=runc or default_runc(), socket=str(socket),
+                     on_unavailable=FAIL_OPEN if fail_open else FAIL_CLOSED,
+                     previous_default_runtime=previous)  # fmt: skip
+    before = json.dumps(doc, sort_keys=True)
+    runtimes[RUNTIME_NAME] = {"path": shim, "runtimeArgs": [f"--enforcer-config={config_path}"]}
+    doc["default-runtime"] = RUNTIME_NAME
+    changed = json.dumps(doc, sort_keys=True) != before
+    _write_atomic(config_path, cfg.dump())
+    if changed:
+        _write_atomic(daemon_json, json.dumps(doc, indent=2) + "\n")
+    return InstallResult(daemon_json, config_path, changed)
+
+
+def uninstall(*, daemon_json: Path = DAEMON_JSON, config_path: Path = DEFAULT_CONFIG) -> InstallResult:
+    doc = _read_json(daemon_json)
+    cfg = ShimConfig.load(config_path)
+    before = json.dumps(doc, sort_keys=True)
+    runtimes = doc.get("runtimes")
+    if isinstance(runtimes, dict):
+        runtimes.pop(RUNTIME_NAME, None)
+        if not runtimes:
+            del doc["runtimes"]
+    if doc.get("default-runtime") == RUNTIME_NAME:
+        if cfg.previous_default_runtime:
+            doc["default-runtime"] = cfg.previous_default_runtime
+        else:
+            del doc["default-runtime"]
+    changed = json.dumps(doc, sort_keys=True) != before
+    if changed:
+        _write_atomic(daemon_json, json.dumps(doc, indent=2) + "\n")
+    config_path.unlink(missing_ok=True)
+    return InstallResult(daemon_json, config_path, changed)

@@ -1,0 +1,59 @@
+"""install-runtime edits daemon.json so that every container starts through enforcer-runc,
+and uninstall-runtime puts it back exactly as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from enforcer.errors import EnforcerError
+from enforcer.runtime.install import install, uninstall
+from enforcer.runtime.protocol import ShimConfig
+
+
+def _paths(tmp_path: Path) -> dict[str, Path]:
+    return {"daemon_json": tmp_path / "daemon.json", "config_path": tmp_path / "enforcer" / "runtime.json"}
+
+
+def test_install_sets_the_default_runtime_and_keeps_everything_else(tmp_path: Path) -> None:
+    p = _paths(tmp_path)
+    original = {"log-driver": "journald", "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
+                "default-runtime": "nvidia"}  # fmt: skip
+    p["daemon_json"].write_text(json.dumps(original))
+    p["daemon_json"].chmod(0o600)
+    result = install(**p, shim="/usr/local/bin/enforcer-runc", runc="/usr/sbin/runc")
+    assert result.changed
+    doc = json.loads(p["daemon_json"].read_text())
+    assert doc["default-runtime"] == "enforcer"
+    assert doc["runtimes"]["enforcer"] == {"path": "/usr/local/bin/enforcer-runc",
+                                           "runtimeArgs": [f"--enforcer-config={p['config_path']}"]}  # fmt: skip
+    assert doc["runtimes"]["nvidia"] == original["runtimes"]["nvidia"]
+    assert doc["log-driver"] == "journald"
+    assert p["daemon_json"].stat().st_mode & 0o777 == 0o600
+    cfg = ShimConfig.load(p["config_path"])
+    assert (cfg.runc, cfg.on_unavailable, cfg.previous_default_runtime) == ("/usr/sbin/runc", "fail-closed", "nvidia")
+
+    assert not install(**p, shim="/usr/local/bin/enforcer-runc", runc="/usr/sbin/runc").changed  # idempotent
+    assert ShimConfig.load(p["config_path"]).previous_default_runtime == "nvidia"
+
+    uninstall(**p)
+    assert json.loads(p["daemon_json"].read_text()) == original
+    assert not p["config_path"].exists()
+
+
+def test_install_on_a_host_without_daemon_json_and_uninstall_leave_an_empty_config(tmp_path: Path) -> None:
+    p = _paths(tmp_path)
+    install(**p, shim="/x/enforcer-runc", runc="/usr/sbin/runc", fail_open=True)
+    assert ShimConfig.load(p["config_path"]).on_unavailable == "fail-open"
+    uninstall(**p)
+    assert json.loads(p["daemon_json"].read_text()) == {}
+
+
+def test_a_broken_daemon_json_is_reported_and_left_alone(tmp_path: Path) -> None:
+    p = _paths(tmp_path)
+    p["daemon_json"].write_text("{not json")
+    with pytest.raises(EnforcerError, match="not valid JSON"):
+        install(**p, shim="/x", runc="/y")
+    assert p["daemon_json"].read_text() == "{not json"
