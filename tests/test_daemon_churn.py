@@ -58,7 +58,8 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded]]:
         parsed, errors = parse_text(POLICIES, "test.yaml")
         assert not errors
         policies = PolicySet(tuple(parsed))
-        d = Daemon(DaemonConfig(tmp_path), AuditWriter(io.StringIO()))
+        d = Daemon(DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state"),
+                   AuditWriter(io.StringIO()))
         d.use_kernel(loaded, policies)
         yield d, loaded
     finally:
@@ -109,10 +110,40 @@ def test_a_rename_that_changes_the_selection_moves_the_container_to_the_new_rule
 ) -> None:
     d, loaded = daemon
     d.container_started(_info(1, "db-1"))
-    before = _entries(loaded, "path_rules")
     d.container_renamed(_info(1, "web-1"))  # now also selected by "web": exec rule added
     value = loaded.maps["containers"].lookup((10_001).to_bytes(8, "little"))
     assert value is not None
     fields = loaded.abi.layout("container").decode(value)
     assert fields["flags"] & loaded.abi.const("CT_EXEC_RULES")
-    assert _entries(loaded, "path_rules") == before + 1  # old ruleset gone, new one has nc
+    assert _rulesets_with_rules(loaded) == {fields["ruleset"]}  # the old ruleset is gone
+
+
+def _rulesets_with_rules(loaded: Loaded) -> set[int]:
+    layout = loaded.abi.layout("path_key")
+    return {layout.decode(k)["ruleset"] for k in loaded.maps["path_rules"].keys()}
+
+
+def test_a_restarted_daemon_takes_over_the_pinned_state_without_a_gap(
+    daemon: tuple[Daemon, Loaded], tmp_path: Path
+) -> None:
+    first, loaded = daemon
+    first.container_started(_info(1, "web-1"))
+    first.container_started(_info(2, "db-2"))
+    before = dict(loaded.maps["containers"].items())
+
+    # A second daemon on the same pins and state (the first was kill -9'ed: nothing cleaned).
+    second = Daemon(DaemonConfig(tmp_path, pin_root=first._config.pin_root, state_dir=tmp_path / "state"),
+                    AuditWriter(io.StringIO()))  # fmt: skip
+    second.use_kernel(loaded, first._policies)
+    assert dict(loaded.maps["containers"].items()) == before  # untouched until it knows better
+
+    second.container_started(_info(1, "web-1"))  # reconcile finds web-1 still running...
+    second.containers_reconciled({f"{1:064x}"})  # ...and db-2 gone
+    entries = dict(loaded.maps["containers"].items())
+    assert list(entries) == [(10_001).to_bytes(8, "little")]
+    new_ruleset = loaded.abi.layout("container").decode(entries[(10_001).to_bytes(8, "little")])["ruleset"]
+    old_rulesets = {loaded.abi.layout("container").decode(v)["ruleset"] for v in before.values()}
+    assert new_ruleset not in old_rulesets  # written beside the old ones, then flipped
+    assert _rulesets_with_rules(loaded) == {new_ruleset}
+    # Rule ids mean the same thing to both daemons (counters and events stay attributable).
+    assert second._table.to_json() == first._table.to_json()

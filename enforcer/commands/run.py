@@ -49,12 +49,15 @@ def install_signal_handlers(stop: threading.Event, sink: RotatingFile | None) ->
                    "when a policy has file or exec rules it cannot enforce.")
 @click.option("--status-socket", default=str(DEFAULT_SOCKET), show_default=True,
               help="Unix socket `enforcer status` talks to (root only); '' disables it.")
+@click.option("--runtime-socket", default="/run/enforcer/runtime.sock", show_default=True,
+              help="Where enforcer-runc (install-runtime) registers new containers before their "
+                   "entrypoint runs (root only); '' disables it.")
 @click.option("--metrics-addr", metavar="[HOST:]PORT", default=None,
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; HOST defaults to 127.0.0.1).")
 def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int, audit_backups: int,
             pin_root: Path | None, docker_host: str | None, status_socket: str,
             allow_missing_lsm: bool,
-            metrics_addr: str | None) -> None:  # fmt: skip
+            metrics_addr: str | None, runtime_socket: str) -> None:  # fmt: skip
     """Run the enforcer in the foreground: audit records to FILE or stdout, logs to stderr.
 
     SIGHUP reopens the audit log (for logrotate); SIGINT/SIGTERM stop the daemon while the
@@ -78,7 +81,8 @@ def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int,
     install_signal_handlers(stop, sink)
     config = DaemonConfig(policies or _default_policies(), pin_root=pin_root or DEFAULT_PIN_ROOT,
                           allow_missing_lsm=allow_missing_lsm,
-                          docker_host=docker_host)  # fmt: skip
+                          docker_host=docker_host,
+                          runtime_socket=Path(runtime_socket) if runtime_socket else None)  # fmt: skip
     daemon = Daemon(config, AuditWriter(sink or sys.stdout))
     services = OperatorServices(
         daemon.snapshot, daemon.kernel_stats,

@@ -13,6 +13,8 @@ import click
 def command(pin_root: Path | None) -> None:
     """Detach every program and unpin every map the enforcer left (lifts enforcement)."""
     from enforcer.kernel.loader import DEFAULT_PIN_ROOT, unload
+    from enforcer.kernel.state import RuleTableStore, state_file
 
     removed = unload(pin_root or DEFAULT_PIN_ROOT)
+    RuleTableStore(state_file(pin_root or DEFAULT_PIN_ROOT)).remove()
     click.echo(f"removed {len(removed)} pinned object(s)" if removed else "nothing was loaded")

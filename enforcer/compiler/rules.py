@@ -22,10 +22,25 @@ class RuleTable:
     def id_for(self, ref: RuleRef) -> int:
         rid = self._ids.get(ref)
         if rid is None:
-            rid = len(self._ids) + 1  # 0 is RULE_NONE
+            rid = max(self._refs, default=0) + 1  # 0 is RULE_NONE
             self._ids[ref] = rid
             self._refs[rid] = ref
         return rid
 
     def ref_for(self, rule_id: int) -> RuleRef | None:
         return self._refs.get(rule_id)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def to_json(self) -> list[list[object]]:
+        return [[rid, ref.policy, ref.rule] for rid, ref in sorted(self._refs.items())]
+
+    @classmethod
+    def from_json(cls, rows: list[list[object]]) -> RuleTable:
+        table = cls()
+        for rid, policy, rule in rows:
+            ref = RuleRef(str(policy), str(rule))
+            table._ids[ref] = int(rid)  # type: ignore[call-overload]
+            table._refs[int(rid)] = ref  # type: ignore[call-overload]
+        return table

@@ -189,6 +189,14 @@ class DockerTracker:
                 self._report_stopped(gone, reason="not running at reconcile")
             for info in current.values():
                 self._report_running(info)
+            # Optional listener hook: the running set is now complete (a restarted daemon
+            # drops what it inherited for containers that are gone).
+            hook = getattr(self._listener, "containers_reconciled", None)
+            if hook is not None:
+                try:
+                    hook(set(current))
+                except Exception:
+                    log.exception("container listener failed", method="containers_reconciled")
         return list(current.values())
 
     def _handle_event(self, client: Any, event: Mapping[str, Any]) -> None:

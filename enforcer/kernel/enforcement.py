@@ -41,6 +41,12 @@ class Enforcement(Protocol):
     def detach(self, info: ContainerInfo) -> None:
         """Undo attach(); called after the container's map entry is gone."""
 
+    def rulesets_in_kernel(self) -> set[int]:
+        """Ruleset ids this kind has entries for (a restarted daemon allocates above them)."""
+
+    def prune(self, keep: set[int]) -> None:
+        """Delete every ruleset not in `keep` (left by an earlier daemon run)."""
+
 
 class FileEnforcement:
     """File and exec rules: path_rules entries read by the global LSM programs."""
@@ -65,6 +71,12 @@ class FileEnforcement:
 
     def detach(self, info: ContainerInfo) -> None:
         pass
+
+    def rulesets_in_kernel(self) -> set[int]:
+        return set(self._maps.path_rule_rulesets())
+
+    def prune(self, keep: set[int]) -> None:
+        self._maps.prune_path_rules(keep)
 
 
 def merge_container_fields(parts: Sequence[RulesetPart]) -> dict[str, int]:

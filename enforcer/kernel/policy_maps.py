@@ -17,7 +17,7 @@ from enforcer.pybpf import Map
 
 _KIND_CONST = {
     "file_exact": "PK_FILE_EXACT", "file_dir": "PK_FILE_DIR",
-    "exec_exact": "PK_EXEC_EXACT", "exec_dir": "PK_EXEC_DIR",
+    "exec_exact": "PK_EXEC_EXACT", "exec_dir": "PK_EXEC_DIR", "guard": "PK_GUARD",
 }  # fmt: skip
 
 
@@ -119,3 +119,25 @@ class PolicyMaps:
             per_cpu = stats.lookup_percpu(idx.to_bytes(4, "little")) or []
             out[name] = sum(int.from_bytes(v, "little") for v in per_cpu)
         return out
+
+    # ----- taking over after a restart ----------------------------------------------------
+    def container_entries(self) -> dict[int, int]:
+        """cgroup id -> ruleset id of every container entry in the kernel."""
+        layout = self._abi.layout("container")
+        return {int.from_bytes(k, "little"): int(layout.decode(v)["ruleset"])
+                for k, v in self._maps["containers"].items()}  # fmt: skip
+
+    def path_rule_rulesets(self) -> dict[int, list[bytes]]:
+        """ruleset id -> its path_rules keys."""
+        layout = self._abi.layout("path_key")
+        out: dict[int, list[bytes]] = {}
+        for k in self._maps["path_rules"].keys():
+            out.setdefault(int(layout.decode(k)["ruleset"]), []).append(k)
+        return out
+
+    def prune_path_rules(self, keep: set[int]) -> int:
+        """Delete the path rules of every ruleset not in `keep`; returns how many."""
+        stale = [k for rs, keys in self.path_rule_rulesets().items() if rs not in keep for k in keys]
+        if stale:
+            self._maps["path_rules"].delete_batch(stale)
+        return len(stale)
