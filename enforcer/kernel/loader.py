@@ -28,6 +28,8 @@ DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/enforcer")
 # object -> its LSM programs (attached globally; they filter by container cgroup themselves)
 LSM_OBJECTS: dict[str, tuple[str, ...]] = {
     "lsm_file": ("enforcer_file_open", "enforcer_bprm_check"),
+    # socket rules for the families cgroup/sock_create never sees (packet, netlink, ...)
+    "lsm_sock": ("enforcer_socket_create",),
 }
 
 # object -> its cgroup programs (attached per container cgroup by CgroupEnforcement). They

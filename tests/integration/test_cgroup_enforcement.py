@@ -32,7 +32,7 @@ from enforcer.kernel.loader import load_cgroup, unload
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge
-from enforcer.pybpf import RingBuffer
+from enforcer.pybpf import BpfObject, RingBuffer
 from enforcer.pybpf.constants import AttachType
 from enforcer.pybpf.programs import prog_info_by_id, prog_query
 from tests.integration.dockerd import Container, PrivateDockerd, run_container
@@ -65,6 +65,7 @@ spec:
     - {action: allow, direction: egress, cidrs: [127.0.0.1/32], ports: [7070]}
   socket:
     - {action: deny, families: [inet, inet6], types: [raw]}
+    - {action: deny, families: [packet]}
 ---
 apiVersion: enforcer/v1
 kind: ContainerPolicy
@@ -86,6 +87,7 @@ class CgroupKernel:
     part: RulesetPart
     pin_root: Path
     loaded_maps: dict  # type: ignore[type-arg]
+    lsm_sockets: bool  # the LSM socket_create program runs (VM): packet sockets are judged
     ring: RingBuffer | None = None
     events: list[Event] = field(default_factory=list)
 
@@ -128,16 +130,24 @@ def probe_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module", params=PHASES)
 def kernel(request: pytest.FixtureRequest) -> Iterator[CgroupKernel]:
     pin_root = Path(f"/sys/fs/bpf/enforcer-cgtest-{os.getpid()}")
-    loaded = load_cgroup(ensure_built(), pin_root)
+    built = ensure_built()
+    loaded = load_cgroup(built, pin_root)
+    lsm_link = None
     try:
+        if request.param == "vm":  # BPF-LSM loads there: the socket_create program too
+            obj = BpfObject(str(built.path("lsm_sock")), pin_root_path=str(pin_root / "maps"))
+            loaded.objects.append(obj)
+            obj.load()
+            lsm_link = obj.program("enforcer_socket_create").attach_lsm()
         policies, errors = parse_text(POLICIES, "cgtest.yaml")
         assert not errors, errors
         table = RuleTable()
         programs = {name: loaded.program(name) for name in CGROUP_PROGRAMS}
-        enforcement = CgroupEnforcement(loaded.abi, loaded.maps, programs, table, pin_root)
+        enforcement = CgroupEnforcement(loaded.abi, loaded.maps, programs, table, pin_root,
+                                        lsm_sockets=lsm_link is not None)  # fmt: skip
         part = enforcement.write_ruleset(RULESET, merge(p.policy for p in policies))
         k = CgroupKernel(enforcement, PolicyMaps(loaded.abi, loaded.maps), table, part, pin_root,
-                         loaded.maps)  # fmt: skip
+                         loaded.maps, lsm_sockets=lsm_link is not None)  # fmt: skip
         decoder = EventDecoder(loaded.abi)
         k.ring = RingBuffer(loaded.maps["events"],
                             lambda raw: k.events.append(e) if (e := decoder.decode(raw)) else None)  # fmt: skip
@@ -147,6 +157,8 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[CgroupKernel]:
             k.ring.close()
             enforcement.delete_ruleset(RULESET, part)
     finally:
+        if lsm_link is not None:
+            lsm_link.destroy()
         loaded.close()
         unload(pin_root)
 
@@ -338,6 +350,21 @@ def test_raw_sockets_are_denied_other_inet_sockets_are_not(
         ("sock_create", "deny", {"family": "inet6", "type": "raw"}),
     ]  # fmt: skip
     assert {kernel.rule(e) for e in events} == {RuleRef("cgtest", "socket[0]")}
+
+
+def test_packet_sockets_are_denied_where_the_lsm_program_runs(
+    kernel: CgroupKernel, policed: Container
+) -> None:
+    result = probe(policed, "socket", "packet", "dgram")
+    events = kernel.wait_events(timeout=2 if kernel.lsm_sockets else 0.5)
+    if kernel.lsm_sockets:
+        assert result == "EPERM"
+        assert [(e.hook, e.action, e.target(), kernel.rule(e)) for e in events] == [
+            ("sock_create", "deny", {"family": "packet", "type": "dgram"}, RuleRef("cgtest", "socket[1]"))]  # fmt: skip
+    else:  # cgroup/sock_create never sees AF_PACKET; the daemon logs it as NOT ENFORCED
+        assert result == "ok"
+        assert events == []
+        assert kernel.part.compiled.sockets.families_beyond_cgroup() == ("packet",)
 
 
 # ----- devices ----------------------------------------------------------------------------
