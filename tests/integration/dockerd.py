@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,7 @@ class PrivateDockerd:
         default_factory=lambda: os.environ.get("ENFORCER_TEST_CGROUP_DRIVER") or None
     )
     tmpfs_size: str = "2g"
+    config: dict[str, Any] = field(default_factory=dict)  # daemon.json content
     extra_args: list[str] = field(default_factory=list)
     base_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="enf-dockerd-")))
 
@@ -111,9 +113,10 @@ class PrivateDockerd:
         return cmd + self.extra_args
 
     def _write_config(self) -> Path:
-        # An empty config file so a host /etc/docker/daemon.json (hosts, mirrors...) never leaks in.
+        # Our own config file so a host /etc/docker/daemon.json (hosts, mirrors...) never leaks
+        # in; `config` holds what a test wants there (e.g. runtimes from install-runtime).
         path = self.base_dir / "daemon.json"
-        path.write_text("{}\n")
+        path.write_text(json.dumps(self.config) + "\n")
         return path
 
     def start(self, timeout: float = 120.0) -> float:
