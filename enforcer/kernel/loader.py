@@ -76,9 +76,13 @@ class Loaded:
         raise KeyError(f"no loaded object has program {name!r}")
 
     def close(self) -> None:
-        for obj in self.objects:
+        self.close_from(0)
+
+    def close_from(self, first: int) -> None:
+        """Close the objects from index `first` on (those a failed load added)."""
+        for obj in self.objects[first:]:
             obj.close()
-        self.objects.clear()
+        del self.objects[first:]
 
 
 def attach_pinned(link_path: Path, program: Program, attach: Callable[[], Link]) -> None:
@@ -109,9 +113,7 @@ def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
                 attach_pinned(pin_root / "links" / prog, program, program.attach_lsm)
                 log.info("attached", program=prog, pin=str(pin_root / "links" / prog))
     except BpfError as err:
-        for obj in loaded.objects[first_new:]:
-            obj.close()
-        del loaded.objects[first_new:]
+        loaded.close_from(first_new)
         raise EnforcerError(
             f"cannot load the file/exec enforcement programs: {err.errno_name}",
             hint="run `enforcer doctor`; this kernel may not allow BPF-LSM programs",
@@ -134,9 +136,7 @@ def load_cgroup(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
             loaded.objects.append(obj)
             obj.load()
     except BpfError as err:
-        for obj in loaded.objects[first_new:]:
-            obj.close()
-        del loaded.objects[first_new:]
+        loaded.close_from(first_new)
         raise EnforcerError(
             f"cannot load the device/network/socket programs: {err.errno_name}",
             hint="run `enforcer doctor`; the kernel needs cgroup v2 BPF (CONFIG_CGROUP_BPF)",
