@@ -67,15 +67,22 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.settimeout(5.0)
+        # Read the request before any reply, even a refusal: closing a unix socket with
+        # unread data resets the connection, and the client would lose the reason.
+        try:
+            line = self.rfile.readline(MAX_REQUEST)
+        except OSError:
+            return
         uid = peer_uid(sock)
         if uid not in (0, os.geteuid()):
             log.warning("status request refused", peer_uid=uid)
             self._reply({"error": "permission denied: only root may read the enforcer status"})
             return
         try:
-            line = self.rfile.readline(MAX_REQUEST)
             request = json.loads(line or b"{}")
-        except (OSError, ValueError):
+            if not isinstance(request, dict):
+                raise ValueError("not an object")
+        except ValueError:
             self._reply({"error": "bad request: send one JSON line {\"request\": \"status\"}"})
             return
         if request.get("request", "status") != "status":

@@ -56,7 +56,7 @@ def policy_set() -> PolicySet:
 
 def container(name: str = "web", cgroup_id: int = 4242) -> ContainerInfo:
     return ContainerInfo(id="eeb261d1124382de" + "0" * 48, name=name, image="nginx:1.25", labels={},
-                         pid=1234, cgroup=CgroupRef(Path("/sys/fs/cgroup/x"), cgroup_id))
+                         pid=1234, cgroup=CgroupRef("/sys/fs/cgroup/x", cgroup_id))
 
 
 @dataclass

@@ -113,6 +113,8 @@ def _request_as_nobody(path: Path) -> str:
             except OSError as e:
                 out = f"ERR {e.errno}".encode()
             os.write(w, out)
+        except BaseException as e:  # report, don't hide: the parent asserts on the text
+            os.write(w, f"CHILD {e!r}".encode())
         finally:
             os._exit(0)
     os.close(w)
