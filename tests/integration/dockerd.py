@@ -76,6 +76,10 @@ class PrivateDockerd:
         self.log_path = self.base_dir.with_name(self.base_dir.name + ".log")
         self.host = f"unix://{self.socket_path}"
         self._proc: subprocess.Popen[bytes] | None = None
+        # Our own containerd: dockerd's managed one must answer within a few seconds, which a
+        # loaded 2-CPU machine under TCG does not always manage; we wait as long as needed.
+        self._containerd: subprocess.Popen[bytes] | None = None
+        self.containerd_socket = self.exec_root / "ctd.sock"
         self._log_file: Any = None
         self._tmpfs_mounted = False
         self.start_seconds: list[float] = []
@@ -103,6 +107,7 @@ class PrivateDockerd:
             "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
             # Never listen anywhere but our socket, never reach a registry by accident.
             "--config-file", str(self._write_config()),
+            "--containerd", str(self.containerd_socket),
         ]  # fmt: skip
         if self.live_restore:
             cmd.append("--live-restore")
@@ -139,6 +144,7 @@ class PrivateDockerd:
             self._atexit_registered = True
         t0 = time.monotonic()
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._start_containerd(t0 + timeout)
         self._log_file.write(f"\n=== start {time.ctime()}: {' '.join(self.command())}\n".encode())
         self._log_file.flush()
         self._proc = subprocess.Popen(
@@ -160,6 +166,32 @@ class PrivateDockerd:
             time.sleep(0.1)
         self.stop()
         raise DockerdError(f"dockerd not ready after {timeout}s\n{self.log_tail()}")
+
+    def _start_containerd(self, deadline: float) -> None:
+        if self._containerd is not None and self._containerd.poll() is None:
+            return  # survives dockerd restarts, like a system containerd
+        config = self.base_dir / "containerd.toml"
+        config.write_text(
+            "version = 2\n"
+            f'root = "{self.data_root}/containerd"\n'
+            f'state = "{self.exec_root}/containerd-state"\n'
+            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+            f'[grpc]\n  address = "{self.containerd_socket}"\n'
+        )
+        self._containerd = subprocess.Popen(
+            ["containerd", "--config", str(config)], stdin=subprocess.DEVNULL,
+            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        while time.monotonic() < deadline:
+            if self._containerd.poll() is not None:
+                raise DockerdError(f"containerd exited with {self._containerd.returncode}\n{self.log_tail()}")
+            if self.containerd_socket.exists():
+                ok = subprocess.run(["ctr", "--address", str(self.containerd_socket), "--timeout", "10s",
+                                     "version"], capture_output=True, check=False)  # fmt: skip
+                if ok.returncode == 0:
+                    return
+            time.sleep(0.2)
+        raise DockerdError(f"containerd not ready\n{self.log_tail()}")
 
     def _ping(self) -> bool:
         # The socket accepts connections before the API serves (dockerd first restores or
@@ -211,6 +243,17 @@ class PrivateDockerd:
             self.log_path.unlink(missing_ok=True)
 
     def _kill_own_containerd(self) -> None:
+        proc, self._containerd = self._containerd, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self._kill_managed_containerd()
+
+    def _kill_managed_containerd(self) -> None:
         # dockerd's managed containerd normally exits with it; with live-restore (or a SIGKILL'd
         # dockerd) it may survive. Its pidfile is under our exec-root, so it is ours to stop.
         pidfile = self.exec_root / "containerd" / "containerd.pid"
