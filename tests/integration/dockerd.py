@@ -124,7 +124,7 @@ class PrivateDockerd:
         path.write_text(json.dumps(self.config) + "\n")
         return path
 
-    def start(self, timeout: float = 120.0) -> float:
+    def start(self, timeout: float = 300.0) -> float:
         """Start dockerd and wait until its API answers; returns the seconds it took."""
         if self.running:
             return 0.0
@@ -219,7 +219,7 @@ class PrivateDockerd:
             self._log_file.close()
             self._log_file = None
 
-    def restart(self, *, live_restore: bool | None = None, timeout: float = 120.0) -> float:
+    def restart(self, *, live_restore: bool | None = None, timeout: float = 300.0) -> float:
         """Stop and start again on the same data-root (optionally toggling live-restore)."""
         self.stop()
         if live_restore is not None:
