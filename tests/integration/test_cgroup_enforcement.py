@@ -416,6 +416,24 @@ def test_our_device_program_runs_beside_the_others_on_the_cgroup(
         assert len(names) == 2
 
 
+def test_docker_update_still_works_and_every_device_rule_still_holds(
+    kernel: CgroupKernel, box: tuple[Container, ContainerInfo]
+) -> None:
+    # On cgroup v2, runc detaches every other device program it finds on the container's
+    # cgroup when it (re)applies its own filter, and fails if it cannot (ours is a link). It
+    # applies it at start only: `runc update` skips devices (SkipDevices), so an update
+    # neither fails nor loses a rule.
+    c, _ = box
+    result = c.daemon.cli("update", "--cpu-shares", "512", c.id, check=False)
+    assert result.returncode == 0, result.stderr
+    c.exec("rm", "-f", "/tmp/mem")
+    kernel.drain()
+    assert probe(c, "mknod", "/tmp/mem", "c", "1", "1") == "ok"
+    assert probe(c, "open", "/tmp/mem", "r") == "EPERM"  # Docker's rule
+    assert probe(c, "open", "/dev/zero", "r") == "EPERM"  # ours
+    assert [kernel.rule(e) for e in kernel.wait_events()] == [RuleRef("cgtest", "device[0]")]
+
+
 # ----- lifecycle --------------------------------------------------------------------------
 def test_release_at_container_removal_leaves_no_links_or_map_entries(
     kernel: CgroupKernel, dockerd: PrivateDockerd, testbox_image: str, probe_binary: Path
