@@ -268,7 +268,7 @@ struct device_event {
 
 struct net_event {
 	struct event_hdr hdr;
-	__u32 family;           /* AF_INET / AF_INET6, as the process called (v4-mapped stays AF_INET6) */
+	__u32 family;           /* AF_INET / AF_INET6: the hook's (a v4-mapped UDP send arrives as AF_INET) */
 	__u32 protocol;         /* IPPROTO_TCP / IPPROTO_UDP / ... */
 	__u32 addr[4];          /* network byte order; IPv4 in addr[0] */
 	__u16 port;             /* host byte order */

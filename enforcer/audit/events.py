@@ -67,7 +67,8 @@ class DeviceEvent(Event):
 
 @dataclass(frozen=True)
 class NetEvent(Event):
-    family: str  # "inet" | "inet6": as the process called (an IPv4-mapped address stays inet6)
+    family: str  # "inet" | "inet6": the hook's family (connect/bind to ::ffff:a.b.c.d: inet6;
+    # a UDP send to one is sent, and judged, by the IPv4 code: inet)
     protocol: str  # "tcp" | "udp" | the IP protocol number
     address: str
     port: int
