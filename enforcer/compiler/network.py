@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from enforcer.compiler.paths import ACTION_CODES
 from enforcer.compiler.rules import RuleRef, RuleTable
 from enforcer.errors import EnforcerError
-from enforcer.policy.merge import ALL_PORTS, IP_PROTOCOLS, EffectiveRule, network_specificity
+from enforcer.policy.merge import (
+    ALL_PORTS,
+    IP_PROTOCOLS,
+    EffectiveRule,
+    network_specificity,
+)
 from enforcer.policy.model import NetworkRule
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -60,9 +60,9 @@ def network(c: CompiledNetwork, table: RuleTable, direction: str, address: str, 
     best = None
     for prefix in c.entries:  # the LPM trie: the longest prefix of this direction holding ip
         net = prefix.network
-        if prefix.direction == direction and net.version == ip.version and ip in net:
-            if best is None or net.prefixlen > best.network.prefixlen:
-                best = prefix
+        if (prefix.direction == direction and net.version == ip.version and ip in net
+                and (best is None or net.prefixlen > best.network.prefixlen)):  # fmt: skip
+            best = prefix
     if best is None:
         return None
     proto = IP_PROTOCOLS[protocol]
