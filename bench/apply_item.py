@@ -1,0 +1,88 @@
+"""Item 4: compile + apply of a policy, phase by phase, and the kernel memory it takes.
+Every ruleset the syscall figures use is written this way, so the sizes cost one write.
+
+Phases are the daemon's own steps (parse, merge, compile, write the maps, flip the
+container), timed one by one so a miss says where the time goes. Kernel memory: the
+path_rules map's memlock figure from bpftool, and the change in the kernel's slab and
+per-CPU memory (/proc/meminfo) while the ruleset is in.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from enforcer.compiler.paths import compile_paths
+from enforcer.kernel.enforcement import RulesetPart
+from enforcer.policy.loader import parse_text
+from enforcer.policy.merge import merge
+
+from bench.policies import policy, policy_yaml
+from bench.rig import KernelRig
+
+FAKE_CGROUP = 0xBE4C_0000_0000_0001  # a container entry no process is in: flipped, never hit
+
+
+def _meminfo_kb() -> dict[str, int]:
+    out = {}
+    for line in open("/proc/meminfo"):
+        key, value = line.split(":", 1)
+        if key in ("Slab", "SUnreclaim", "Percpu"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def _memlock(rig: KernelRig) -> int | None:
+    path = rig.pin_root / "maps" / "path_rules"
+    res = subprocess.run(["bpftool", "-j", "map", "show", "pinned", str(path)], capture_output=True, text=True)
+    if res.returncode != 0:
+        return None
+    return int(json.loads(res.stdout).get("bytes_memlock", 0)) or None
+
+
+def apply_timed(rig: KernelRig, rid: int, n: int, depths: tuple[int, ...], parse: bool,
+                say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """Write ruleset `rid` of `n` rules the way the daemon does, phase by phase (it stays
+    in, for the syscall figures to use)."""
+    phases: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        value = fn()
+        phases[name] = round(time.perf_counter() - t0, 4)
+        return value
+
+    if parse:
+        text = policy_yaml(n, depths)
+        loaded, errors = timed("parse_yaml", lambda: parse_text(text, "bench.yaml"))
+        assert not errors, errors[:3]
+        pol = loaded[0].policy
+    else:
+        pol = timed("validate", lambda: policy(n, depths))
+    rules = timed("merge", lambda: merge([pol]))
+    compiled = timed("compile", lambda: compile_paths(rules, rig.table))
+    mem0, lock0 = _meminfo_kb(), _memlock(rig)
+    timed("write_maps", lambda: rig.maps.write_ruleset(rid, compiled))
+    fields = rig.maps.container_fields(compiled)
+    timed("flip_container", lambda: rig.maps.set_container(FAKE_CGROUP, rid, fields))
+    rig.parts[rid] = RulesetPart(compiled, fields)
+    mem1, lock1 = _meminfo_kb(), _memlock(rig)
+    rig.maps.remove_container(FAKE_CGROUP)
+    row = {
+        "rules": n, "entries": len(compiled.entries), "phases_s": phases,
+        "live_s": round(sum(phases.values()), 3), "live_includes_yaml_parse": parse,
+        "kernel_slab_kb": mem1["Slab"] - mem0["Slab"],
+        "kernel_percpu_kb": mem1.get("Percpu", 0) - mem0.get("Percpu", 0),
+        "path_rules_memlock_before": lock0, "path_rules_memlock_after": lock1,
+    }  # fmt: skip
+    say(f"ruleset {rid}: {n} rules live in {row['live_s']}s {phases}, slab +{row['kernel_slab_kb']} kB")
+    return row
+
+
+def delete_timed(rig: KernelRig, rid: int) -> float:
+    t0 = time.perf_counter()
+    rig.maps.delete_ruleset(rid, rig.parts.pop(rid).compiled)
+    return round(time.perf_counter() - t0, 4)

@@ -1,0 +1,64 @@
+"""Synthetic policies of a given size.
+
+A policy of N rules has N-1 filler deny rules that never match a bench target, half exact
+paths and half directories at depths 1..32 (so every depth that a deep path walks has
+directory rules to look up: the worst case, not the easy one), one deny rule on
+/etc/shadow (the "1 rule" policy is that rule alone), and always one allow rule naming the
+`allowed` targets and one exec deny rule (/bin/nc), so both hooks have work to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from enforcer.policy.model import Policy
+
+from bench.rig import MAX_DEPTH, target_path
+
+
+def filler(i: int) -> dict[str, Any]:
+    if i % 2:
+        return {"action": "deny", "paths": [f"/srv/f{i}/secret"]}
+    depth = 1 + (i // 2) % MAX_DEPTH
+    return {"action": "deny", "dirs": [f"/d{i}" + "/d" * (depth - 1)]}
+
+
+def policy_document(n_rules: int, depths: Sequence[int], name: str = "bench") -> dict[str, Any]:
+    file_rules = [{"action": "deny", "paths": ["/etc/shadow"]}]
+    file_rules += [filler(i) for i in range(1, n_rules)]
+    file_rules.append({"action": "allow", "paths": [target_path(d, "allowed") for d in depths]})
+    return {
+        "apiVersion": "enforcer/v1",
+        "kind": "ContainerPolicy",
+        "metadata": {"name": name},
+        "spec": {"file": file_rules, "exec": [{"action": "deny", "paths": ["/bin/nc"]}]},
+    }
+
+
+def policy(n_rules: int, depths: Sequence[int], name: str = "bench") -> Policy:
+    return Policy.model_validate(policy_document(n_rules, depths, name))
+
+
+def storm_policy_yaml(container_glob: str) -> str:
+    return f"""apiVersion: enforcer/v1
+kind: ContainerPolicy
+metadata: {{name: bench-storm}}
+spec:
+  selector: {{containerNames: ["{container_glob}"]}}
+  file:
+    - action: deny
+      paths: [/bench/secret]
+"""
+
+
+def policy_yaml(n_rules: int, depths: Sequence[int], name: str = "bench") -> str:
+    """The same policy as YAML text (flow style: one rule per line), to time the parser."""
+    import json
+
+    doc = policy_document(n_rules, depths, name)
+    lines = ["apiVersion: enforcer/v1", "kind: ContainerPolicy", f"metadata: {{name: {name}}}",
+             "spec:", "  file:"]  # fmt: skip
+    lines += [f"    - {json.dumps(r)}" for r in doc["spec"]["file"]]
+    lines += ["  exec:"] + [f"    - {json.dumps(r)}" for r in doc["spec"]["exec"]]
+    return "\n".join(lines) + "\n"

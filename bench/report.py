@@ -1,0 +1,151 @@
+"""Results out: latest.json, latest.md (the table bench/README.md shows) and the plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kernel": platform.release(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_mb": mem_kb // 1024,
+        "vm_guest": os.environ.get("VM_GUEST") == "1",
+        "python": platform.python_version(),
+        "commit": commit,
+    }
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    where = "QEMU TCG guest (no KVM)" if m["vm_guest"] else "native"
+    lines = [
+        f"Run {m['when']} ({res['mode']}, {res.get('duration_s', '?')} s), commit {m['commit']}: "
+        f"kernel {m['kernel']}, {m['cpus']} x {m['cpu']}, {m['memory_mb']} MB, {where}.",
+        "",
+        "| figure | value | target | met |",
+        "|---|---|---|---|",
+    ]
+    for t in res.get("targets", []):
+        met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**NO**")
+        lines.append(f"| {t['figure']} | {_fmt(t['value'])} | {t['target']} | {met} |")
+    kernel = res.get("kernel")
+    if kernel:
+        lines += ["", "open()+close() in a policed container, ratio on/off (ns per op on):", "",
+                  "| rules | depth | file | ratio | off ns | on ns | round ratios |", "|---|---|---|---|---|---|---|"]
+        for r in kernel["open_close"]:
+            lines.append(f"| {r['rules']} | {r['depth']} | {r['target']} | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
+                         f"{r['on_ns']:.0f} | {r['round_ratio_min']:.3f}-{r['round_ratio_max']:.3f} |")
+        lines += ["", "| operation | ratio | off ns | on ns |", "|---|---|---|---|"]
+        h = kernel["host_open"]
+        lines.append(f"| open+close {h['path']}, host process | {h['ratio']:.3f} | {h['off_ns']:.0f} | {h['on_ns']:.0f} |")
+        for name, r in kernel["container_ops"].items():
+            lines.append(f"| {name} in container ({r['rules']} rules) | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
+                         f"{r['on_ns']:.0f} |")
+        lines += ["", "BPF run time per program run (kernel.bpf_stats_enabled):", "",
+                  "| case | program | runs | ns/run |", "|---|---|---|---|"]
+        for r in kernel["bpf_stats"]:
+            lines.append(f"| {r['case']} | {r['program']} | {r['runs']} | {r['ns_per_run']:.0f} |")
+    if kernel and kernel.get("apply"):
+        lines += ["", "Compile + apply (seconds per phase; kernel memory while loaded):", "",
+                  "| rules | map entries | live s | phases | slab kB | memlock bytes |", "|---|---|---|---|---|---|"]
+        for r in kernel["apply"]:
+            phases = ", ".join(f"{k} {v:.2f}" for k, v in r["phases_s"].items())
+            lines.append(f"| {r['rules']} | {r['entries']} | {r['live_s']:.2f} | {phases} | {r['kernel_slab_kb']} | "
+                         f"{r['path_rules_memlock_after']} |")
+    if res.get("compile"):
+        nat = res.get("native", {}).get("compile", m)
+        lines += ["", f"Policy to map entries in Python, natively ({nat['cpus']} x {nat['cpu']}, "
+                  f"kernel {nat['kernel']}), seconds per phase:", "",
+                  "| rules | map entries | total s | phases |", "|---|---|---|---|"]
+        for r in res["compile"]:
+            phases = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_s"].items())
+            lines.append(f"| {r['rules']} | {r['entries']} | {r['python_s']:.3f} | {phases} |")
+    if res.get("storm"):
+        lines += ["", "Denial storm:", "", "| " + " | ".join(res["storm"]) + " |",
+                  "|" + "---|" * len(res["storm"]), "| " + " | ".join(_fmt(v) for v in res["storm"].values()) + " |"]
+    if res.get("churn"):
+        c = res["churn"]
+        lines += ["", f"Container churn ({c['cycles']} start/stop cycles; daemon RSS kB {c['daemon_rss_kb']}):", "",
+                  "| docker run -> enforced s | docker run returned s | StartedAt -> enforced s |", "|---|---|---|"]
+        for s in c["samples"]:
+            lines.append(f"| {s['run_to_enforced_s']} | {s['docker_run_returned_s']} | {s['started_to_enforced_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(res: dict[str, Any], out: Path) -> list[Path]:
+    kernel = res.get("kernel")
+    if not kernel:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = kernel["open_close"]
+    depths = sorted({r["depth"] for r in rows})
+    counts = sorted({r["rules"] for r in rows})
+    paths = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for depth in depths:
+        for target, style in (("none", "-o"), ("allowed", "--s")):
+            pts = sorted((r["rules"], r["ratio"]) for r in rows if r["depth"] == depth and r["target"] == target)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"depth {depth}, {target}")
+    ax.set_xscale("log")
+    ax.axhline(1.10, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("rules in the container's policy")
+    ax.set_ylabel("open+close time, on / off")
+    ax.set_title(f"Rule count ({res['machine']['kernel']})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "rules.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for n in counts:
+        for target, style in (("none", "-o"), ("allowed", "--s")):
+            pts = sorted((r["depth"], r["ratio"]) for r in rows if r["rules"] == n and r["target"] == target)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{n} rules, {target}")
+    ax.axhline(1.10, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("path depth (components)")
+    ax.set_ylabel("open+close time, on / off")
+    ax.set_title(f"Path depth ({res['machine']['kernel']})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "depth.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_results(res: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    j, md = out / "latest.json", out / "latest.md"
+    j.write_text(json.dumps(res, indent=1) + "\n")
+    md.write_text(markdown(res))
+    return [j, md, *plots(res, out)]

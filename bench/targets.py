@@ -1,0 +1,57 @@
+"""The issue's targets, judged against one run's results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _open(res: dict[str, Any], rules: int, depth: int, target: str) -> dict[str, Any] | None:
+    for row in res.get("kernel", {}).get("open_close", []):
+        if (row["rules"], row["depth"], row["target"]) == (rules, depth, target):
+            return row
+    return None
+
+
+def judge(res: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, target: str, ok: bool | None) -> None:
+        out.append({"figure": name, "value": value, "target": target,
+                    "met": ok})  # fmt: skip
+
+    kernel = res.get("kernel")
+    if kernel:
+        depths = sorted({r["depth"] for r in kernel["open_close"]})
+        counts = sorted({r["rules"] for r in kernel["open_close"]})
+        for depth in depths:
+            for target in ("none", "allowed"):
+                if 1000 in counts:
+                    row = _open(res, 1000, depth, target)
+                    assert row is not None
+                    add(f"open+close, 1,000 rules, {target}, depth {depth}", row["ratio"], "<= 1.10",
+                        row["ratio"] <= 1.10)
+                big, one = _open(res, 100_000, depth, target), _open(res, 1, depth, target)
+                if big and one:
+                    rel = big["on_ns"] / one["on_ns"]
+                    add(f"open+close, 100,000 vs 1 rule, {target}, depth {depth}", round(rel, 4),
+                        "within 5% (<= 1.05)", rel <= 1.05)
+        host = kernel["host_open"]["ratio"]
+        add("open+close by a host process", host, "<= 1.02", host <= 1.02)
+    # Live = the Python half natively (compile item) + the kernel's batch write (VM).
+    kernel_write = {r["rules"]: r["phases_s"]["write_maps"] for r in res.get("kernel", {}).get("apply", [])}
+    for row in res.get("compile", []):
+        if row["rules"] in (10_000, 100_000):
+            what = "YAML parse" if row["includes_yaml_parse"] else "validation"
+            add(f"{row['rules']:,} rules to map entries, natively (incl. {what}) (s)", row["python_s"],
+                "<= 1 s" if row["rules"] == 10_000 else "-",
+                row["python_s"] <= 1.0 if row["rules"] == 10_000 else None)
+            if row["rules"] in kernel_write:
+                add(f"{row['rules']:,} rules: write_maps in the VM (Python keys + kernel batch) (s)",
+                    kernel_write[row["rules"]], "-", None)
+    storm = res.get("storm")
+    if storm:
+        add("storm counted exactly", storm["counted_exactly"], "true", storm["counted_exactly"])
+        add("storm daemon CPU (cores, avg)", storm["daemon_cores_avg"], "<= 1", storm["daemon_cores_avg"] <= 1)
+        add("storm daemon peak RSS (MB)", storm["daemon_peak_rss_mb"], "<= 100",
+            storm["daemon_peak_rss_mb"] <= 100)
+    return out
