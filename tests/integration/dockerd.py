@@ -197,7 +197,7 @@ class PrivateDockerd:
         # The socket accepts connections before the API serves (dockerd first restores or
         # stops old containers), so a ping may hang: retry rather than fail.
         try:
-            result = self.cli("version", "--format", "{{.Server.Version}}", check=False, timeout=5)
+            result = self.cli("version", "--format", "{{.Server.Version}}", check=False, timeout=30)
         except subprocess.TimeoutExpired:
             return False
         return result.returncode == 0
