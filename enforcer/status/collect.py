@@ -29,7 +29,7 @@ from enforcer.status.model import (
 # Which rule kinds an enforcement (by its `name`) enforces, when it does not say (`kinds`).
 KINDS_BY_ENFORCEMENT: dict[str, tuple[str, ...]] = {"file": ("file", "exec")}
 # Maps whose fill level matters to an operator (a full map means new rules/containers fail).
-WATCHED_MAPS = ("containers", "counters", "path_rules", "dev_rules", "net_rules", "sock_rules")
+WATCHED_MAPS = ("containers", "counters", "path_rules", "dev_rules", "net4_rules", "net6_rules", "sock_rules")
 # enum abi_stat name -> AuditStats field
 _STATS = {
     "STAT_EVENTS_LOST": "dropped", "STAT_DENIED": "denied", "STAT_AUDITED": "audited",
