@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from enforcer.compiler.paths import compile_paths
-from enforcer.kernel.enforcement import RulesetPart
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge
 
@@ -63,16 +61,15 @@ def apply_timed(rig: KernelRig, rid: int, n: int, depths: tuple[int, ...], parse
     else:
         pol = timed("validate", lambda: policy(n, depths))
     rules = timed("merge", lambda: merge([pol]))
-    compiled = timed("compile", lambda: compile_paths(rules, rig.table))
     mem0, lock0 = _meminfo_kb(), _memlock(rig)
-    timed("write_maps", lambda: rig.maps.write_ruleset(rid, compiled))
-    fields = rig.maps.container_fields(compiled)
-    timed("flip_container", lambda: rig.maps.set_container(FAKE_CGROUP, rid, fields))
-    rig.parts[rid] = RulesetPart(compiled, fields)
+    # compile + map keys/values + the kernel's batch update, for every kind of enforcement
+    timed("write_maps", lambda: rig.write(rid, rules))
+    timed("flip_container", lambda: rig.police(FAKE_CGROUP, rid))
     mem1, lock1 = _meminfo_kb(), _memlock(rig)
     rig.maps.remove_container(FAKE_CGROUP)
+    entries = len(rig.parts[rid]["file"].compiled.entries) if "file" in rig.parts[rid] else 0
     row = {
-        "rules": n, "entries": len(compiled.entries), "phases_s": phases,
+        "rules": n, "path_entries": entries, "phases_s": phases,
         "live_s": round(sum(phases.values()), 3), "live_includes_yaml_parse": parse,
         "kernel_slab_kb": mem1["Slab"] - mem0["Slab"],
         "kernel_percpu_kb": mem1.get("Percpu", 0) - mem0.get("Percpu", 0),
@@ -84,5 +81,5 @@ def apply_timed(rig: KernelRig, rid: int, n: int, depths: tuple[int, ...], parse
 
 def delete_timed(rig: KernelRig, rid: int) -> float:
     t0 = time.perf_counter()
-    rig.maps.delete_ruleset(rid, rig.parts.pop(rid).compiled)
+    rig.delete(rid)
     return round(time.perf_counter() - t0, 4)

@@ -27,6 +27,7 @@ from enforcer.kernel.loader import unload
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.pybpf import Map
 
+from bench import profile
 from bench.policies import storm_policy_yaml
 from bench.rig import DockerRig, cgroup_id_of
 
@@ -163,7 +164,7 @@ def start_policed(daemon: DaemonProc, docker: DockerRig, name: str) -> tuple[Any
     }
 
 
-def run_storm(daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: float,
+def run_storm(daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: float, profile_s: int,
               say: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
     name = f"bench-storm-{int(time.time())}"
     box, latency = start_policed(daemon, docker, name)
@@ -186,6 +187,8 @@ def run_storm(daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: fl
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    spy_out = daemon.workdir / "storm.pyspy"
+    spy = profile.start(st.pid, profile_s, spy_out) if profile_s else None
     try:
         s = loop.run("open", SECRET, opens)
     finally:
@@ -210,6 +213,8 @@ def run_storm(daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: fl
     drain_wall = time.monotonic() - wall0
     done.set()
     sampler.join()
+    if spy is not None:
+        spy.wait()
     cpu = st.cpu_s() - cpu0
     counters = sum(maps.counters(cg).values())
     stats1 = maps.stats()
@@ -230,6 +235,7 @@ def run_storm(daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: fl
         "audit_records": len(records),
         "audit_count_sum": sum(r.get("count", 1) for r in records),
         "drained": drained,
+        "daemon_profile": profile.summarize(spy_out) if spy is not None else None,
     }
     out["counted_exactly"] = out["kernel_counter"] == opens == out["denied_by_loop"]
     out["audit_accounts_for_all"] = out["audit_count_sum"] == opens - out["ring_drops"]

@@ -20,6 +20,7 @@ class Plan:
     parse_rules_max: int              # ... parsed from YAML up to this size, else validated
     storm_opens: int                  # item 5
     storm_drain_max_s: float          # how long the audit trail may take to catch up
+    storm_profile_s: int              # py-spy on the daemon for this long (0: not)
     churn_cycles: int                 # item 6
 
     def to_json(self) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def full_plan() -> Plan:
         kernel=KernelPlan(rule_counts=(1, 1000, 10_000, 100_000), depths=(2, 8, 32),
                           rounds=4, seconds=0.2, exec_rules=1000, parse_rules_max=0),  # fmt: skip
         compile_rules=(1000, 10_000, 100_000), parse_rules_max=10_000,
-        storm_opens=1_000_000, storm_drain_max_s=120, churn_cycles=3,
+        storm_opens=1_000_000, storm_drain_max_s=120, storm_profile_s=30, churn_cycles=3,
     )
 
 
@@ -40,5 +41,5 @@ def quick_plan() -> Plan:
         kernel=KernelPlan(rule_counts=(1, 1000), depths=(2, 32), rounds=2, seconds=0.1,
                           exec_rules=1000, parse_rules_max=0),  # fmt: skip
         compile_rules=(1000,), parse_rules_max=1000,
-        storm_opens=10_000, storm_drain_max_s=60, churn_cycles=1,
+        storm_opens=10_000, storm_drain_max_s=60, storm_profile_s=5, churn_cycles=1,
     )

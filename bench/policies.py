@@ -4,7 +4,8 @@ A policy of N rules has N-1 filler deny rules that never match a bench target, h
 paths and half directories at depths 1..32 (so every depth that a deep path walks has
 directory rules to look up: the worst case, not the easy one), one deny rule on
 /etc/shadow (the "1 rule" policy is that rule alone), and always one allow rule naming the
-`allowed` targets and one exec deny rule (/bin/nc), so both hooks have work to do.
+`allowed` targets, and one exec, device, network and socket rule each, so every hook
+has work to do.
 """
 
 from __future__ import annotations
@@ -32,7 +33,16 @@ def policy_document(n_rules: int, depths: Sequence[int], name: str = "bench") ->
         "apiVersion": "enforcer/v1",
         "kind": "ContainerPolicy",
         "metadata": {"name": name},
-        "spec": {"file": file_rules, "exec": [{"action": "deny", "paths": ["/bin/nc"]}]},
+        "spec": {
+            "file": file_rules,
+            "exec": [{"action": "deny", "paths": ["/bin/nc"]}],
+            # Rules the measured device open (/dev/null) and connect (127.0.0.1) do not match:
+            # the programs run and allow, which is the cost that matters.
+            "device": [{"action": "deny", "type": "char", "major": 1, "minor": 7}],
+            "network": [{"action": "deny", "direction": "egress", "protocol": "tcp",
+                         "cidrs": ["169.254.169.254/32"]}],  # fmt: skip
+            "socket": [{"action": "deny", "families": ["packet"]}],
+        },
     }
 
 
@@ -60,5 +70,6 @@ def policy_yaml(n_rules: int, depths: Sequence[int], name: str = "bench") -> str
     lines = ["apiVersion: enforcer/v1", "kind: ContainerPolicy", f"metadata: {{name: {name}}}",
              "spec:", "  file:"]  # fmt: skip
     lines += [f"    - {json.dumps(r)}" for r in doc["spec"]["file"]]
-    lines += ["  exec:"] + [f"    - {json.dumps(r)}" for r in doc["spec"]["exec"]]
+    for kind in ("exec", "device", "network", "socket"):
+        lines += [f"  {kind}:"] + [f"    - {json.dumps(r)}" for r in doc["spec"][kind]]
     return "\n".join(lines) + "\n"

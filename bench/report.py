@@ -72,10 +72,10 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {r['case']} | {r['program']} | {r['runs']} | {r['ns_per_run']:.0f} |")
     if kernel and kernel.get("apply"):
         lines += ["", "Compile + apply (seconds per phase; kernel memory while loaded):", "",
-                  "| rules | map entries | live s | phases | slab kB | memlock bytes |", "|---|---|---|---|---|---|"]
+                  "| rules | path_rules entries | live s (VM) | phases | slab kB | memlock bytes |", "|---|---|---|---|---|---|"]
         for r in kernel["apply"]:
             phases = ", ".join(f"{k} {v:.2f}" for k, v in r["phases_s"].items())
-            lines.append(f"| {r['rules']} | {r['entries']} | {r['live_s']:.2f} | {phases} | {r['kernel_slab_kb']} | "
+            lines.append(f"| {r['rules']} | {r['path_entries']} | {r['live_s']:.2f} | {phases} | {r['kernel_slab_kb']} | "
                          f"{r['path_rules_memlock_after']} |")
     if res.get("compile"):
         nat = res.get("native", {}).get("compile", m)

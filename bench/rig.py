@@ -16,11 +16,12 @@ from pathlib import Path
 from enforcer.compiler.rules import RuleTable
 from enforcer.containers.cgroups import cgroup_of_pid
 from enforcer.kernel.build import ensure_built
-from enforcer.kernel.enforcement import FileEnforcement, RulesetPart
-from enforcer.kernel.loader import LSM_OBJECTS, Loaded, attach_pinned, load_lsm, unload
+from enforcer.containers.model import ContainerInfo
+from enforcer.kernel.enforcement import RulesetPart, merge_container_fields
+from enforcer.kernel.loader import CGROUP_OBJECTS, LSM_OBJECTS, Loaded, attach_pinned, unload
 from enforcer.kernel.policy_maps import PolicyMaps
-from enforcer.policy.merge import merge
-from enforcer.policy.model import Policy
+from enforcer.kernel.startup import kernel_enforcements, load_kernel
+from enforcer.policy.merge import EffectiveRule
 from enforcer.pybpf import Link, Program
 from tests.images.testbox import RootfsBuilder, import_image
 from tests.integration.dockerd import DOCKER_CLI, Container, DockerdError, PrivateDockerd, run_container
@@ -94,51 +95,80 @@ def host_loop() -> LoopClient:
 
 
 class KernelRig:
-    """The LSM programs and policy maps under a private pin root.
+    """The daemon's kernel layer (every program and policy map, every Enforcement) under a
+    private pin root.
 
-    `off()` detaches every program (the kernel runs as if no enforcer existed); `on()`
-    attaches them again through the loader's own pinned-link path; maps and rulesets stay.
+    `off()` detaches every program: the global LSM links and each policed container's
+    cgroup links (the kernel runs as if no enforcer existed); `on()` attaches them again
+    through the loader's and the enforcements' own paths. Maps and rulesets stay.
     """
 
     def __init__(self, pin_root: Path) -> None:
         self.pin_root = pin_root
-        self.loaded: Loaded = load_lsm(ensure_built(), pin_root)
+        self.loaded: Loaded = load_kernel(ensure_built(), pin_root, ())
         self.maps = PolicyMaps(self.loaded.abi, self.loaded.maps)
         self.table = RuleTable()
-        self.files = FileEnforcement(self.maps, self.table)
-        self.parts: dict[int, RulesetPart] = {}
+        self.enforcements = kernel_enforcements(self.loaded, self.maps, self.table, pin_root)
+        self.parts: dict[int, dict[str, RulesetPart]] = {}
+        self.containers: dict[int, ContainerInfo] = {}
         self.attached = True
 
+    def lsm_programs(self) -> dict[str, Program]:
+        return {p: self.loaded.program(p) for progs in LSM_OBJECTS.values() for p in progs}
+
     def programs(self) -> dict[str, Program]:
-        out: dict[str, Program] = {}
-        for obj, names in zip(self.loaded.objects, LSM_OBJECTS.values(), strict=True):
-            for name in names:
-                out[name] = obj.program(name)
-        return out
+        names = [p for objs in (LSM_OBJECTS, CGROUP_OBJECTS) for progs in objs.values() for p in progs]
+        return {p: self.loaded.program(p) for p in names}
 
     def off(self) -> None:
         if not self.attached:
             return
-        links = self.pin_root / "links"
-        for p in sorted(links.iterdir()):
-            with Link.open_pinned(p) as link:
-                link.unpin()  # closing the last fd of an unpinned link detaches it
+        for p in sorted((self.pin_root / "links").iterdir()):
+            if p.is_file():  # links/cgroup/<id>/ holds the per-container ones
+                with Link.open_pinned(p) as link:
+                    link.unpin()  # closing the last fd of an unpinned link detaches it
+        for info in self.containers.values():
+            for enf in self.enforcements:
+                enf.detach(info)
         self.attached = False
 
     def on(self) -> None:
         if self.attached:
             return
-        for name, program in self.programs().items():
+        for name, program in self.lsm_programs().items():
             attach_pinned(self.pin_root / "links" / name, program, program.attach_lsm)
+        for info in self.containers.values():
+            for enf in self.enforcements:
+                enf.attach(info)
         self.attached = True
 
-    def write(self, ruleset: int, policies: Sequence[Policy]) -> RulesetPart:
-        part = self.files.write_ruleset(ruleset, merge(policies))
-        self.parts[ruleset] = part
-        return part
+    def write(self, ruleset: int, rules: Sequence[EffectiveRule]) -> None:
+        self.parts[ruleset] = {enf.name: enf.write_ruleset(ruleset, rules) for enf in self.enforcements}
+
+    def delete(self, ruleset: int) -> None:
+        parts = self.parts.pop(ruleset)
+        for enf in self.enforcements:
+            enf.delete_ruleset(ruleset, parts[enf.name])
+
+    def fields(self, ruleset: int) -> dict[str, int]:
+        return merge_container_fields(list(self.parts[ruleset].values()))
+
+    def add_container(self, info: ContainerInfo, ruleset: int) -> None:
+        """Put a container under a ruleset the way the daemon does (attach, then entry)."""
+        if self.attached:
+            for enf in self.enforcements:
+                enf.attach(info)
+        self.containers[info.cgroup.id] = info
+        self.police(info.cgroup.id, ruleset)
+
+    def remove_container(self, cgroup_id: int) -> None:
+        info = self.containers.pop(cgroup_id)
+        self.maps.remove_container(cgroup_id)
+        for enf in self.enforcements:
+            enf.detach(info)
 
     def police(self, cgroup_id: int, ruleset: int) -> None:
-        self.maps.set_container(cgroup_id, ruleset, self.parts[ruleset].container_fields)
+        self.maps.set_container(cgroup_id, ruleset, self.fields(ruleset))
 
     def close(self) -> None:
         self.loaded.close()
@@ -156,3 +186,8 @@ def kernel_rig(name: str) -> Iterator[KernelRig]:
 
 def cgroup_id_of(container: Container) -> int:
     return cgroup_of_pid(container.pid).id
+
+
+def container_info(container: Container) -> ContainerInfo:
+    pid = container.pid
+    return ContainerInfo(container.id, container.name, IMAGE, {}, pid, cgroup_of_pid(pid))
