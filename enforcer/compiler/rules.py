@@ -18,11 +18,15 @@ class RuleTable:
 
     _ids: dict[RuleRef, int] = field(default_factory=dict)
     _refs: dict[int, RuleRef] = field(default_factory=dict)
+    # The next free id (0 is RULE_NONE). A counter, not max(ids) + 1 per new rule: that
+    # made compiling N new rules O(N^2) (100,000 rules took 140 s instead of 1 s).
+    _next: int = 1
 
     def id_for(self, ref: RuleRef) -> int:
         rid = self._ids.get(ref)
         if rid is None:
-            rid = max(self._refs, default=0) + 1  # 0 is RULE_NONE
+            rid = self._next
+            self._next += 1
             self._ids[ref] = rid
             self._refs[rid] = ref
         return rid
@@ -43,4 +47,5 @@ class RuleTable:
             ref = RuleRef(str(policy), str(rule))
             table._ids[ref] = int(rid)  # type: ignore[call-overload]
             table._refs[int(rid)] = ref  # type: ignore[call-overload]
+        table._next = max(table._refs, default=0) + 1
         return table
