@@ -11,16 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.plan import ITEMS, NATIVE_ITEMS, Plan, full_plan, quick_plan
-from bench.report import machine, write_results
+from bench.report import README, machine, markdown, update_readme, write_results
 from bench.suite import run_suite
 from bench.targets import judge
+
+
+DEFAULT_OUT = Path(__file__).with_name("results")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small sizes, few rounds (< 3 min in the VM)")
     ap.add_argument("--only", default=",".join(ITEMS), help=f"comma list of {','.join(ITEMS)}")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--merge", type=Path, action="append", default=[],
                     help="latest.json of a native run (scripts/bench: the compile item) to include")
     ap.add_argument("--part", choices=("all", "native", "vm"), default="all",
@@ -50,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         results["targets"] = judge(results)
     results["duration_s"] = round(time.monotonic() - t0, 1)
     paths = write_results(results, args.out)
+    if not args.quick and args.out == DEFAULT_OUT and set(ITEMS) <= set(items) | set(results.get("native", {})):
+        update_readme(markdown(results))  # a full run of every item: the README's table
+        paths.append(README)
     say("wrote " + ", ".join(str(p) for p in paths))
     print(json.dumps(results.get("targets", []), indent=1))
     return 0

@@ -28,6 +28,8 @@ def machine() -> dict[str, Any]:
         "memory_mb": mem_kb // 1024,
         "vm_guest": os.environ.get("VM_GUEST") == "1",
         "python": platform.python_version(),
+        # The machine is shared: what else ran while these figures were taken.
+        "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
         "commit": commit,
     }
 
@@ -45,7 +47,8 @@ def markdown(res: dict[str, Any]) -> str:
     where = "QEMU TCG guest (no KVM)" if m["vm_guest"] else "native"
     lines = [
         f"Run {m['when']} ({res['mode']}, {res.get('duration_s', '?')} s), commit {m['commit']}: "
-        f"kernel {m['kernel']}, {m['cpus']} x {m['cpu']}, {m['memory_mb']} MB, {where}.",
+        f"kernel {m['kernel']}, {m['cpus']} x {m['cpu']}, {m['memory_mb']} MB, {where}, "
+        f"load average at the end {' '.join(m.get('loadavg_at_end', ['?']))}.",
         "",
         "| figure | value | target | met |",
         "|---|---|---|---|",
@@ -149,3 +152,15 @@ def write_results(res: dict[str, Any], out: Path) -> list[Path]:
     j.write_text(json.dumps(res, indent=1) + "\n")
     md.write_text(markdown(res))
     return [j, md, *plots(res, out)]
+
+
+README = Path(__file__).with_name("README.md")
+_BEGIN, _END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
+
+
+def update_readme(md: str, readme: Path = README) -> None:
+    """Put the latest table between the markers of bench/README.md."""
+    text = readme.read_text()
+    head, _, rest = text.partition(_BEGIN)
+    _, _, tail = rest.partition(_END)
+    readme.write_text(f"{head}{_BEGIN}\n{md}{_END}{tail}")
