@@ -42,7 +42,7 @@ class EnforcerProcess:
     def log_path(self) -> Path:
         return self.workdir / "enforcer.log"
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 300.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         start_at = len(self.log())
         log = self.log_path.open("ab")
