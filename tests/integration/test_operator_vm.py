@@ -61,8 +61,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
         "--status-socket", str(work / "run" / "enforcer.sock"), "--metrics-addr", str(port)))  # fmt: skip
     proc.metrics_port = port  # type: ignore[attr-defined]
     try:
-        proc.start()
-        proc.wait_enforced(shared_testbox.name)
+        proc.start(timeout=300)  # a loaded TCG guest can take minutes to reach Docker
+        proc.wait_enforced(shared_testbox.name, timeout=120)
         yield proc
     finally:
         if proc.proc is not None:
