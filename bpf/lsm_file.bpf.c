@@ -1,14 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * File and exec rules: LSM file_open and bprm_check_security.
+ * File and exec rules: LSM file_open and bprm_check_security, plus the hooks that would
+ * otherwise sidestep them (truncate, unlink, rename, link, chmod/chown, create, and
+ * executable mappings).
  *
- * A process outside every container leaves after one hash lookup (its cgroup id is not in
- * `containers`). For a container whose ruleset has file (or exec) rules, the opened file's
- * path is rebuilt the way the container sees it: a bounded walk from the dentry up to the
- * task's root, crossing mounts, then down again hashing every prefix. Rules are found with
- * one hash lookup per depth that holds rules, deepest first, so the most specific rule wins
- * and the cost does not grow with the number of rules. A path that is too deep or too long
- * to resolve is denied and reported: never allowed by default.
+ * A process outside every container leaves after a few hash lookups (neither its cgroup
+ * nor an ancestor is in `containers`). For a container whose ruleset has file (or exec)
+ * rules, the file's path is rebuilt the way the container sees it: a bounded walk from the
+ * dentry up to the root of the task's mount namespace (the container's root: not the
+ * task's own root, which chroot moves), crossing mounts, then down again hashing every
+ * prefix. Rules are found with one hash lookup per depth that holds rules, deepest first,
+ * so the most specific rule wins and the cost does not grow with the number of rules. A
+ * path that is too deep or too long to resolve is denied and reported: never allowed by
+ * default.
+ *
+ * The path is what the kernel resolved, so symlinks, "..", relative names, directory fds
+ * and /proc/<pid>/root spellings all arrive at the same path. What a path cannot see is a
+ * second name of the same inode: exact rules are also looked up by inode (inode_rules,
+ * written by the daemon per container), and the namespace hooks refuse to give a protected
+ * file a new name (link, rename) or to move a directory above one.
  */
 #include "common.h"
 #include "pathhash.h"
@@ -18,11 +28,13 @@ char LICENSE[] SEC("license") = "GPL";
 #define FMODE_READ 0x1
 #define FMODE_WRITE 0x2
 #define O_TRUNC 01000
+#define PROT_EXEC 0x4
+#define RENAME_EXCHANGE 2
 
 enum walk_status {
 	WALK_RUNNING = 0,
-	WALK_DONE = 1,     /* reached the task's root */
-	WALK_OUTSIDE = 2,  /* not below the task's root (pipe, socket, other mount ns): no rule names it */
+	WALK_DONE = 1,     /* reached the root of the task's mount namespace */
+	WALK_OUTSIDE = 2,  /* not below it (pipe, socket, memfd, other mount ns): no rule names it */
 	WALK_TOO_DEEP = 3,
 	WALK_TOO_LONG = 4,
 };
@@ -35,6 +47,22 @@ struct {
 	__type(value, struct path_rule);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } path_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ABI_MAX_INODE_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct inode_key);
+	__type(value, struct path_rule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} inode_rules SEC(".maps");
+
+/* Puts this object's own ABI types into BTF (Python reads them). Never used at run time. */
+struct file_abi_anchor {
+	struct inode_key a;
+	enum file_op b;
+};
+struct file_abi_anchor *file_abi_anchor_unused __attribute__((unused));
 
 /* Per-CPU working memory, too big for the 512-byte stack. */
 struct scratch {
@@ -226,20 +254,85 @@ static __always_inline int claim_slot(void)
 	return -1;
 }
 
+/* Which rule namespaces a decision consults (a bit each). */
+enum judge_ns {
+	NS_FILE = 1,    /* file rules, per access slot in `need` */
+	NS_EXEC = 2,    /* exec rules (slot ACC_READ) */
+	NS_GUARD = 4,   /* a deny/audit rule names this path or one below it */
+};
+
+struct verdict {
+	__u8 action;
+	__u32 rule_id;
+};
+
+/* deny beats audit; allow and no-match leave the verdict alone */
+static __always_inline void stronger(struct verdict *v, __u8 action, __u32 rule_id)
+{
+	if (action >= ACT_AUDIT && action > v->action) {
+		v->action = action;
+		v->rule_id = rule_id;
+	}
+}
+
+/* Look up the resolved path in one namespace; the strongest per-slot result joins `v`. */
+static __always_inline void match_ns(struct walk_ctx *w, struct container *ct, __u32 need,
+				     __u8 exact_kind, __u8 dir_kind, __u64 dir_depths,
+				     struct verdict *v)
+{
+	struct match_ctx mc = {};
+
+	mc.slot = w->slot;
+	mc.n = w->n;
+	mc.ruleset = ct->ruleset;
+	mc.need = need;
+	mc.dir_depths = dir_depths;
+	mc.exact_kind = exact_kind;
+	mc.dir_kind = dir_kind;
+	bpf_loop(ABI_MAX_DEPTH + 1, match_level, &mc, 0);
+	for (int a = 0; a < ACC_SLOTS; a++)
+		stronger(v, mc.action[a], mc.rule_id[a]);
+}
+
+/* The same inode under any name: exact rules pinned to (dev, ino) for this container. */
+static __always_inline void match_inode(struct inode *inode, __u64 cgid, struct container *ct,
+					__u32 kind, __u32 need, struct verdict *v)
+{
+	struct inode_key k = {};
+	struct path_rule *r;
+
+	if (!inode)
+		return;
+	k.cgroup_id = cgid;
+	k.ino = BPF_CORE_READ(inode, i_ino);
+	k.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	k.ruleset = ct->ruleset;
+	k.kind = kind;
+	r = bpf_map_lookup_elem(&inode_rules, &k);
+	if (!r)
+		return;
+	for (int a = 0; a < ACC_SLOTS; a++)
+		if (need & (1u << a))
+			stronger(v, r->action[a], r->rule_id[a]);
+}
+
 /*
- * Decide one open or exec of `file` for the container `ct`. `need` has a bit per access
- * slot (ACC_READ, ACC_WRITE); `exec` selects the exec rule namespace.
+ * Decide one operation on the name (dentry, vfsmount) for the container `ct`. `need` has a
+ * bit per access slot (ACC_READ, ACC_WRITE); `ns` says which rule namespaces count (enum
+ * judge_ns); `op` and `type` go into the event.
  */
-static __always_inline int decide(struct file *file, __u64 cgid, struct container *ct,
-				  __u32 need, __u32 accf, bool exec)
+static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt, __u64 cgid,
+				  struct container *ct, __u32 need, __u32 accf, __u32 ns,
+				  __u32 op, __u16 type)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct walk_ctx w = {};
-	struct match_ctx mc = {};
+	struct verdict v = {};
 	struct scratch *s;
-	__u32 rule_id = RULE_NONE, zero = 0, flags = 0;
-	__u8 action = ACT_NONE;
+	__u32 zero = 0, flags = 0;
 	struct settings *cfg;
+	struct inode *inode;
+	struct mount *ns_root;
 	int slot, ret = 0;
 
 	slot = claim_slot();
@@ -255,10 +348,16 @@ static __always_inline int decide(struct file *file, __u64 cgid, struct containe
 
 	cfg = bpf_map_lookup_elem(&settings, &zero);
 	w.seed = cfg ? cfg->hash_seed : 0;
-	w.dentry = BPF_CORE_READ(file, f_path.dentry);
-	w.mnt = real_mount(BPF_CORE_READ(file, f_path.mnt));
-	w.root_dentry = BPF_CORE_READ(task, fs, root.dentry);
-	w.root_mnt = real_mount(BPF_CORE_READ(task, fs, root.mnt));
+	w.dentry = dentry;
+	w.mnt = real_mount(vfsmnt);
+	/*
+	 * The container's root is the root of its mount namespace (runc pivots the rootfs onto
+	 * it). Not task->fs->root: a chrooted process, or one that escaped a chroot through a
+	 * directory fd, would otherwise see paths relative to wherever it chrooted.
+	 */
+	ns_root = BPF_CORE_READ(task, nsproxy, mnt_ns, root);
+	w.root_mnt = ns_root;
+	w.root_dentry = BPF_CORE_READ(ns_root, mnt.mnt_root);
 
 	bpf_loop(ABI_MAX_DEPTH + 64, walk_up, &w, 0);
 	if (w.status == WALK_OUTSIDE)
@@ -272,42 +371,40 @@ static __always_inline int decide(struct file *file, __u64 cgid, struct containe
 	bpf_loop(ABI_MAX_DEPTH, walk_down, &w, 0);
 
 	if (w.status == WALK_DONE) {
-		mc.slot = w.slot;
-		mc.n = w.n;
-		mc.ruleset = ct->ruleset;
-		mc.need = need;
-		mc.dir_depths = exec ? ct->exec_dir_depths : ct->file_dir_depths;
-		mc.exact_kind = exec ? PK_EXEC_EXACT : PK_FILE_EXACT;
-		mc.dir_kind = exec ? PK_EXEC_DIR : PK_FILE_DIR;
-		bpf_loop(ABI_MAX_DEPTH + 1, match_level, &mc, 0);
-		for (int a = 0; a < ACC_SLOTS; a++) {
-			if (mc.action[a] == ACT_DENY || (mc.action[a] == ACT_AUDIT && action != ACT_DENY)) {
-				action = mc.action[a];
-				rule_id = mc.rule_id[a];
-			}
+		inode = BPF_CORE_READ(dentry, d_inode);
+		if (ns & NS_FILE) {
+			match_ns(&w, ct, need, PK_FILE_EXACT, PK_FILE_DIR, ct->file_dir_depths, &v);
+			match_inode(inode, cgid, ct, PK_FILE_EXACT, need, &v);
 		}
+		if (ns & NS_EXEC) {
+			match_ns(&w, ct, 1u << ACC_READ, PK_EXEC_EXACT, PK_EXEC_DIR,
+				 ct->exec_dir_depths, &v);
+			match_inode(inode, cgid, ct, PK_EXEC_EXACT, 1u << ACC_READ, &v);
+		}
+		if (ns & NS_GUARD)
+			match_ns(&w, ct, 1u << ACC_READ, PK_GUARD, 0, 0, &v);
 	} else {
 		/* Fail closed: a path we cannot resolve is denied and reported. */
-		action = ACT_DENY;
-		rule_id = RULE_UNRESOLVED;
+		v.action = ACT_DENY;
+		v.rule_id = RULE_UNRESOLVED;
 		flags = FEV_TRUNCATED;
 		stat_add(STAT_UNRESOLVED);
 	}
 
-	if (action == ACT_DENY || action == ACT_AUDIT) {
+	if (v.action == ACT_DENY || v.action == ACT_AUDIT) {
 		__u64 size;
 
-		count_rule(cgid, rule_id, action);
-		fill_hdr(&s->ev.hdr, exec ? EV_EXEC : EV_FILE, cgid, rule_id, action);
+		count_rule(cgid, v.rule_id, v.action);
+		fill_hdr(&s->ev.hdr, type, cgid, v.rule_id, v.action);
 		s->ev.access = accf;
 		s->ev.path_len = w.off;
 		s->ev.flags = flags;
-		s->ev.pad = 0;
+		s->ev.op = op;
 		size = offsetof(struct file_event, path) + w.off;
 		if (size > sizeof(struct file_event))
 			size = sizeof(struct file_event);
 		emit(&s->ev, size);
-		if (action == ACT_DENY)
+		if (v.action == ACT_DENY)
 			ret = -EPERM;
 	}
 out:
@@ -315,17 +412,25 @@ out:
 	return ret;
 }
 
+/* The container of the current task when its ruleset has file or exec rules. */
+static __always_inline struct container *ruled_container(__u64 *cgid, __u32 flags)
+{
+	struct container *ct = current_container(cgid);
+
+	return ct && (ct->flags & flags) ? ct : NULL;
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(enforcer_file_open, struct file *file, int ret)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
 	struct container *ct;
 	__u32 fmode, fflags, need = 0, accf = 0;
+	__u64 cgid;
 
 	if (ret)
 		return ret; /* an earlier LSM already denied */
-	ct = lookup_container(cgid);
-	if (!ct || !(ct->flags & CT_FILE_RULES))
+	ct = ruled_container(&cgid, CT_FILE_RULES);
+	if (!ct)
 		return 0;
 	/*
 	 * Overlayfs opens the real file again under the overlay's path (a "fake path": the
@@ -348,19 +453,200 @@ int BPF_PROG(enforcer_file_open, struct file *file, int ret)
 		need = 1u << ACC_READ;
 		accf = ACCF_READ;
 	}
-	return decide(file, cgid, ct, need, accf, false);
+	return decide(BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt), cgid,
+		      ct, need, accf, NS_FILE, FOP_OPEN, EV_FILE);
 }
 
 SEC("lsm/bprm_check_security")
 int BPF_PROG(enforcer_bprm_check, struct linux_binprm *bprm, int ret)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
 	struct container *ct;
+	struct file *file;
+	__u64 cgid;
 
 	if (ret)
 		return ret;
-	ct = lookup_container(cgid);
-	if (!ct || !(ct->flags & CT_EXEC_RULES))
+	ct = ruled_container(&cgid, CT_EXEC_RULES);
+	if (!ct)
 		return 0;
-	return decide(BPF_CORE_READ(bprm, file), cgid, ct, 1u << ACC_READ, ACCF_EXEC, true);
+	file = BPF_CORE_READ(bprm, file);
+	return decide(BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt), cgid,
+		      ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC, FOP_EXEC, EV_EXEC);
+}
+
+/*
+ * Mapping a file executable runs its code without exec (a dynamic loader given the binary
+ * as an argument, or mprotect after a plain read mapping): judged by the exec rules.
+ */
+static __always_inline int judge_exec_mapping(struct file *file, unsigned long prot)
+{
+	struct container *ct;
+	__u64 cgid;
+
+	if (!file || !(prot & PROT_EXEC))
+		return 0;
+	ct = ruled_container(&cgid, CT_EXEC_RULES);
+	if (!ct)
+		return 0;
+	/*
+	 * A mapping of an overlayfs file holds the real file opened under the overlay's path
+	 * (f_path): walking f_path, and taking the inode from its dentry, judges the name
+	 * the container used.
+	 */
+	return decide(BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt), cgid,
+		      ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC, FOP_MMAP, EV_EXEC);
+}
+
+SEC("lsm/mmap_file")
+int BPF_PROG(enforcer_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_exec_mapping(file, prot);
+}
+
+SEC("lsm/file_mprotect")
+int BPF_PROG(enforcer_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot,
+	     unsigned long prot, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_exec_mapping(BPF_CORE_READ(vma, vm_file), prot);
+}
+
+/*
+ * Namespace and attribute changes. Changing a file (truncate, chmod, chown) and changing a
+ * directory's entries (create, remove, rename into or out of it) are writes: the write
+ * rules judge them. Giving a file another name (link, rename source) is judged as every
+ * kind of access at once: afterwards the file could be reached by a name no rule matches.
+ */
+#define ALL_SLOTS ((1u << ACC_READ) | (1u << ACC_WRITE))
+
+static __always_inline int judge_write(struct dentry *dentry, struct vfsmount *mnt, __u32 op,
+				       bool guard)
+{
+	struct container *ct;
+	__u64 cgid;
+
+	ct = ruled_container(&cgid, CT_FILE_RULES | CT_EXEC_RULES);
+	if (!ct)
+		return 0;
+	return decide(dentry, mnt, cgid, ct, 1u << ACC_WRITE, ACCF_WRITE,
+		      NS_FILE | (guard ? NS_GUARD : 0), op, EV_FILE);
+}
+
+/* The file keeps its inode under a new name: every rule that could name it must agree. */
+static __always_inline int judge_rename_source(struct dentry *dentry, struct vfsmount *mnt,
+					       __u32 op)
+{
+	struct container *ct;
+	__u64 cgid;
+
+	ct = ruled_container(&cgid, CT_FILE_RULES | CT_EXEC_RULES);
+	if (!ct)
+		return 0;
+	return decide(dentry, mnt, cgid, ct, ALL_SLOTS, ACCF_WRITE, NS_FILE | NS_EXEC | NS_GUARD,
+		      op, EV_FILE);
+}
+
+SEC("lsm/path_truncate")
+int BPF_PROG(enforcer_path_truncate, const struct path *path, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_write(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), FOP_TRUNCATE,
+			   false);
+}
+
+SEC("lsm/path_chmod")
+int BPF_PROG(enforcer_path_chmod, const struct path *path, umode_t mode, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_write(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), FOP_CHMOD, false);
+}
+
+SEC("lsm/path_chown")
+int BPF_PROG(enforcer_path_chown, const struct path *path, unsigned long uid, unsigned long gid,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	return judge_write(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), FOP_CHOWN, false);
+}
+
+/* A removed protected name could be created again as another file: guarded like a rename. */
+SEC("lsm/path_unlink")
+int BPF_PROG(enforcer_path_unlink, const struct path *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_write(dentry, BPF_CORE_READ(dir, mnt), FOP_UNLINK, true);
+}
+
+SEC("lsm/path_rmdir")
+int BPF_PROG(enforcer_path_rmdir, const struct path *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_write(dentry, BPF_CORE_READ(dir, mnt), FOP_RMDIR, true);
+}
+
+SEC("lsm/path_mknod")
+int BPF_PROG(enforcer_path_mknod, const struct path *dir, struct dentry *dentry, umode_t mode,
+	     unsigned int dev, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_write(dentry, BPF_CORE_READ(dir, mnt), FOP_MKNOD, false);
+}
+
+SEC("lsm/path_mkdir")
+int BPF_PROG(enforcer_path_mkdir, const struct path *dir, struct dentry *dentry, umode_t mode,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	return judge_write(dentry, BPF_CORE_READ(dir, mnt), FOP_MKDIR, false);
+}
+
+SEC("lsm/path_symlink")
+int BPF_PROG(enforcer_path_symlink, const struct path *dir, struct dentry *dentry,
+	     const char *old_name, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_write(dentry, BPF_CORE_READ(dir, mnt), FOP_SYMLINK, false);
+}
+
+SEC("lsm/path_link")
+int BPF_PROG(enforcer_path_link, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, int ret)
+{
+	struct vfsmount *mnt = BPF_CORE_READ(new_dir, mnt); /* links never cross mounts */
+
+	if (ret)
+		return ret;
+	ret = judge_rename_source(old_dentry, mnt, FOP_LINK);
+	if (ret)
+		return ret;
+	return judge_write(new_dentry, mnt, FOP_LINK, false);
+}
+
+SEC("lsm/path_rename")
+int BPF_PROG(enforcer_path_rename, const struct path *old_dir, struct dentry *old_dentry,
+	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	struct vfsmount *mnt = BPF_CORE_READ(old_dir, mnt); /* renames never cross mounts */
+
+	if (ret)
+		return ret;
+	ret = judge_rename_source(old_dentry, mnt, FOP_RENAME);
+	if (ret)
+		return ret;
+	if (flags & RENAME_EXCHANGE) /* both names move */
+		return judge_rename_source(new_dentry, mnt, FOP_RENAME);
+	/* The target name is written; a file it replaces is removed (guarded). */
+	return judge_write(new_dentry, mnt, FOP_RENAME, BPF_CORE_READ(new_dentry, d_inode) != NULL);
 }

@@ -25,7 +25,9 @@ from enforcer.containers.model import ContainerInfo
 from enforcer.containers.tracker import DockerTracker
 from enforcer.errors import EnforcerError
 from enforcer.kernel.build import ensure_built
-from enforcer.kernel.enforcement import Enforcement, RulesetPart, merge_container_fields
+from enforcer.kernel.enforcement import (
+    Enforcement, PerContainerRules, RulesetPart, merge_container_fields,
+)  # fmt: skip
 from enforcer.kernel.loader import DEFAULT_PIN_ROOT, Loaded
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.kernel.state import STATE_DIR, RuleTableStore, state_file
@@ -254,6 +256,9 @@ class Daemon:
             if previous is None:
                 for enf in self._enforcements:
                     enf.attach(info)
+            for enf in self._enforcements:
+                if isinstance(enf, PerContainerRules):
+                    enf.assign(info, rs.id, rs.parts[enf.name])
             # One update flips the container from its old ruleset (if any) to the new one.
             self._maps.set_container(info.cgroup.id, rs.id, rs.container_fields())
             self._containers[info.id] = (info, key)

@@ -30,6 +30,7 @@ enum abi_limits {
 	/* Cgroup levels searched for the container of a process in a child cgroup of it. */
 	ABI_MAX_CGROUP_LEVEL = 32,
 	ABI_RINGBUF_BYTES = 16 << 20,
+	ABI_MAX_INODE_RULES = 262144,
 };
 
 /* What a matching rule does. NONE: no rule of this access class matched at this level. */
@@ -90,6 +91,9 @@ enum abi_path_kind {
 	PK_FILE_DIR = 2,
 	PK_EXEC_EXACT = 3,
 	PK_EXEC_DIR = 4,
+	/* A deny/audit rule names this path or a path below it: it cannot be renamed,
+	 * removed or hard-linked (slot ACC_READ holds the strongest such rule). */
+	PK_GUARD = 5,
 };
 
 /* container.flags: which hooks have work to do for this container's ruleset. */
@@ -250,12 +254,44 @@ struct file_event {
 	__u32 access;           /* ACCF_* */
 	__u32 path_len;         /* bytes of path[] that are sent (no NUL) */
 	__u32 flags;            /* file_event_flags */
-	__u32 pad;
+	__u32 op;               /* enum file_op: which hook judged it */
 	char path[ABI_MAX_PATH];
 };
 
 enum file_event_flags {
 	FEV_TRUNCATED = 1,      /* path was too long or deep: path[] holds the part resolved */
+};
+
+/* file_event.op: the operation (LSM hook) a file/exec event comes from. */
+enum file_op {
+	FOP_OPEN = 0,       /* file_open */
+	FOP_EXEC = 1,       /* bprm_check_security */
+	FOP_TRUNCATE = 2,   /* path_truncate */
+	FOP_UNLINK = 3,     /* path_unlink */
+	FOP_RMDIR = 4,      /* path_rmdir */
+	FOP_RENAME = 5,     /* path_rename (source or target) */
+	FOP_LINK = 6,       /* path_link (source or new name) */
+	FOP_CHMOD = 7,      /* path_chmod */
+	FOP_CHOWN = 8,      /* path_chown */
+	FOP_MKNOD = 9,      /* path_mknod (also open with O_CREAT of a new file) */
+	FOP_MKDIR = 10,     /* path_mkdir */
+	FOP_SYMLINK = 11,   /* path_symlink */
+	FOP_MMAP = 12,      /* mmap_file / file_mprotect with PROT_EXEC */
+};
+
+/*
+ * inode_rules: exact file/exec rules pinned to the file's identity as well as its path, so
+ * a hard link (shipped in the image) or any other name of the same inode is judged alike.
+ * Written by the daemon per container (the same image file is another inode in another
+ * container's overlay) and per ruleset (a policy change flips with the container entry).
+ */
+struct inode_key {
+	__u64 cgroup_id;
+	__u64 ino;              /* inode->i_ino */
+	__u32 dev;              /* inode->i_sb->s_dev, kernel encoding (major << 20 | minor) */
+	__u32 ruleset;
+	__u32 kind;             /* PK_FILE_EXACT or PK_EXEC_EXACT */
+	__u32 pad;
 };
 
 struct device_event {

@@ -16,6 +16,8 @@ from enforcer.kernel.abi import Abi
 from enforcer.policy.model import ADDRESS_FAMILIES, SOCKET_TYPES
 
 ACTIONS = {2: "audit", 3: "deny"}
+# enum file_op names whose hook is not "path_<name>"
+_OP_HOOKS = {"FOP_OPEN": "file_open", "FOP_EXEC": "exec", "FOP_MMAP": "mmap_file"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,12 @@ class EventDecoder:
         c = abi.consts
         self._acc = ((c["ACCF_READ"], "read"), (c["ACCF_WRITE"], "write"), (c["ACCF_EXEC"], "exec"))
         self._truncated = c["FEV_TRUNCATED"]
+        # file_event.op -> SPEC hook name: the LSM hook that judged it (FOP_OPEN -> file_open,
+        # FOP_UNLINK -> path_unlink, FOP_MMAP -> mmap_file); exec keeps its SPEC name.
+        self._ops = {
+            v: _OP_HOOKS.get(name, "path_" + name[4:].lower())
+            for name, v in abi.btf.enum("file_op").items()
+        }
         self.decoders: dict[int, Decode] = {
             c["EV_FILE"]: lambda h, raw: self._file_event("file_open", h, raw),
             c["EV_EXEC"]: lambda h, raw: self._file_event("exec", h, raw),
@@ -138,6 +146,7 @@ class EventDecoder:
     def _file_event(self, hook: str, hdr: dict[str, Any], raw: bytes) -> FileEvent:
         # The kernel sends only the used part of path[]: pad up to the full layout.
         body = self._file.decode(raw[: self._file.size].ljust(self._file.size, b"\0"))
+        hook = self._ops.get(body["op"], hook)
         n = body["path_len"]
         path = raw[self._path_off : self._path_off + n].decode(errors="surrogateescape") or "/"
         return FileEvent(

@@ -4,6 +4,10 @@ The kernel looks up the opened file's exact path, then every directory above it,
 first, and per access class (read, write) takes the first rule it meets: that is "most
 specific wins". Rules that name the same path with the same kind are a tie, settled here:
 deny beats audit beats allow, then merge order.
+
+"guard" entries mark every path a deny/audit rule names and every directory above it: the
+kernel refuses to rename, remove or hard-link those names, so a protected file cannot be
+given a name no rule matches.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from enforcer.policy.paths import normalize_path
 
 ACTION_CODES = {"allow": 1, "audit": 2, "deny": 3}  # enum abi_action
 READ, WRITE = 0, 1  # enum abi_access slots
-Kind = Literal["file_exact", "file_dir", "exec_exact", "exec_dir"]
+Kind = Literal["file_exact", "file_dir", "exec_exact", "exec_dir", "guard"]
 
 
 @dataclass(frozen=True)
@@ -78,4 +82,18 @@ def compile_paths(rules: Iterable[EffectiveRule], table: RuleTable) -> CompiledP
                 entry = PathEntry(f"{prefix}_{suffix}", normalize_path(p))  # type: ignore[arg-type]
                 for s in slots:
                     out._put(entry, s, slot)
+    _add_guards(out)
     return out
+
+
+def _add_guards(out: CompiledPaths) -> None:
+    enforcing = [
+        (e.path, max((s for s in slots if s), key=lambda s: s.action))
+        for e, slots in list(out.entries.items())
+        if any(s and s.action >= ACTION_CODES["audit"] for s in slots)
+    ]
+    for path, slot in sorted(enforcing):
+        prefix = path
+        while prefix != "/":  # "/" itself cannot be renamed or removed
+            out._put(PathEntry("guard", prefix), READ, slot)
+            prefix = prefix.rsplit("/", 1)[0] or "/"

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
 
 from enforcer.compiler.paths import CompiledPaths, compile_paths
 from enforcer.compiler.rules import RuleTable
 from enforcer.containers.model import ContainerInfo
+from enforcer.kernel.inode_rules import InodeRules, container_root, resolve_container
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.policy.merge import EffectiveRule
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,14 +53,26 @@ class Enforcement(Protocol):
         """Delete every ruleset not in `keep` (left by an earlier daemon run)."""
 
 
+@runtime_checkable
+class PerContainerRules(Protocol):
+    """An enforcement with rules that depend on the container's contents, not only on its
+    ruleset (e.g. inodes of the files a path rule names)."""
+
+    def assign(self, info: ContainerInfo, ruleset: int, part: RulesetPart) -> None:
+        """Called before the container's entry is pointed at `ruleset` (first start and
+        every ruleset change)."""
+
+
 class FileEnforcement:
-    """File and exec rules: path_rules entries read by the global LSM programs."""
+    """File and exec rules: path_rules entries read by the global LSM programs, plus the
+    per-container inode_rules that make a hard link judged like the file it names."""
 
     name = "file"
 
-    def __init__(self, maps: PolicyMaps, table: RuleTable) -> None:
+    def __init__(self, maps: PolicyMaps, table: RuleTable, inodes: InodeRules | None = None) -> None:
         self._maps = maps
         self._table = table
+        self._inodes = inodes
 
     def write_ruleset(self, ruleset: int, rules: Sequence[EffectiveRule]) -> RulesetPart:
         compiled = compile_paths(rules, self._table)
@@ -69,8 +86,17 @@ class FileEnforcement:
     def attach(self, info: ContainerInfo) -> None:
         pass  # the LSM programs are global; the containers map scopes them
 
+    def assign(self, info: ContainerInfo, ruleset: int, part: RulesetPart) -> None:
+        if self._inodes is None or not info.pid:
+            return
+        resolved = resolve_container(container_root(info.pid), part.compiled)
+        for warning in resolved.warnings:
+            log.warning("exec rule cannot stop an alias", container=info.name, detail=warning)
+        self._inodes.write(info.cgroup.id, ruleset, resolved)
+
     def detach(self, info: ContainerInfo) -> None:
-        pass
+        if self._inodes is not None:
+            self._inodes.drop(info.cgroup.id)
 
     def rulesets_in_kernel(self) -> set[int]:
         return set(self._maps.path_rule_rulesets())

@@ -27,7 +27,13 @@ log = structlog.get_logger(__name__)
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/enforcer")
 # object -> its LSM programs (attached globally; they filter by container cgroup themselves)
 LSM_OBJECTS: dict[str, tuple[str, ...]] = {
-    "lsm_file": ("enforcer_file_open", "enforcer_bprm_check"),
+    "lsm_file": (
+        "enforcer_file_open", "enforcer_bprm_check", "enforcer_mmap_file",
+        "enforcer_file_mprotect", "enforcer_path_truncate", "enforcer_path_chmod",
+        "enforcer_path_chown", "enforcer_path_unlink", "enforcer_path_rmdir",
+        "enforcer_path_mknod", "enforcer_path_mkdir", "enforcer_path_symlink",
+        "enforcer_path_link", "enforcer_path_rename",
+    ),  # fmt: skip
     # socket rules for the families cgroup/sock_create never sees (packet, netlink, ...)
     "lsm_sock": ("enforcer_socket_create",),
 }

@@ -51,7 +51,8 @@ class PolicyMaps:
             kind=self._abi.const(_KIND_CONST[entry.kind]),
         )  # fmt: skip
 
-    def _path_value(self, slots: list[Slot | None]) -> bytes:
+    def path_value(self, slots: list[Slot | None]) -> bytes:
+        """A `struct path_rule` (also the value type of inode_rules)."""
         values: dict[str, int | bytes] = {"action": bytes(s.action if s else 0 for s in slots)}
         for i, s in enumerate(slots):
             values[f"rule_id[{i}]"] = s.rule_id if s else 0
@@ -61,7 +62,7 @@ class PolicyMaps:
         if not compiled.entries:
             return
         keys = [self._path_key(ruleset, e) for e in compiled.entries]
-        values = [self._path_value(s) for s in compiled.entries.values()]
+        values = [self.path_value(s) for s in compiled.entries.values()]
         self._maps["path_rules"].update_batch(keys, values)
 
     def delete_ruleset(self, ruleset: int, compiled: CompiledPaths) -> None:

@@ -20,6 +20,7 @@ from enforcer.errors import EnforcerError
 from enforcer.kernel.build import BuiltObjects
 from enforcer.kernel.cgroup_enforcement import CGROUP_PROGRAMS, CgroupEnforcement
 from enforcer.kernel.enforcement import Enforcement, FileEnforcement
+from enforcer.kernel.inode_rules import InodeRules
 from enforcer.kernel.loader import Loaded, load_cgroup, load_lsm
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.policy.model import Policy, RuleKind
@@ -66,7 +67,8 @@ def kernel_enforcements(loaded: Loaded, maps: PolicyMaps, table: RuleTable,
     out: list[Enforcement] = []
     have = loaded.maps
     if "path_rules" in have:
-        out.append(FileEnforcement(maps, table))
+        inodes = InodeRules(loaded.abi, have, maps) if "inode_rules" in have else None
+        out.append(FileEnforcement(maps, table, inodes))
     if "dev_rules" in have:
         programs = {name: loaded.program(name) for name in CGROUP_PROGRAMS}
         lsm_sockets = any("enforcer_socket_create" in obj.programs for obj in loaded.objects)

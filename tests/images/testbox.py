@@ -13,6 +13,8 @@ Layout highlights, for policy tests:
 - /etc/shadow and /etc/gshadow (0640 root:shadow), /root/.ssh/{id_rsa,known_hosts,
   authorized_keys}, /etc/ssh/ssh_host_*_key: all fake.
 - user `user` (uid/gid 1000, home /home/user); root; nobody.
+- /usr/local/bin/enfhelper (static C, tests/images/bypass_helper.c) and the aliases the
+  bypass suite attacks through (tests/images/bypass.py: hard links, symlinks, secrets).
 - No CMD/ENTRYPOINT: tests always pass a command.
 """
 
@@ -48,7 +50,7 @@ FAKE_KEY = (
 
 @dataclass
 class _Entry:
-    kind: bytes  # tarfile.REGTYPE / DIRTYPE / SYMTYPE
+    kind: bytes  # tarfile.REGTYPE / DIRTYPE / SYMTYPE / LNKTYPE
     mode: int
     uid: int = 0
     gid: int = 0
@@ -95,6 +97,17 @@ class RootfsBuilder:
         self._parents(path)
         self.entries[_norm(path)] = _Entry(tarfile.SYMTYPE, 0o777, target=target)
 
+    def add_hardlink(self, path: str, target: str) -> None:
+        """A second name for the regular file `target` (already added; it must sort before
+        `path`, as the tar is written in path order)."""
+        if self.entries.get(_norm(target), _Entry(b"", 0)).kind != tarfile.REGTYPE:
+            raise ValueError(f"hard link target is not a file added before: {target!r}")
+        if _norm(target) > _norm(path):
+            raise ValueError(f"hard link {path!r} sorts before its target {target!r}")
+        self._parents(path)
+        t = self.entries[_norm(target)]  # the header's mode/owner are applied to the shared inode
+        self.entries[_norm(path)] = _Entry(tarfile.LNKTYPE, t.mode, t.uid, t.gid, target=target)
+
     def write_tar(self, out: io.BufferedIOBase | io.BytesIO) -> None:
         mtime = int(time.time())
         with tarfile.open(fileobj=out, mode="w|") as tar:
@@ -106,6 +119,9 @@ class RootfsBuilder:
                 )  # fmt: skip
                 if e.kind == tarfile.SYMTYPE:
                     info.linkname = e.target
+                    tar.addfile(info)
+                elif e.kind == tarfile.LNKTYPE:
+                    info.linkname = e.target.lstrip("/")
                     tar.addfile(info)
                 elif e.kind == tarfile.REGTYPE:
                     info.size = len(e.data)
@@ -203,4 +219,8 @@ def build_testbox_rootfs() -> RootfsBuilder:
     """The testbox rootfs. Add project helpers here (e.g. a static C binary with
     `builder.add_file("/usr/local/bin/helper", Path(...), 0o755)`), or override the
     `testbox_rootfs` fixture in a conftest."""
-    return RootfsBuilder()
+    from tests.images.bypass import add_bypass_fixtures
+
+    builder = RootfsBuilder()
+    add_bypass_fixtures(builder)
+    return builder
