@@ -89,8 +89,14 @@ def markdown(res: dict[str, Any]) -> str:
             phases = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_s"].items())
             lines.append(f"| {r['rules']} | {r['entries']} | {r['python_s']:.3f} | {phases} |")
     if res.get("storm"):
-        lines += ["", "Denial storm:", "", "| " + " | ".join(res["storm"]) + " |",
-                  "|" + "---|" * len(res["storm"]), "| " + " | ".join(_fmt(v) for v in res["storm"].values()) + " |"]
+        storm = {k: v for k, v in res["storm"].items() if not isinstance(v, dict | list | type(None))}
+        lines += ["", "Denial storm (real daemon):", "", "| " + " | ".join(storm) + " |",
+                  "|" + "---|" * len(storm), "| " + " | ".join(_fmt(v) for v in storm.values()) + " |"]
+        prof = res["storm"].get("daemon_profile")
+        if prof:
+            lines += ["", f"Daemon during the storm, py-spy ({prof['samples']} samples), % of samples on top "
+                      "of the stack:", ""]
+            lines += [f"- {pct}% {fn}" for fn, pct in prof["self_pct"]]
     if res.get("churn"):
         c = res["churn"]
         lines += ["", f"Container churn ({c['cycles']} start/stop cycles; daemon RSS kB {c['daemon_rss_kb']}):", "",
