@@ -10,6 +10,7 @@ A link already pinned from an earlier run is not detached: its program is swappe
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,11 +93,28 @@ class Loaded:
 
 
 def attach_pinned(link_path: Path, program: Program, attach: Callable[[], Link]) -> None:
-    """Pin a new attachment, or swap `program` in behind an existing pinned link."""
+    """Pin a new attachment, or replace the one pinned by an earlier run without a gap.
+
+    cgroup links swap their program in place (bpf_link_update). LSM (tracing) links cannot
+    (EINVAL), so the new program is attached first and the old link detached after: for
+    that instant both run, both enforcing the same maps (an operation in it is counted
+    twice, none is let through)."""
     if link_path.exists():
         with Link.open_pinned(link_path) as old:
-            old.update_program(program)
-        return
+            try:
+                old.update_program(program)
+                return
+            except BpfError as err:
+                if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+            fresh = attach()
+            staging = link_path.with_name(link_path.name + "_new")  # bpffs names take no dots
+            staging.unlink(missing_ok=True)
+            fresh.pin(staging)
+            fresh.destroy()
+            old.unpin()
+            os.rename(staging, link_path)  # bpffs renames pins atomically
+        return  # closing `old` released its last reference: the old program is detached
     link = attach()
     link.pin(link_path)
     link.destroy()  # the pin holds the attachment
