@@ -32,7 +32,7 @@ from enforcer.kernel.loader import DEFAULT_PIN_ROOT, Loaded
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.kernel.state import STATE_DIR, RuleTableStore, state_file
 from enforcer.kernel.startup import kernel_enforcements, load_kernel
-from enforcer.policy.loader import PolicySet, load_directory, policy_digest
+from enforcer.policy.loader import ParseCache, PolicySet, load_directory, policy_digest
 from enforcer.policy.merge import merge
 from enforcer.policy.selector import policies_for
 from enforcer.policy.watch import PolicyWatcher
@@ -88,12 +88,13 @@ class Daemon:
         self._loaded: Loaded | None = None
         self._maps: PolicyMaps | None = None
         self._enforcements: list[Enforcement] = []
+        self._parsed: ParseCache = {}  # policy texts already parsed (hot reload reparses edits only)
         self._inherited: dict[int, int] = {}  # cgroup id -> ruleset, left by an earlier run
         self._docker: Any = None  # client for the runtime shim's lookups (lazy)
 
     # ----- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        self._policies = load_directory(self._config.policies_dir)
+        self._policies = load_directory(self._config.policies_dir, cache=self._parsed)
         for err in self._policies.errors:
             log.error("policy file rejected", error=str(err))
         log.info("policies loaded", count=len(self._policies.policies),
@@ -195,7 +196,7 @@ class Daemon:
         with self._lock:
             old = self._policies
             try:
-                new = load_directory(self._config.policies_dir, previous=old)
+                new = load_directory(self._config.policies_dir, previous=old, cache=self._parsed)
             except EnforcerError as err:
                 self.reload_failures += 1
                 log.error("policy directory unreadable; keeping the policies in force",

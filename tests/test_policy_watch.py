@@ -61,3 +61,20 @@ def test_deleting_a_policy_file_is_seen(tmp_path: Path) -> None:
         assert event.wait(3)
     finally:
         w.stop()
+
+
+def test_a_reload_parses_only_the_files_whose_text_changed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from enforcer.policy import loader
+
+    (tmp_path / "a.yaml").write_text("apiVersion: enforcer/v1\nkind: ContainerPolicy\nmetadata: {name: a}\nspec: {}\n")
+    (tmp_path / "b.yaml").write_text("apiVersion: enforcer/v1\nkind: ContainerPolicy\nmetadata: {name: b}\nspec: {}\n")
+    cache: loader.ParseCache = {}
+    first = loader.load_directory(tmp_path, cache=cache)
+    parsed: list[str] = []
+    real = loader.parse_text
+    monkeypatch.setattr(loader, "parse_text", lambda text, file: parsed.append(file) or real(text, file))
+    (tmp_path / "b.yaml").write_text("apiVersion: enforcer/v1\nkind: ContainerPolicy\nmetadata: {name: b2}\nspec: {}\n")
+    second = loader.load_directory(tmp_path, previous=first, cache=cache)
+    assert parsed == [str(tmp_path / "b.yaml")]
+    assert second.names == ("a", "b2")
+    assert len(cache) == 2  # one version per file

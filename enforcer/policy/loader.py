@@ -187,16 +187,26 @@ def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyErr
     return policies, errors
 
 
-def load_file(path: str | os.PathLike[str]) -> FileResult:
-    """One file on its own (no cross-file checks). Any error -> no policies."""
+ParseCache = dict[tuple[str, str], FileResult]  # (file, text) -> its result
+
+
+def load_file(path: str | os.PathLike[str], cache: ParseCache | None = None) -> FileResult:
+    """One file on its own (no cross-file checks). Any error -> no policies. With `cache`,
+    a file whose text did not change since the last call is not parsed again (a hot
+    reload then only pays for the file that was edited)."""
     file = os.fspath(path)
     text_or_error = _read(file)
     if isinstance(text_or_error, PolicyError):
         return FileResult(file, errors=(text_or_error,))
+    if cache is not None and (file, text_or_error) in cache:
+        return cache[(file, text_or_error)]
     policies, errors = parse_text(text_or_error, file)
-    if errors:
-        return FileResult(file, errors=tuple(errors))
-    return FileResult(file, policies=tuple(policies))
+    result = FileResult(file, errors=tuple(errors)) if errors else FileResult(file, policies=tuple(policies))
+    if cache is not None:
+        for key in [k for k in cache if k[0] == file]:
+            del cache[key]  # one version per file
+        cache[(file, text_or_error)] = result
+    return result
 
 
 def _read(file: str) -> str | PolicyError:
@@ -247,11 +257,12 @@ def policy_files(directory: str | os.PathLike[str]) -> list[str]:
 
 
 def load_directory(
-    directory: str | os.PathLike[str], previous: PolicySet | None = None
+    directory: str | os.PathLike[str], previous: PolicySet | None = None,
+    cache: ParseCache | None = None,
 ) -> PolicySet:
     """All policy files of `directory` (non-recursive). Raises EnforcerError if the
     directory itself cannot be listed (the caller decides whether that is fatal)."""
-    return load_files(policy_files(directory), previous=previous)
+    return load_files(policy_files(directory), previous=previous, cache=cache)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -263,7 +274,9 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     return out
 
 
-def load_files(files: Iterable[str], previous: PolicySet | None = None) -> PolicySet:
+def load_files(
+    files: Iterable[str], previous: PolicySet | None = None, cache: ParseCache | None = None
+) -> PolicySet:
     """Load `files` in the given order; names must be unique across them (later loses)."""
     old_by_file: dict[str, tuple[LoadedPolicy, ...]] = {}
     if previous is not None:
@@ -274,7 +287,7 @@ def load_files(files: Iterable[str], previous: PolicySet | None = None) -> Polic
     entries: list[LoadedPolicy] = []
     results: list[FileResult] = []
     for file in files:
-        result = load_file(file)
+        result = load_file(file, cache)
         errors = list(result.errors)
         chosen: tuple[LoadedPolicy, ...] = ()
         kept = False
