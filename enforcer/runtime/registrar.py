@@ -82,7 +82,7 @@ class RegistrationServer:
                     buf += chunk
                 req = json.loads(buf)
                 self._register(str(req["id"]), int(req["pid"]), str(req.get("bundle", "")))
-                reply = {"ok": True}
+                reply: dict[str, object] = {"ok": True}
             except Exception as err:  # noqa: BLE001 - every failure is the shim's error message
                 log.error("runtime registration failed", error=str(err))
                 reply = {"ok": False, "error": str(err) or type(err).__name__}
