@@ -18,6 +18,7 @@ from typing import Any
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge
 
+from bench.measure import Phases
 from bench.policies import policy, policy_yaml
 from bench.rig import KernelRig
 
@@ -45,13 +46,8 @@ def apply_timed(rig: KernelRig, rid: int, n: int, depths: tuple[int, ...], parse
                 say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     """Write ruleset `rid` of `n` rules the way the daemon does, phase by phase (it stays
     in, for the syscall figures to use)."""
-    phases: dict[str, float] = {}
-
-    def timed(name: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        value = fn()
-        phases[name] = round(time.perf_counter() - t0, 4)
-        return value
+    phases = Phases()
+    timed = phases.timed
 
     if parse:
         text = policy_yaml(n, depths)

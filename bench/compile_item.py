@@ -9,7 +9,6 @@ batch map update, is timed in the VM by the kernel item).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -22,6 +21,7 @@ from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge
 from enforcer.pybpf import Map
 
+from bench.measure import Phases
 from bench.policies import policy, policy_yaml
 
 
@@ -47,13 +47,8 @@ def run_compile(sizes: Sequence[int], parse_max: int, depths: tuple[int, ...],
     abi = Abi.from_object(ensure_built().path("lsm_file"))
     rows = []
     for n in sizes:
-        phases: dict[str, float] = {}
-
-        def timed(name: str, fn: Callable[[], Any]) -> Any:
-            t0 = time.perf_counter()
-            value = fn()
-            phases[name] = round(time.perf_counter() - t0, 4)
-            return value
+        phases = Phases()
+        timed = phases.timed
 
         if n <= parse_max:
             text = policy_yaml(n, depths)

@@ -8,6 +8,7 @@ machine fall on both sides alike. A figure is median(on) / median(off) over the 
 from __future__ import annotations
 
 import statistics
+import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -87,3 +88,13 @@ class Alternation:
     def figure(self, key: Hashable) -> Figure:
         baseline = self.on_cases[key][0]
         return Figure(self.results[(False, baseline)], self.results[(True, key)])
+
+
+class Phases(dict[str, float]):
+    """Seconds per named phase: `phases.timed("compile", fn)` runs fn and records its time."""
+
+    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        value = fn()
+        self[name] = round(time.perf_counter() - t0, 4)
+        return value

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,52 +120,50 @@ def attach_pinned(link_path: Path, program: Program, attach: Callable[[], Link])
     link.destroy()  # the pin holds the attachment
 
 
+def _load_objects(
+    built: BuiltObjects, pin_root: Path, into: Loaded | None, names: Iterable[str],
+    after_load: Callable[[str, BpfObject], None], what: str, hint: str,
+) -> Loaded:
+    """Load `names` (maps pinned under `pin_root`) into `into` or a new Loaded; on failure
+    only the objects added here are closed and an EnforcerError says `what` failed."""
+    _ensure_bpffs(pin_root)
+    # The ABI comes from the LSM object's BTF even when it is not loaded: it anchors every type.
+    loaded = into or Loaded(Abi.from_object(built.path("lsm_file")))
+    first_new = len(loaded.objects)
+    try:
+        for name in names:
+            obj = BpfObject(str(built.path(name)), pin_root_path=str(pin_root / "maps"))
+            loaded.objects.append(obj)
+            obj.load()
+            after_load(name, obj)
+    except BpfError as err:
+        loaded.close_from(first_new)
+        raise EnforcerError(f"cannot load the {what} programs: {err.errno_name}", hint=hint) from err
+    return loaded
+
+
 def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
              into: Loaded | None = None) -> Loaded:  # fmt: skip
     """Load the LSM objects and attach their programs, pinned under `pin_root`; into
     `into` (whose objects stay loaded if this fails), or a new Loaded."""
-    _ensure_bpffs(pin_root)
-    loaded = into or Loaded(Abi.from_object(built.path("lsm_file")))
-    first_new = len(loaded.objects)
-    try:
-        for name, programs in LSM_OBJECTS.items():
-            obj = BpfObject(str(built.path(name)), pin_root_path=str(pin_root / "maps"))
-            loaded.objects.append(obj)
-            obj.load()
-            for prog in programs:
-                program = obj.program(prog)
-                attach_pinned(pin_root / "links" / prog, program, program.attach_lsm)
-                log.info("attached", program=prog, pin=str(pin_root / "links" / prog))
-    except BpfError as err:
-        loaded.close_from(first_new)
-        raise EnforcerError(
-            f"cannot load the file/exec enforcement programs: {err.errno_name}",
-            hint="run `enforcer doctor`; this kernel may not allow BPF-LSM programs",
-        ) from err
-    return loaded
+
+    def attach_all(name: str, obj: BpfObject) -> None:
+        for prog in LSM_OBJECTS[name]:
+            program = obj.program(prog)
+            attach_pinned(pin_root / "links" / prog, program, program.attach_lsm)
+            log.info("attached", program=prog, pin=str(pin_root / "links" / prog))
+
+    return _load_objects(built, pin_root, into, LSM_OBJECTS, attach_all, "file/exec enforcement",
+                         "run `enforcer doctor`; this kernel may not allow BPF-LSM programs")  # fmt: skip
 
 
 def load_cgroup(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
                 into: Loaded | None = None) -> Loaded:  # fmt: skip
-    """Load the cgroup objects (maps pinned under `pin_root`, programs not attached yet)
-    into `into`, or a new Loaded."""
-    _ensure_bpffs(pin_root)
-    # The ABI is read from the LSM object even here (its BTF, not loading it): it anchors
-    # every type, its own event types included.
-    loaded = into or Loaded(Abi.from_object(built.path("lsm_file")))
-    first_new = len(loaded.objects)
-    try:
-        for name in CGROUP_OBJECTS:
-            obj = BpfObject(str(built.path(name)), pin_root_path=str(pin_root / "maps"))
-            loaded.objects.append(obj)
-            obj.load()
-    except BpfError as err:
-        loaded.close_from(first_new)
-        raise EnforcerError(
-            f"cannot load the device/network/socket programs: {err.errno_name}",
-            hint="run `enforcer doctor`; the kernel needs cgroup v2 BPF (CONFIG_CGROUP_BPF)",
-        ) from err
-    return loaded
+    """Load the cgroup objects (maps pinned under `pin_root`, programs not attached yet:
+    they attach per container) into `into`, or a new Loaded."""
+    return _load_objects(built, pin_root, into, CGROUP_OBJECTS, lambda _n, _o: None,
+                         "device/network/socket",
+                         "run `enforcer doctor`; the kernel needs cgroup v2 BPF (CONFIG_CGROUP_BPF)")  # fmt: skip
 
 
 def _unpin_links(directory: Path, removed: list[str]) -> None:
