@@ -29,6 +29,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from enforcer.errors import EnforcerError
 from enforcer.policy.errors import PolicyError
+from enforcer.policy.fastyaml import read_documents
 from enforcer.policy.model import Policy
 from enforcer.policy.yamlpos import Loc, Pos, Positions, document_starts, new_yaml, to_plain
 
@@ -147,6 +148,9 @@ def _digest(policies: Iterable[Policy]) -> str:
 def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyError]]:
     """Every document of `text` validated; errors sorted by position. Duplicate names
     within the text are errors too. The caller decides what a file with errors means."""
+    fast = _parse_fast(text, file)
+    if fast is not None:
+        return fast, []
     policies: list[LoadedPolicy] = []
     errors: list[PolicyError] = []
     yaml = new_yaml()
@@ -185,6 +189,28 @@ def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyErr
             )
     errors.sort(key=PolicyError.sort_key)
     return policies, errors
+
+
+def _parse_fast(text: str, file: str) -> list[LoadedPolicy] | None:
+    """The policies of a text that reads and validates cleanly through the C parser, or
+    None: then ruamel reads it again, for the exact positions and words of every error."""
+    docs = read_documents(text)
+    if docs is None:
+        return None
+    policies: list[LoadedPolicy] = []
+    for doc in docs:
+        if doc is None:
+            continue
+        data, pos, _ = doc
+        try:
+            policy = Policy.model_validate(data)
+        except ValidationError:
+            return None
+        line, col = pos.value(("metadata", "name"))
+        policies.append(LoadedPolicy(policy, file, line, col))
+    if len({lp.policy.name for lp in policies}) != len(policies):
+        return None  # duplicate names: reported by the full reader
+    return policies
 
 
 ParseCache = dict[tuple[str, str], FileResult]  # (file, text) -> its result
