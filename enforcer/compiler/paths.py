@@ -95,5 +95,9 @@ def _add_guards(out: CompiledPaths) -> None:
     for path, slot in sorted(enforcing):
         prefix = path
         while prefix != "/":  # "/" itself cannot be renamed or removed
-            out._put(PathEntry("guard", prefix), READ, slot)
+            entry = PathEntry("guard", prefix)
+            have = out.entries.get(entry)
+            if have is not None and have[READ] is not None and have[READ].action >= slot.action:
+                break  # an earlier rule guarded this prefix, and so every ancestor, as strongly
+            out._put(entry, READ, slot)
             prefix = prefix.rsplit("/", 1)[0] or "/"

@@ -7,13 +7,15 @@ so an open is judged by the old rules or the new ones, never by a mixture.
 
 from __future__ import annotations
 
+import errno
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from enforcer.compiler.paths import CompiledPaths, PathEntry, Slot
-from enforcer.compiler.pathhash import path_hash
+from enforcer.compiler.pathhash import PathHasher
+from enforcer.errors import EnforcerError
 from enforcer.kernel.abi import Abi
-from enforcer.pybpf import Map
+from enforcer.pybpf import BpfError, Map
 
 _KIND_CONST = {
     "file_exact": "PK_FILE_EXACT", "file_dir": "PK_FILE_DIR",
@@ -26,6 +28,9 @@ class PolicyMaps:
         self._abi = abi
         self._maps = maps
         self._seed = self._ensure_seed()
+        slots = abi.const("ACC_SLOTS")
+        self._value_packer = abi.layout("path_rule").packer(
+            *(f"rule_id[{i}]" for i in range(slots)), "action")
 
     @property
     def seed(self) -> int:
@@ -44,32 +49,45 @@ class PolicyMaps:
         self._maps["settings"].update(key, settings.pack(hash_seed=seed))
         return seed
 
-    def _path_key(self, ruleset: int, entry: PathEntry) -> bytes:
-        h = path_hash(entry.path, self._seed)
-        return self._abi.layout("path_key").pack(
-            hash=h.hash, ruleset=ruleset, len=h.length, depth=h.depth,
-            kind=self._abi.const(_KIND_CONST[entry.kind]),
-        )  # fmt: skip
+    def _path_keys(self, ruleset: int, entries: Iterable[PathEntry]) -> list[bytes]:
+        hasher = PathHasher(self._seed)
+        pack = self._abi.layout("path_key").packer("hash", "ruleset", "len", "depth", "kind")
+        kinds = {k: self._abi.const(c) for k, c in _KIND_CONST.items()}
+        out = []
+        for e in entries:
+            h = hasher.hash(e.path)
+            out.append(pack(h.hash, ruleset, h.length, h.depth, kinds[e.kind]))
+        return out
 
-    def path_value(self, slots: list[Slot | None]) -> bytes:
+    def path_value(self, slots: Sequence[Slot | None]) -> bytes:
         """A `struct path_rule` (also the value type of inode_rules)."""
-        values: dict[str, int | bytes] = {"action": bytes(s.action if s else 0 for s in slots)}
-        for i, s in enumerate(slots):
-            values[f"rule_id[{i}]"] = s.rule_id if s else 0
-        return self._abi.layout("path_rule").pack(**values)
+        return self._value_packer(*(s.rule_id if s else 0 for s in slots),
+                                  bytes(s.action if s else 0 for s in slots))  # fmt: skip
 
     def write_ruleset(self, ruleset: int, compiled: CompiledPaths) -> None:
         if not compiled.entries:
             return
-        keys = [self._path_key(ruleset, e) for e in compiled.entries]
-        values = [self.path_value(s) for s in compiled.entries.values()]
-        self._maps["path_rules"].update_batch(keys, values)
+        keys = self._path_keys(ruleset, compiled.entries)
+        values = [self.path_value(slots) for slots in compiled.entries.values()]
+        try:
+            self._maps["path_rules"].update_batch(keys, values)
+        except BpfError as exc:
+            # All or nothing: a half-written ruleset must not linger (nor be used).
+            for key in keys:  # the ruleset id is fresh: every key present is one of ours
+                self._maps["path_rules"].delete(key)
+            if exc.errno in (errno.E2BIG, errno.ENOMEM):
+                raise EnforcerError(
+                    f"the policies selecting this container compile to {len(keys)} path entries "
+                    "and the kernel's path_rules map has no room for them (it holds "
+                    f"{self._maps['path_rules'].max_entries} across all rulesets, and a reload "
+                    "briefly needs old and new); merge exact paths into `dirs` rules or split "
+                    "the policy by selector"
+                ) from exc
+            raise
 
     def delete_ruleset(self, ruleset: int, compiled: CompiledPaths) -> None:
         if compiled.entries:
-            self._maps["path_rules"].delete_batch(
-                [self._path_key(ruleset, e) for e in compiled.entries]
-            )
+            self._maps["path_rules"].delete_batch(self._path_keys(ruleset, compiled.entries))
 
     def container_flags(self, compiled: CompiledPaths) -> int:
         flags = 0

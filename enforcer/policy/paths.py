@@ -9,9 +9,14 @@ a rule that silently matches nothing).
 
 from __future__ import annotations
 
+import re
+
 PATH_MAX = 4095  # bytes, without the terminating NUL (PATH_MAX is 4096 on Linux)
 NAME_MAX = 255  # bytes per component
 GLOB_CHARS = frozenset("*?[")
+_GLOB = re.compile(r"[*?\[]")
+# Already canonical: no empty, "." or ".." component, no trailing "/".
+_CANONICAL = re.compile(r"(?:/(?!\.\.?(?:/|\Z))[^/]+)+\Z")
 
 
 def normalize_path(value: str) -> str:
@@ -22,10 +27,12 @@ def normalize_path(value: str) -> str:
         raise ValueError("path must not contain a NUL byte")
     if not value.startswith("/"):
         raise ValueError(f"path must be absolute (start with '/'): {value!r}")
-    if any(c in GLOB_CHARS for c in value):
+    if _GLOB.search(value):
         raise ValueError(
             f"paths are literal, globs are not supported: {value!r} (list each file)"
         )
+    if len(value.encode("utf-8", "surrogateescape")) <= NAME_MAX and _CANONICAL.match(value):
+        return value  # the common spelling: nothing to change, no component can be too long
     parts = [p for p in value.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise ValueError(f"path must not contain '..' components: {value!r}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import struct as pystruct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cached_property
@@ -127,6 +127,24 @@ class StructLayout:
         for name in self._cstrings:
             out[name] = out[name].split(b"\0", 1)[0].decode(errors="replace")
         return out
+
+    def packer(self, *names: str) -> Callable[..., bytes]:
+        """A function packing the fields `names` from positional arguments, the rest zero:
+        for writing many records (no per-record dict or per-field lookups)."""
+        missing = [n for n in names if n not in self._names]
+        if missing:
+            raise KeyError(f"{self.name} has no field(s) {', '.join(missing)}")
+        template = [b"" if f.fmt.endswith("s") else 0 for f in self.fields]
+        where = [self._names.index(n) for n in names]
+        pack = self._struct.pack
+        if where == list(range(len(template))):
+            return pack
+        def packed(*values: Any) -> bytes:
+            args = template.copy()
+            for i, v in zip(where, values, strict=True):
+                args[i] = v
+            return pack(*args)
+        return packed
 
     def pack(self, **values: Any) -> bytes:
         """Build a record (e.g. a map key); missing fields are zero, strings are encoded."""
