@@ -6,6 +6,11 @@ directory rules to look up: the worst case, not the easy one), one deny rule on
 /etc/shadow (the "1 rule" policy is that rule alone), and always one allow rule naming the
 `allowed` targets, and one exec, device, network and socket rule each, so every hook
 has work to do.
+
+Fillers share their parent directories (/srv/filler/secretN, /f/f/.../xN), as generated
+policies do: a deny rule also puts a guard entry on each of its ancestors (the rename and
+link hooks look them up), so rules with unique parents at every depth would cost up to 32
+map entries each and a 100,000-rule policy would not fit the path_rules map.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from bench.rig import MAX_DEPTH, target_path
 
 def filler(i: int) -> dict[str, Any]:
     if i % 2:
-        return {"action": "deny", "paths": [f"/srv/f{i}/secret"]}
+        return {"action": "deny", "paths": [f"/srv/filler/secret{i}"]}
     depth = 1 + (i // 2) % MAX_DEPTH
-    return {"action": "deny", "dirs": [f"/d{i}" + "/d" * (depth - 1)]}
+    return {"action": "deny", "dirs": ["/f" * (depth - 1) + f"/x{i}"]}
 
 
 def policy_document(n_rules: int, depths: Sequence[int], name: str = "bench") -> dict[str, Any]:

@@ -82,12 +82,12 @@ def markdown(res: dict[str, Any]) -> str:
                          f"{r['path_rules_memlock_after']} |")
     if res.get("compile"):
         nat = res.get("native", {}).get("compile", m)
-        lines += ["", f"Policy to map entries in Python, natively ({nat['cpus']} x {nat['cpu']}, "
+        lines += ["", f"Policy text to rules live in a kernel map, natively ({nat['cpus']} x {nat['cpu']}, "
                   f"kernel {nat['kernel']}), seconds per phase:", "",
-                  "| rules | map entries | total s | phases |", "|---|---|---|---|"]
+                  "| rules | map entries | live s | phases |", "|---|---|---|---|"]
         for r in res["compile"]:
             phases = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_s"].items())
-            lines.append(f"| {r['rules']} | {r['entries']} | {r['python_s']:.3f} | {phases} |")
+            lines.append(f"| {r['rules']} | {r['entries']} | {r['live_s']:.3f} | {phases} |")
     if res.get("storm"):
         storm = {k: v for k, v in res["storm"].items() if not isinstance(v, dict | list | type(None))}
         lines += ["", "Denial storm (real daemon):", "", "| " + " | ".join(storm) + " |",
