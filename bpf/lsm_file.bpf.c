@@ -9,8 +9,10 @@
  * rules, the file's path is rebuilt the way the container sees it: a bounded walk from the
  * dentry up to the root of the task's mount namespace (the container's root: not the
  * task's own root, which chroot moves), crossing mounts, then down again hashing every
- * prefix. Rules are found with one hash lookup per depth that holds rules, deepest first,
- * so the most specific rule wins and the cost does not grow with the number of rules. A
+ * prefix. A binary search over the prefixes finds the deepest one under which any rule
+ * lies (the compiler marks every directory above a rule path); the exact rule, then dir
+ * rules deepest first from there, decide, so the most specific rule wins and the cost does
+ * not grow with the number of rules (a few lookups for a path no rule is near). A
  * path that is too deep or too long to resolve is denied and reported: never allowed by
  * default.
  *
@@ -83,6 +85,7 @@ struct {
 } scratch SEC(".maps");
 
 struct walk_ctx {
+	struct scratch *s;  /* this CPU's claimed slot: callbacks use it without a lookup */
 	__u32 slot;
 	__u32 n;            /* components collected */
 	__u32 status;
@@ -91,8 +94,17 @@ struct walk_ctx {
 	__u64 seed;
 	struct dentry *dentry;
 	struct mount *mnt;
+	struct dentry *mnt_root; /* of `mnt`: read once per mount, not once per component */
 	struct dentry *root_dentry;
 	struct mount *root_mnt;
+};
+
+/* d_parent and d_name (hash, len, name), adjacent in struct dentry: one read per component. */
+struct dentry_link {
+	struct dentry *parent;
+	__u32 hash;
+	__u32 len;
+	const unsigned char *name;
 };
 
 static __always_inline struct mount *real_mount(struct vfsmount *v)
@@ -100,11 +112,16 @@ static __always_inline struct mount *real_mount(struct vfsmount *v)
 	return (struct mount *)((void *)v - bpf_core_field_offset(struct mount, mnt));
 }
 
-/* Pass 1: from the file up to the root, remembering each component. */
+/*
+ * Pass 1: from the file up to the root, remembering each component. Helper calls are most
+ * of this program's cost, so a component costs one read (dentry_link) where the layout
+ * allows, and a mount's root is read when the walk enters the mount.
+ */
 static long walk_up(__u64 i, struct walk_ctx *c)
 {
-	struct dentry *d = c->dentry, *parent, *mnt_root;
+	struct dentry *d = c->dentry;
 	struct mount *m = c->mnt, *mparent;
+	struct dentry_link link = {};
 	struct scratch *s;
 	__u32 idx;
 
@@ -112,8 +129,7 @@ static long walk_up(__u64 i, struct walk_ctx *c)
 		c->status = WALK_DONE;
 		return 1;
 	}
-	mnt_root = BPF_CORE_READ(m, mnt.mnt_root);
-	if (d == mnt_root) {
+	if (d == c->mnt_root) {
 		mparent = BPF_CORE_READ(m, mnt_parent);
 		if (!mparent || mparent == m) {
 			c->status = WALK_OUTSIDE;
@@ -121,10 +137,21 @@ static long walk_up(__u64 i, struct walk_ctx *c)
 		}
 		c->dentry = BPF_CORE_READ(m, mnt_mountpoint);
 		c->mnt = mparent;
+		c->mnt_root = BPF_CORE_READ(mparent, mnt.mnt_root);
 		return 0;
 	}
-	parent = BPF_CORE_READ(d, d_parent);
-	if (!parent || parent == d) {
+	if (bpf_core_field_offset(struct dentry, d_name) ==
+		    bpf_core_field_offset(struct dentry, d_parent) + 8 &&
+	    bpf_core_field_offset(struct qstr, name) == 8 &&
+	    bpf_core_field_size(struct qstr, hash_len) == 8) {
+		bpf_probe_read_kernel(&link, sizeof(link),
+				      (void *)d + bpf_core_field_offset(struct dentry, d_parent));
+	} else {
+		link.parent = BPF_CORE_READ(d, d_parent);
+		link.name = BPF_CORE_READ(d, d_name.name);
+		link.len = BPF_CORE_READ(d, d_name.len);
+	}
+	if (!link.parent || link.parent == d) {
 		c->status = WALK_OUTSIDE;
 		return 1;
 	}
@@ -132,26 +159,24 @@ static long walk_up(__u64 i, struct walk_ctx *c)
 		c->status = WALK_TOO_DEEP;
 		return 1;
 	}
-	s = bpf_map_lookup_elem(&scratch, &c->slot);
-	if (!s)
-		return 1;
+	s = c->s;
 	idx = c->n & (ABI_MAX_DEPTH - 1);
-	s->names[idx] = (__u64)BPF_CORE_READ(d, d_name.name);
-	s->lens[idx] = BPF_CORE_READ(d, d_name.len);
+	s->names[idx] = (__u64)link.name;
+	s->lens[idx] = link.len;
 	c->n++;
-	c->dentry = parent;
+	c->dentry = link.parent;
 	return 0;
 }
 
 /* Pass 2: from the root down, building the path text and the hash of every prefix. */
 static long walk_down(__u64 j, struct walk_ctx *c)
 {
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &c->slot);
+	struct scratch *s = c->s;
 	__u32 idx, len, off, k;
 	const char *name;
 	__u64 h;
 
-	if (!s || j >= c->n)
+	if (j >= c->n)
 		return 1;
 	idx = (c->n - 1 - (__u32)j) & (ABI_MAX_DEPTH - 1);
 	len = s->lens[idx] & 0xff;          /* NAME_MAX is 255 */
@@ -178,10 +203,12 @@ static long walk_down(__u64 j, struct walk_ctx *c)
 }
 
 struct match_ctx {
+	struct scratch *s;
 	__u32 slot;
 	__u32 n;
 	__u32 ruleset;
 	__u32 need;                  /* bit per access slot still undecided */
+	__u32 top;                   /* deepest depth with a dir-kind entry: the scan starts here */
 	__u64 dir_depths;
 	__u8 exact_kind;
 	__u8 dir_kind;
@@ -200,36 +227,62 @@ static __always_inline void take(struct match_ctx *c, struct path_rule *r)
 	}
 }
 
-/* Deepest first: the first rule met for an access class is the most specific one. */
-static long match_level(__u64 i, struct match_ctx *c)
+/* The path_rules key of the opened path's prefix of `depth` components (depth < MAX_DEPTH). */
+static __always_inline void prefix_key(struct path_key *k, struct scratch *s, __u32 ruleset,
+				       __u32 depth, __u8 kind)
 {
-	struct scratch *s = bpf_map_lookup_elem(&scratch, &c->slot);
+	__u32 idx = depth & (ABI_MAX_DEPTH - 1);
+
+	k->hash = s->hashes[idx];
+	k->ruleset = ruleset;
+	k->len = s->plens[idx];
+	k->depth = idx;
+	k->kind = kind;
+}
+
+#define SEARCH_STEPS 8
+_Static_assert((1 << SEARCH_STEPS) > ABI_MAX_DEPTH + 1, "binary search covers every depth");
+
+/*
+ * The deepest prefix of the path holding a dir-kind entry, -1 if none. The compiler puts
+ * one (a dir rule or an empty marker) on every directory above every rule path, so the
+ * prefixes that hold one are exactly depths 0..top: a binary search finds top in at most
+ * SEARCH_STEPS lookups, however many rules there are and however deep the path is.
+ */
+static __always_inline int deepest_entry(struct scratch *s, __u32 n, __u32 ruleset, __u8 kind)
+{
+	struct path_key k = {};
+	int lo = -1, hi = (int)(n & (ABI_MAX_DEPTH - 1)) + 1, mid;
+
+	for (int i = 0; i < SEARCH_STEPS; i++) {
+		if (hi - lo <= 1)
+			break;
+		mid = (lo + hi) >> 1;
+		prefix_key(&k, s, ruleset, (__u32)mid, kind);
+		if (bpf_map_lookup_elem(&path_rules, &k))
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Dir rules deepest first from `top`: the first met for an access class is the most specific. */
+static long match_dir_level(__u64 i, struct match_ctx *c)
+{
 	struct path_key k = {};
 	struct path_rule *r;
-	__u32 depth, idx;
+	__u32 depth;
 
-	if (!s || i > c->n || !c->need)
+	if (i > c->top || !c->need)
 		return 1;
-	depth = c->n - (__u32)i;
-	idx = depth & (ABI_MAX_DEPTH - 1);
-	if (depth == ABI_MAX_DEPTH)
-		idx = ABI_MAX_DEPTH; /* never: walk refuses n == MAX_DEPTH for a resolved path */
-	k.hash = s->hashes[idx & (ABI_MAX_DEPTH - 1)];
-	k.ruleset = c->ruleset;
-	k.len = s->plens[idx & (ABI_MAX_DEPTH - 1)];
-	k.depth = depth;
-	if (i == 0) {
-		k.kind = c->exact_kind;
-		r = bpf_map_lookup_elem(&path_rules, &k);
-		if (r)
-			take(c, r);
-	}
-	if (c->need && (c->dir_depths & (1ULL << (depth < 63 ? depth : 63)))) {
-		k.kind = c->dir_kind;
-		r = bpf_map_lookup_elem(&path_rules, &k);
-		if (r)
-			take(c, r);
-	}
+	depth = c->top - (__u32)i;
+	if (!(c->dir_depths & (1ULL << (depth < 63 ? depth : 63))))
+		return 0;
+	prefix_key(&k, c->s, c->ruleset, depth, c->dir_kind);
+	r = bpf_map_lookup_elem(&path_rules, &k);
+	if (r)
+		take(c, r);
 	return 0;
 }
 
@@ -275,13 +328,21 @@ static __always_inline void stronger(struct verdict *v, __u8 action, __u32 rule_
 	}
 }
 
-/* Look up the resolved path in one namespace; the strongest per-slot result joins `v`. */
+/*
+ * Look up the resolved path in one namespace; the strongest per-slot result joins `v`.
+ * The exact rule on the path itself comes first, then dir rules deepest first from the
+ * deepest prefix that holds an entry. A namespace without dir kind (guards) is exact only.
+ */
 static __always_inline void match_ns(struct walk_ctx *w, struct container *ct, __u32 need,
 				     __u8 exact_kind, __u8 dir_kind, __u64 dir_depths,
 				     struct verdict *v)
 {
 	struct match_ctx mc = {};
+	struct path_key k = {};
+	struct path_rule *r;
+	int top = 0;
 
+	mc.s = w->s;
 	mc.slot = w->slot;
 	mc.n = w->n;
 	mc.ruleset = ct->ruleset;
@@ -289,7 +350,18 @@ static __always_inline void match_ns(struct walk_ctx *w, struct container *ct, _
 	mc.dir_depths = dir_depths;
 	mc.exact_kind = exact_kind;
 	mc.dir_kind = dir_kind;
-	bpf_loop(ABI_MAX_DEPTH + 1, match_level, &mc, 0);
+	/* The exact rule first: it often decides every slot (an allow or deny on the file). */
+	prefix_key(&k, w->s, ct->ruleset, w->n, exact_kind);
+	r = bpf_map_lookup_elem(&path_rules, &k);
+	if (r)
+		take(&mc, r);
+	if (dir_kind && mc.need) {
+		top = deepest_entry(w->s, w->n, ct->ruleset, dir_kind);
+		if (top >= 0) {
+			mc.top = top;
+			bpf_loop(ABI_MAX_DEPTH, match_dir_level, &mc, 0);
+		}
+	}
 	for (int a = 0; a < ACC_SLOTS; a++)
 		stronger(v, mc.action[a], mc.rule_id[a]);
 }
@@ -304,8 +376,8 @@ static __always_inline void match_inode(struct inode *inode, __u64 cgid, struct 
 	if (!inode)
 		return;
 	k.cgroup_id = cgid;
-	k.ino = BPF_CORE_READ(inode, i_ino);
-	k.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	k.ino = inode->i_ino;
+	k.dev = inode->i_sb->s_dev;
 	k.ruleset = ct->ruleset;
 	k.kind = kind;
 	r = bpf_map_lookup_elem(&inode_rules, &k);
@@ -345,6 +417,7 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 	s = bpf_map_lookup_elem(&scratch, &w.slot);
 	if (!s)
 		return -EPERM;
+	w.s = s;
 
 	cfg = bpf_map_lookup_elem(&settings, &zero);
 	w.seed = cfg ? cfg->hash_seed : 0;
@@ -355,9 +428,10 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 	 * it). Not task->fs->root: a chrooted process, or one that escaped a chroot through a
 	 * directory fd, would otherwise see paths relative to wherever it chrooted.
 	 */
-	ns_root = BPF_CORE_READ(task, nsproxy, mnt_ns, root);
+	ns_root = task->nsproxy->mnt_ns->root;
 	w.root_mnt = ns_root;
-	w.root_dentry = BPF_CORE_READ(ns_root, mnt.mnt_root);
+	w.root_dentry = ns_root->mnt.mnt_root;
+	w.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 
 	bpf_loop(ABI_MAX_DEPTH + 64, walk_up, &w, 0);
 	if (w.status == WALK_OUTSIDE)
@@ -371,7 +445,7 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 	bpf_loop(ABI_MAX_DEPTH, walk_down, &w, 0);
 
 	if (w.status == WALK_DONE) {
-		inode = BPF_CORE_READ(dentry, d_inode);
+		inode = dentry->d_inode;
 		if (ns & NS_FILE) {
 			match_ns(&w, ct, need, PK_FILE_EXACT, PK_FILE_DIR, ct->file_dir_depths, &v);
 			match_inode(inode, cgid, ct, PK_FILE_EXACT, need, &v);
@@ -429,18 +503,18 @@ int BPF_PROG(enforcer_file_open, struct file *file, int ret)
 
 	if (ret)
 		return ret; /* an earlier LSM already denied */
-	ct = ruled_container(&cgid, CT_FILE_RULES);
-	if (!ct)
-		return 0;
 	/*
 	 * Overlayfs opens the real file again under the overlay's path (a "fake path": the
 	 * inode is not the dentry's). The user-visible open was already decided; deciding the
-	 * inner one would count it twice.
+	 * inner one would count it twice. Checked first: it is the cheapest exit.
 	 */
-	if (BPF_CORE_READ(file, f_inode) != BPF_CORE_READ(file, f_path.dentry, d_inode))
+	if (file->f_inode != file->f_path.dentry->d_inode)
 		return 0;
-	fmode = BPF_CORE_READ(file, f_mode);
-	fflags = BPF_CORE_READ(file, f_flags);
+	ct = ruled_container(&cgid, CT_FILE_RULES);
+	if (!ct)
+		return 0;
+	fmode = file->f_mode;
+	fflags = file->f_flags;
 	if (fmode & FMODE_READ) {
 		need |= 1u << ACC_READ;
 		accf |= ACCF_READ;
@@ -453,7 +527,7 @@ int BPF_PROG(enforcer_file_open, struct file *file, int ret)
 		need = 1u << ACC_READ;
 		accf = ACCF_READ;
 	}
-	return decide(BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt), cgid,
+	return decide(file->f_path.dentry, BPF_CORE_READ(file, f_path.mnt), cgid,
 		      ct, need, accf, NS_FILE, FOP_OPEN, EV_FILE);
 }
 
@@ -469,8 +543,8 @@ int BPF_PROG(enforcer_bprm_check, struct linux_binprm *bprm, int ret)
 	ct = ruled_container(&cgid, CT_EXEC_RULES);
 	if (!ct)
 		return 0;
-	file = BPF_CORE_READ(bprm, file);
-	return decide(BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt), cgid,
+	file = bprm->file;
+	return decide(file->f_path.dentry, BPF_CORE_READ(file, f_path.mnt), cgid,
 		      ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC, FOP_EXEC, EV_EXEC);
 }
 
@@ -493,7 +567,7 @@ static __always_inline int judge_exec_mapping(struct file *file, unsigned long p
 	 * (f_path): walking f_path, and taking the inode from its dentry, judges the name
 	 * the container used.
 	 */
-	return decide(BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt), cgid,
+	return decide(file->f_path.dentry, BPF_CORE_READ(file, f_path.mnt), cgid,
 		      ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC, FOP_MMAP, EV_EXEC);
 }
 
@@ -512,7 +586,7 @@ int BPF_PROG(enforcer_file_mprotect, struct vm_area_struct *vma, unsigned long r
 {
 	if (ret)
 		return ret;
-	return judge_exec_mapping(BPF_CORE_READ(vma, vm_file), prot);
+	return judge_exec_mapping(vma->vm_file, prot);
 }
 
 /*
@@ -555,7 +629,7 @@ int BPF_PROG(enforcer_path_truncate, const struct path *path, int ret)
 {
 	if (ret)
 		return ret;
-	return judge_write(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), FOP_TRUNCATE,
+	return judge_write(path->dentry, BPF_CORE_READ(path, mnt), FOP_TRUNCATE,
 			   false);
 }
 
@@ -564,7 +638,7 @@ int BPF_PROG(enforcer_path_chmod, const struct path *path, umode_t mode, int ret
 {
 	if (ret)
 		return ret;
-	return judge_write(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), FOP_CHMOD, false);
+	return judge_write(path->dentry, BPF_CORE_READ(path, mnt), FOP_CHMOD, false);
 }
 
 SEC("lsm/path_chown")
@@ -573,7 +647,7 @@ int BPF_PROG(enforcer_path_chown, const struct path *path, unsigned long uid, un
 {
 	if (ret)
 		return ret;
-	return judge_write(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), FOP_CHOWN, false);
+	return judge_write(path->dentry, BPF_CORE_READ(path, mnt), FOP_CHOWN, false);
 }
 
 /* A removed protected name could be created again as another file: guarded like a rename. */
@@ -648,5 +722,5 @@ int BPF_PROG(enforcer_path_rename, const struct path *old_dir, struct dentry *ol
 	if (flags & RENAME_EXCHANGE) /* both names move */
 		return judge_rename_source(new_dentry, mnt, FOP_RENAME);
 	/* The target name is written; a file it replaces is removed (guarded). */
-	return judge_write(new_dentry, mnt, FOP_RENAME, BPF_CORE_READ(new_dentry, d_inode) != NULL);
+	return judge_write(new_dentry, mnt, FOP_RENAME, new_dentry->d_inode != NULL);
 }

@@ -5,6 +5,11 @@ first, and per access class (read, write) takes the first rule it meets: that is
 specific wins". Rules that name the same path with the same kind are a tie, settled here:
 deny beats audit beats allow, then merge order.
 
+Every directory above a path a file (exec) rule names also gets a file_dir (exec_dir) entry,
+with no rule in it if no dir rule names it: so the entries along any path are a prefix of
+it, and the kernel finds the deepest one by binary search over the path's depths instead of
+looking up every depth. That keeps an open's cost flat in the number of rules.
+
 "guard" entries mark every path a deny/audit rule names and every directory above it: the
 kernel refuses to rename, remove or hard-link those names, so a protected file cannot be
 given a name no rule matches.
@@ -56,9 +61,10 @@ class CompiledPaths:
         )
 
     def dir_depth_mask(self, kind: Kind) -> int:
+        """Depths that hold a dir rule (markers without a rule are not looked up)."""
         mask = 0
-        for e in self.entries:
-            if e.kind == kind:
+        for e, slots in self.entries.items():
+            if e.kind == kind and any(slots):
                 depth = len([c for c in e.path.split("/") if c])
                 mask |= 1 << min(depth, 63)
         return mask
@@ -82,8 +88,26 @@ def compile_paths(rules: Iterable[EffectiveRule], table: RuleTable) -> CompiledP
                 entry = PathEntry(f"{prefix}_{suffix}", normalize_path(p))  # type: ignore[arg-type]
                 for s in slots:
                     out._put(entry, s, slot)
+    _add_markers(out)
     _add_guards(out)
     return out
+
+
+def _add_markers(out: CompiledPaths) -> None:
+    """A dir-kind entry (a rule's, or an empty marker) on every ancestor of every rule path."""
+    for ns in ("file", "exec"):
+        dir_kind: Kind = "file_dir" if ns == "file" else "exec_dir"
+        marked: set[str] = set()
+        for e in [e for e in out.entries if e.kind in (f"{ns}_exact", dir_kind)]:
+            prefix = e.path
+            if prefix == "/":  # a rule on "/" itself: its own entry is the marker
+                out.entries.setdefault(PathEntry(dir_kind, "/"), [None, None])
+            while prefix != "/":
+                prefix = prefix.rsplit("/", 1)[0] or "/"
+                if prefix in marked:
+                    break  # and so is every ancestor
+                marked.add(prefix)
+                out.entries.setdefault(PathEntry(dir_kind, prefix), [None, None])
 
 
 def _add_guards(out: CompiledPaths) -> None:
@@ -92,12 +116,13 @@ def _add_guards(out: CompiledPaths) -> None:
         for e, slots in list(out.entries.items())
         if any(s and s.action >= ACTION_CODES["audit"] for s in slots)
     ]
-    for path, slot in sorted(enforcing):
+    for path, slot in sorted(enforcing, key=lambda e: e[0]):  # Slots do not order
         prefix = path
         while prefix != "/":  # "/" itself cannot be renamed or removed
             entry = PathEntry("guard", prefix)
             have = out.entries.get(entry)
-            if have is not None and have[READ] is not None and have[READ].action >= slot.action:
+            guarded = have[READ] if have is not None else None
+            if guarded is not None and guarded.action >= slot.action:
                 break  # an earlier rule guarded this prefix, and so every ancestor, as strongly
             out._put(entry, READ, slot)
             prefix = prefix.rsplit("/", 1)[0] or "/"

@@ -7,7 +7,7 @@ import ipaddress
 
 from enforcer.compiler.devices import CompiledDevices, DeviceKey
 from enforcer.compiler.network import PROTO_ANY, CompiledNetwork
-from enforcer.compiler.paths import ACTION_CODES
+from enforcer.compiler.paths import ACTION_CODES, CompiledPaths, PathEntry, Slot
 from enforcer.compiler.rules import RuleTable
 from enforcer.compiler.sockets import ANY_TYPE, CompiledSockets, SocketKey
 from enforcer.policy.merge import DEVICE_ACCESS_ORDER, IP_PROTOCOLS, Decision
@@ -76,3 +76,49 @@ def socket(c: CompiledSockets, table: RuleTable, family: str, type: str) -> Outc
     fam, typ = ADDRESS_FAMILIES[family], SOCKET_TYPES[type]
     slot = c.entries.get(SocketKey(fam, typ)) or c.entries.get(SocketKey(fam, ANY_TYPE))
     return outcome(slot.action, slot.rule_id, table) if slot else None
+
+
+# ----- file and exec rules (bpf/lsm_file.bpf.c: deepest_entry, match_ns) -------------------
+def _prefixes(path: str) -> list[str]:
+    """The path's prefixes by depth: ["/", "/a", "/a/b", ...]."""
+    parts = [p for p in path.split("/") if p]
+    return ["/" + "/".join(parts[:d]) for d in range(len(parts) + 1)]
+
+
+def path_lookup(c: CompiledPaths, ns: str, path: str, slots: list[int]) -> dict[int, tuple[int, int]]:
+    """Per access slot, (action, rule id) of the rule the kernel takes, as match_ns does it:
+    the exact rule, then (for slots still open) a binary search for the deepest prefix
+    holding a dir-kind entry and dir rules deepest first from there at the mask's depths."""
+    exact_kind, dir_kind = f"{ns}_exact", f"{ns}_dir"
+    prefixes = _prefixes(path)
+    n = len(prefixes) - 1
+    taken: dict[int, tuple[int, int]] = {}
+    need = set(slots)
+
+    def take(entry_slots: list[Slot | None]) -> None:
+        for a in sorted(need):
+            s = entry_slots[a]
+            if s is not None:
+                taken[a] = (s.action, s.rule_id)
+                need.discard(a)
+
+    if (e := c.entries.get(PathEntry(exact_kind, path))) is not None:  # type: ignore[arg-type]
+        take(e)
+    if not need:
+        return taken
+    lo, hi = -1, n + 1
+    for _ in range(8):
+        if hi - lo <= 1:
+            break
+        mid = (lo + hi) >> 1
+        if PathEntry(dir_kind, prefixes[mid]) in c.entries:  # type: ignore[arg-type]
+            lo = mid
+        else:
+            hi = mid
+    mask = c.dir_depth_mask(dir_kind)  # type: ignore[arg-type]
+    for depth in range(lo, -1, -1):
+        if not need:
+            break
+        if mask & (1 << min(depth, 63)) and (e := c.entries.get(PathEntry(dir_kind, prefixes[depth]))) is not None:  # type: ignore[arg-type]
+            take(e)
+    return taken
