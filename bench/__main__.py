@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.plan import ITEMS, NATIVE_ITEMS, Plan, full_plan, quick_plan
-from bench.report import README, machine, markdown, update_readme, write_results
+from bench.report import machine, update_readmes, write_results
 from bench.suite import run_suite
 from bench.targets import judge
 
@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     results["duration_s"] = round(time.monotonic() - t0, 1)
     paths = write_results(results, args.out)
     if not args.quick and args.out == DEFAULT_OUT and set(ITEMS) <= set(items) | set(results.get("native", {})):
-        update_readme(markdown(results))  # a full run of every item: the README's table
-        paths.append(README)
+        paths += update_readmes(results)  # a full run of every item: the READMEs' tables
     say("wrote " + ", ".join(str(p) for p in paths))
     print(json.dumps(results.get("targets", []), indent=1))
     return 0

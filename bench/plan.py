@@ -30,7 +30,7 @@ class Plan:
 def full_plan() -> Plan:
     return Plan(
         kernel=KernelPlan(rule_counts=(1, 1000, 10_000, 100_000), depths=(2, 8, 32),
-                          rounds=3, seconds=0.2, exec_rules=1000, parse_rules_max=0),  # fmt: skip
+                          rounds=8, seconds=0.2, exec_rules=1000, parse_rules_max=0),  # fmt: skip
         compile_rules=(1000, 10_000, 100_000), parse_rules_max=10_000,
         storm_opens=1_000_000, storm_drain_max_s=60, storm_profile_s=30, churn_cycles=2,
     )

@@ -42,7 +42,18 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def summary(res: dict[str, Any]) -> str:
+    """The machine and every figure against its target (what README.md shows)."""
+    return "\n".join(_summary_lines(res)) + "\n"
+
+
 def markdown(res: dict[str, Any]) -> str:
+    lines = _summary_lines(res)
+    lines += _detail_lines(res)
+    return "\n".join(lines) + "\n"
+
+
+def _summary_lines(res: dict[str, Any]) -> list[str]:
     m = res["machine"]
     where = "QEMU TCG guest (no KVM)" if m["vm_guest"] else "native"
     lines = [
@@ -56,6 +67,12 @@ def markdown(res: dict[str, Any]) -> str:
     for t in res.get("targets", []):
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**NO**")
         lines.append(f"| {t['figure']} | {_fmt(t['value'])} | {t['target']} | {met} |")
+    return lines
+
+
+def _detail_lines(res: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    m = res["machine"]
     kernel = res.get("kernel")
     if kernel:
         lines += ["", "open()+close() in a policed container, ratio on/off (ns per op on):", "",
@@ -103,7 +120,7 @@ def markdown(res: dict[str, Any]) -> str:
                   "| docker run -> enforced s | docker run returned s | StartedAt -> enforced s |", "|---|---|---|"]
         for s in c["samples"]:
             lines.append(f"| {s['run_to_enforced_s']} | {s['docker_run_returned_s']} | {s['started_to_enforced_s']} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plots(res: dict[str, Any], out: Path) -> list[Path]:
@@ -161,12 +178,23 @@ def write_results(res: dict[str, Any], out: Path) -> list[Path]:
 
 
 README = Path(__file__).with_name("README.md")
+PROJECT_README = Path(__file__).resolve().parents[1] / "README.md"
 _BEGIN, _END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
 
 
-def update_readme(md: str, readme: Path = README) -> None:
-    """Put the latest table between the markers of bench/README.md."""
+def _between_markers(readme: Path, md: str) -> None:
     text = readme.read_text()
-    head, _, rest = text.partition(_BEGIN)
+    head, found, rest = text.partition(_BEGIN)
+    if not found:
+        raise ValueError(f"{readme} has no {_BEGIN} marker")
     _, _, tail = rest.partition(_END)
     readme.write_text(f"{head}{_BEGIN}\n{md}{_END}{tail}")
+
+
+def update_readmes(res: dict[str, Any], readme: Path = README,
+                   project_readme: Path = PROJECT_README) -> list[Path]:  # fmt: skip
+    """The whole latest run into bench/README.md, its summary (machine and targets) into
+    the project README."""
+    _between_markers(readme, markdown(res))
+    _between_markers(project_readme, summary(res))
+    return [readme, project_readme]
