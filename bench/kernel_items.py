@@ -16,6 +16,7 @@ from typing import Any
 from enforcer.containers.model import ContainerInfo
 from enforcer.pybpf.stats import enable_stats, prog_stats
 
+from bench.floor import Floor
 from bench.loop import LoopClient
 from bench.measure import Alternation
 from bench.apply_item import apply_timed, delete_timed
@@ -104,6 +105,7 @@ def _run(plan: KernelPlan, rig: KernelRig, info: ContainerInfo, loop: LoopClient
         alt.add((name,), (name,), policed(plan.exec_rules, m), m)
     say(f"{len(alt.on_cases)} cases x {plan.rounds} rounds, {plan.seconds}s per sample")
     alt.run(plan.rounds, say)
+    floor = _floor(plan, rig, loop, host, sized, say)
     rig.on()
 
     open_figs = []
@@ -119,11 +121,30 @@ def _run(plan: KernelPlan, rig: KernelRig, info: ContainerInfo, loop: LoopClient
         "container_ops": {
             name: {"rules": plan.exec_rules, **alt.figure((name,)).to_json()} for name in extra
         },
+        "floor": floor,
     }
     out["bpf_stats"] = _bpf_stats(rig, alt, say)
     for row, rid in zip(applied, range(1, len(applied) + 1), strict=True):
         row["phases_s"]["delete_ruleset"] = delete_timed(rig, rid)
     return out
+
+
+def _floor(plan: KernelPlan, rig: KernelRig, loop: LoopClient, host: LoopClient,
+           sized: Callable[..., Callable[[], float]], say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """The same open()+close() figures with only an empty LSM program on file_open (the
+    enforcer off): the share of the cost any BPF-LSM program pays on this machine."""
+    rig.off()
+    floor = Floor()
+    try:
+        alt = Alternation(floor.switch)
+        cases = {"host_open": sized(host, "open", HOST_FILE),
+                 "container_open_depth2": sized(loop, "open", target_path(2, "none"))}  # fmt: skip
+        for name, m in cases.items():
+            alt.add((name,), (name,), m, m)
+        alt.run(plan.rounds, lambda msg: say(f"floor: {msg}"))
+        return {name: alt.figure((name,)).to_json() for name in cases}
+    finally:
+        floor.close()
 
 
 def _bpf_stats(rig: KernelRig, alt: Alternation, say: Callable[[str], None]) -> list[dict[str, Any]]:

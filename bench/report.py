@@ -86,6 +86,9 @@ def _detail_lines(res: dict[str, Any]) -> list[str]:
         for name, r in kernel["container_ops"].items():
             lines.append(f"| {name} in container ({r['rules']} rules) | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
                          f"{r['on_ns']:.0f} |")
+        for name, r in kernel.get("floor", {}).items():
+            lines.append(f"| floor: {name}, empty LSM program on file_open only | {r['ratio']:.3f} | "
+                         f"{r['off_ns']:.0f} | {r['on_ns']:.0f} |")
         lines += ["", "BPF run time per program run (kernel.bpf_stats_enabled):", "",
                   "| case | program | runs | ns/run |", "|---|---|---|---|"]
         for r in kernel["bpf_stats"]:

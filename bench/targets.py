@@ -37,6 +37,12 @@ def judge(res: dict[str, Any]) -> list[dict[str, Any]]:
                         "within 5% (<= 1.05)", rel <= 1.05)
         host = kernel["host_open"]["ratio"]
         add("open+close by a host process", host, "<= 1.02", host <= 1.02)
+        floor = kernel.get("floor", {})
+        if "host_open" in floor:  # context: what an empty LSM program costs here
+            add("floor: open+close by a host process, empty LSM program only", floor["host_open"]["ratio"], "-", None)
+        if "container_open_depth2" in floor:
+            add("floor: open+close in a container, depth 2, empty LSM program only",
+                floor["container_open_depth2"]["ratio"], "-", None)
     # Live, natively: text to entries in a real kernel map (compile item, host CPU).
     for row in res.get("compile", []):
         if row["rules"] in (10_000, 100_000):
