@@ -27,13 +27,14 @@ def command(daemon_json: Path, config_path: Path, shim: str | None, runc: str | 
             fail_open: bool) -> None:  # fmt: skip
     """Make dockerd start every container through enforcer-runc, which has the enforcer put
     the container under its policy after `runc create` and before its entrypoint runs."""
-    from enforcer.runtime.install import install
+    from enforcer.runtime.install import install, launcher_path
 
     result = install(daemon_json=daemon_json, config_path=config_path, shim=shim, runc=runc,
                      socket=socket, fail_open=fail_open)  # fmt: skip
     mode = "fail-open" if fail_open else "fail-closed"
     click.echo(f"{'updated' if result.changed else 'already set'}: {daemon_json} "
-               f"(default-runtime enforcer); {config_path} ({mode})")  # fmt: skip
+               f"(default-runtime enforcer); {config_path} ({mode}); "
+               f"{launcher_path(config_path)} (runtime launcher)")  # fmt: skip
     if result.changed:
         click.echo(RELOAD)
 

@@ -1,16 +1,22 @@
 """Register (and remove) the runtime shim in dockerd's daemon.json.
 
-install: runtimes.enforcer = {"path": SHIM}, default-runtime = "enforcer"; the real runc,
+install: runtimes.enforcer = {"path": LAUNCHER}, default-runtime = "enforcer"; the real runc,
 the registration socket, the fail-open/closed choice and the default runtime it replaced go
 to runtime.json. uninstall puts daemon.json back as it was (keys we did not set are never
 touched). Writes are atomic (temp file + rename) and keep the file's mode. dockerd picks
 both keys up on SIGHUP (`systemctl reload docker`); no container restarts.
+
+LAUNCHER is a small sh script written next to runtime.json: containerd runs the runtime for
+every create, start, state, kill and delete, and only `create` needs the enforcer. The
+launcher sends `create` to the Python shim and execs runc for the rest, so those calls do
+not pay an interpreter start (tens of ms natively, seconds on an emulated CPU).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -73,6 +79,24 @@ def default_runc() -> str:
     raise EnforcerError("runc not found", hint="install runc (Debian: docker.io depends on it) or pass --runc PATH")
 
 
+def launcher_path(config_path: Path) -> Path:
+    """Where install puts the launcher: beside runtime.json (/etc/enforcer/runtime-runc)."""
+    return config_path.with_name(f"{config_path.stem}-runc")
+
+
+def launcher_script(shim: str, runc: str) -> str:
+    return f"""#!/bin/sh
+# Written by `enforcer install-runtime` (rewritten by each install, removed by uninstall).
+# dockerd runs this as the OCI runtime. Only `create` needs the enforcer: it registers the
+# container before its first instruction runs. Every other command goes straight to runc.
+for arg do
+\tif [ "$arg" = create ]; then exec {shlex.quote(shim)} "$@"; fi
+done
+case "$1" in --enforcer-config=*) shift ;; esac
+exec {shlex.quote(runc)} "$@"
+"""
+
+
 @dataclass(frozen=True)
 class InstallResult:
     daemon_json: Path
@@ -101,10 +125,13 @@ def install(
                      on_unavailable=FAIL_OPEN if fail_open else FAIL_CLOSED,
                      previous_default_runtime=previous)  # fmt: skip
     before = json.dumps(doc, sort_keys=True)
-    runtimes[RUNTIME_NAME] = {"path": shim, "runtimeArgs": [f"--enforcer-config={config_path}"]}
+    launcher = launcher_path(config_path)
+    runtimes[RUNTIME_NAME] = {"path": str(launcher), "runtimeArgs": [f"--enforcer-config={config_path}"]}
     doc["default-runtime"] = RUNTIME_NAME
     changed = json.dumps(doc, sort_keys=True) != before
     _write_atomic(config_path, cfg.dump())
+    _write_atomic(launcher, launcher_script(shim, cfg.runc))
+    launcher.chmod(0o755)
     if changed:
         _write_atomic(daemon_json, json.dumps(doc, indent=2) + "\n")
     return InstallResult(daemon_json, config_path, changed)
@@ -128,4 +155,5 @@ def uninstall(*, daemon_json: Path = DAEMON_JSON, config_path: Path = DEFAULT_CO
     if changed:
         _write_atomic(daemon_json, json.dumps(doc, indent=2) + "\n")
     config_path.unlink(missing_ok=True)
+    launcher_path(config_path).unlink(missing_ok=True)
     return InstallResult(daemon_json, config_path, changed)

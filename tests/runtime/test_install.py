@@ -27,8 +27,10 @@ def test_install_sets_the_default_runtime_and_keeps_everything_else(tmp_path: Pa
     assert result.changed
     doc = json.loads(p["daemon_json"].read_text())
     assert doc["default-runtime"] == "enforcer"
-    assert doc["runtimes"]["enforcer"] == {"path": "/usr/local/bin/enforcer-runc",
+    launcher = p["config_path"].with_name("runtime-runc")
+    assert doc["runtimes"]["enforcer"] == {"path": str(launcher),
                                            "runtimeArgs": [f"--enforcer-config={p['config_path']}"]}  # fmt: skip
+    assert launcher.stat().st_mode & 0o777 == 0o755
     assert doc["runtimes"]["nvidia"] == original["runtimes"]["nvidia"]
     assert doc["log-driver"] == "journald"
     assert p["daemon_json"].stat().st_mode & 0o777 == 0o600
@@ -40,7 +42,7 @@ def test_install_sets_the_default_runtime_and_keeps_everything_else(tmp_path: Pa
 
     uninstall(**p)
     assert json.loads(p["daemon_json"].read_text()) == original
-    assert not p["config_path"].exists()
+    assert not p["config_path"].exists() and not launcher.exists()
 
 
 def test_install_on_a_host_without_daemon_json_and_uninstall_leave_an_empty_config(tmp_path: Path) -> None:
@@ -57,3 +59,33 @@ def test_a_broken_daemon_json_is_reported_and_left_alone(tmp_path: Path) -> None
     with pytest.raises(EnforcerError, match="not valid JSON"):
         install(**p, shim="/x", runc="/y")
     assert p["daemon_json"].read_text() == "{not json"
+
+
+def _recorder(path: Path, name: str) -> str:
+    """A stand-in program that writes its name and arguments to OUT."""
+    path.write_text(f'#!/bin/sh\nprintf "%s\\n" {name} "$@" > "$OUT"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize(("args", "who", "passed"), [
+    # create goes to the shim with every argument (it reads --enforcer-config itself)
+    (["--enforcer-config=/c.json", "--root", "/run/r", "create", "--bundle", "/b", "id1"], "shim",
+     ["--enforcer-config=/c.json", "--root", "/run/r", "create", "--bundle", "/b", "id1"]),
+    # everything else straight to runc, without our flag
+    (["--enforcer-config=/c.json", "--root", "/run/r", "start", "id1"], "runc", ["--root", "/run/r", "start", "id1"]),
+    (["--enforcer-config=/c.json", "state", "id1"], "runc", ["state", "id1"]),
+    (["--version"], "runc", ["--version"]),
+])  # fmt: skip
+def test_the_launcher_sends_only_create_through_the_shim(tmp_path: Path, args: list[str], who: str,
+                                                         passed: list[str]) -> None:  # fmt: skip
+    import os
+    import subprocess
+
+    p = _paths(tmp_path)
+    shim, runc = _recorder(tmp_path / "shim's dir", "shim"), _recorder(tmp_path / "runc", "runc")
+    install(**p, shim=shim, runc=runc)
+    out = tmp_path / "out"
+    launcher = p["config_path"].with_name("runtime-runc")
+    subprocess.run([str(launcher), *args], check=True, env={**os.environ, "OUT": str(out)})
+    assert out.read_text().splitlines() == [who, *passed]
