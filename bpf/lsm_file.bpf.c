@@ -356,7 +356,8 @@ static __always_inline void match_ns(struct walk_ctx *w, struct container *ct, _
 	if (r)
 		take(&mc, r);
 	if (dir_kind && mc.need) {
-		top = deepest_entry(w->s, w->n, ct->ruleset, dir_kind);
+		top = (ct->flags & CT_PATH_MARKERS) ? deepest_entry(w->s, w->n, ct->ruleset, dir_kind)
+						    : (int)(w->n & (ABI_MAX_DEPTH - 1));
 		if (top >= 0) {
 			mc.top = top;
 			bpf_loop(ABI_MAX_DEPTH, match_dir_level, &mc, 0);

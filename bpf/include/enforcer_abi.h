@@ -104,6 +104,12 @@ enum abi_container_flags {
 	CT_NET_EGRESS = 8,      /* network rules for connect/sendmsg */
 	CT_SOCK_RULES = 16,
 	CT_NET_INGRESS = 32,    /* network rules for bind */
+	/*
+	 * The ruleset's path_rules mark every directory above a rule path, so the deepest
+	 * marked prefix can be binary-searched. A ruleset written by an earlier version lacks
+	 * the marks (and the flag): its dir rules are looked up at every depth instead.
+	 */
+	CT_PATH_MARKERS = 64,
 };
 
 /* Reserved rule ids (real rules are numbered from 1 by the compiler). */

@@ -90,7 +90,7 @@ class PolicyMaps:
             self._maps["path_rules"].delete_batch(self._path_keys(ruleset, compiled.entries))
 
     def container_flags(self, compiled: CompiledPaths) -> int:
-        flags = 0
+        flags = self._abi.const("CT_PATH_MARKERS")  # compile_paths always marks ancestors
         if compiled.has_enforcing("file"):
             flags |= self._abi.const("CT_FILE_RULES")
         if compiled.has_enforcing("exec"):

@@ -187,3 +187,27 @@ def test_a_path_deeper_than_the_walk_limit_is_denied_and_reported(
     assert event.action == "deny" and event.truncated
     assert event.path.endswith("/d/d/f")  # the leaf side of what was resolved
     shutil.rmtree(f"/proc/{policed.pid}/root/tmp/deep")  # inside, past the limit, rm is refused
+
+
+def test_a_ruleset_written_before_prefix_markers_still_finds_its_dir_rules(
+    enforcement: Enforcement, testbox: Container
+) -> None:
+    """A daemon upgraded with containers running: until it flips them to fresh rulesets,
+    they point at rulesets written without markers (and without CT_PATH_MARKERS). The
+    kernel must then look at every depth, not binary-search for marks that are not there."""
+    compiled = enforcement.compiled  # type: ignore[attr-defined]
+    old = type(compiled)({e: s for e, s in compiled.entries.items() if any(s)})  # no markers
+    old_ruleset = RULESET + 1
+    enforcement.maps.write_ruleset(old_ruleset, old)
+    fields = enforcement.maps.container_fields(old)
+    fields["flags"] &= ~enforcement.maps._abi.const("CT_PATH_MARKERS")  # as the old daemon wrote it
+    cgroup = cgroup_of_pid(testbox.pid)
+    enforcement.maps.set_container(cgroup.id, old_ruleset, fields)
+    enforcement.drain()
+    try:
+        result = testbox.exec("cat", "/root/.ssh/id_rsa")
+        assert "Operation not permitted" in result.stderr, result
+        assert testbox.exec("cat", "/etc/passwd").returncode == 0
+    finally:
+        enforcement.maps.remove_container(cgroup.id)
+        enforcement.maps.delete_ruleset(old_ruleset, old)
