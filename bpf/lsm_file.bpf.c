@@ -39,6 +39,7 @@ enum walk_status {
 	WALK_OUTSIDE = 2,  /* not below it (pipe, socket, memfd, other mount ns): no rule names it */
 	WALK_TOO_DEEP = 3,
 	WALK_TOO_LONG = 4,
+	WALK_UNREADABLE = 5, /* a kernel read failed: treated like a path too deep to resolve */
 };
 
 struct {
@@ -144,8 +145,11 @@ static long walk_up(__u64 i, struct walk_ctx *c)
 		    bpf_core_field_offset(struct dentry, d_parent) + 8 &&
 	    bpf_core_field_offset(struct qstr, name) == 8 &&
 	    bpf_core_field_size(struct qstr, hash_len) == 8) {
-		bpf_probe_read_kernel(&link, sizeof(link),
-				      (void *)d + bpf_core_field_offset(struct dentry, d_parent));
+		if (bpf_probe_read_kernel(&link, sizeof(link),
+					  (void *)d + bpf_core_field_offset(struct dentry, d_parent))) {
+			c->status = WALK_UNREADABLE; /* denied as unresolved, never allowed */
+			return 1;
+		}
 	} else {
 		link.parent = BPF_CORE_READ(d, d_parent);
 		link.name = BPF_CORE_READ(d, d_name.name);
