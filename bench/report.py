@@ -138,38 +138,35 @@ def plots(res: dict[str, Any], out: Path) -> list[Path]:
     rows = kernel["open_close"]
     depths = sorted({r["depth"] for r in rows})
     counts = sorted({r["rules"] for r in rows})
-    paths = []
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for depth in depths:
-        for target, style in (("none", "-o"), ("allowed", "--s")):
-            pts = sorted((r["rules"], r["ratio"]) for r in rows if r["depth"] == depth and r["target"] == target)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"depth {depth}, {target}")
-    ax.set_xscale("log")
-    ax.axhline(1.10, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("rules in the container's policy")
-    ax.set_ylabel("open+close time, on / off")
-    ax.set_title(f"Rule count ({res['machine']['kernel']})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "rules.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    kernel_name = res["machine"]["kernel"]
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for n in counts:
-        for target, style in (("none", "-o"), ("allowed", "--s")):
-            pts = sorted((r["depth"], r["ratio"]) for r in rows if r["rules"] == n and r["target"] == target)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{n} rules, {target}")
-    ax.axhline(1.10, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("path depth (components)")
-    ax.set_ylabel("open+close time, on / off")
-    ax.set_title(f"Path depth ({res['machine']['kernel']})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "depth.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    return paths
+    def curves(name: str, groups: list[tuple[str, Any]], x: str, xlabel: str, title: str,
+               log_x: bool) -> Path:  # fmt: skip
+        """One line per (group, target): open+close ratio against `x`."""
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for label, keep in groups:
+            for target, style in (("none", "-o"), ("allowed", "--s")):
+                pts = sorted((r[x], r["ratio"]) for r in rows if keep(r) and r["target"] == target)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{label}, {target}")
+        if log_x:
+            ax.set_xscale("log")
+        ax.axhline(1.10, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("open+close time, on / off")
+        ax.set_title(f"{title} ({kernel_name})")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / name
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+    by_depth = [(f"depth {d}", lambda r, d=d: r["depth"] == d) for d in depths]
+    by_rules = [(f"{n} rules", lambda r, n=n: r["rules"] == n) for n in counts]
+    return [
+        curves("rules.png", by_depth, "rules", "rules in the container's policy", "Rule count", True),
+        curves("depth.png", by_rules, "depth", "path depth (components)", "Path depth", False),
+    ]
 
 
 def write_results(res: dict[str, Any], out: Path) -> list[Path]:
