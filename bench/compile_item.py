@@ -26,16 +26,6 @@ from bench.measure import Phases
 from bench.policies import policy, policy_yaml
 
 
-def _maps_only(path: str) -> BpfObject:
-    """The object's maps created in the kernel, no program loaded, nothing pinned."""
-    obj = BpfObject(path)
-    for prog in obj.programs.values():
-        prog.autoload = False
-    for m in obj.maps.values():
-        m.set_pin_path(None)
-    return obj.load()
-
-
 def run_compile(sizes: Sequence[int], parse_max: int, depths: tuple[int, ...],
                 say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
     path = ensure_built().path("lsm_file")
@@ -55,7 +45,7 @@ def run_compile(sizes: Sequence[int], parse_max: int, depths: tuple[int, ...],
         pol = loaded[0].policy if loaded else policy(n, depths)
         rules = timed("merge", lambda: merge([pol]))
         compiled = timed("compile", lambda: compile_paths(rules, RuleTable()))
-        with _maps_only(path) as obj:
+        with BpfObject(path).load_maps_only() as obj:
             maps = PolicyMaps(abi, obj.maps)
             timed("write_maps", lambda: maps.write_ruleset(1, compiled))
             in_kernel = obj.map("path_rules").count()

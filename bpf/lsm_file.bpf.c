@@ -208,13 +208,10 @@ static long walk_down(__u64 j, struct walk_ctx *c)
 
 struct match_ctx {
 	struct scratch *s;
-	__u32 slot;
-	__u32 n;
 	__u32 ruleset;
 	__u32 need;                  /* bit per access slot still undecided */
 	__u32 top;                   /* deepest depth with a dir-kind entry: the scan starts here */
 	__u64 dir_depths;
-	__u8 exact_kind;
 	__u8 dir_kind;
 	__u8 action[ACC_SLOTS];
 	__u32 rule_id[ACC_SLOTS];
@@ -347,12 +344,9 @@ static __always_inline void match_ns(struct walk_ctx *w, struct container *ct, _
 	int top = 0;
 
 	mc.s = w->s;
-	mc.slot = w->slot;
-	mc.n = w->n;
 	mc.ruleset = ct->ruleset;
 	mc.need = need;
 	mc.dir_depths = dir_depths;
-	mc.exact_kind = exact_kind;
 	mc.dir_kind = dir_kind;
 	/* The exact rule first: it often decides every slot (an allow or deny on the file). */
 	prefix_key(&k, w->s, ct->ruleset, w->n, exact_kind);

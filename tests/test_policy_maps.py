@@ -27,12 +27,8 @@ CAPACITY = 64
 def maps() -> Iterator[tuple[PolicyMaps, BpfObject]]:
     path = ensure_built().path("lsm_file")
     obj = BpfObject(path)
-    for prog in obj.programs.values():
-        prog.autoload = False
-    for m in obj.maps.values():
-        m.set_pin_path(None)
     obj.map("path_rules").set_max_entries(CAPACITY)
-    obj.load()
+    obj.load_maps_only()
     try:
         yield PolicyMaps(Abi.from_object(path), obj.maps), obj
     finally:

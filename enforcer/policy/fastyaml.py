@@ -18,7 +18,7 @@ from typing import Any
 
 from ruamel.yaml.resolver import VersionedResolver
 
-from enforcer.policy.yamlpos import Loc, Pos, Positions
+from enforcer.policy.yamlpos import Loc, Positions
 
 try:
     import yaml
@@ -26,7 +26,7 @@ try:
 except ImportError:  # pragma: no cover (PyYAML wheels bundle libyaml)
     yaml = None  # type: ignore[assignment]
 
-Document = tuple[Any, Positions, Pos]  # plain data, positions, where the document starts
+Document = tuple[Any, Positions]  # plain data, and where each part of it is written
 
 _DECIMAL = re.compile(r"[-+]?[0-9]+\Z")
 
@@ -70,7 +70,7 @@ def _documents(events: Iterator[Any]) -> Iterator[Document | None]:
             elif isinstance(first, yaml.MappingStartEvent):
                 root = (first.start_mark.line + 1, first.start_mark.column + 1)
                 pos = Positions(keys={}, values={(): root})
-                doc = (_node(first, events, (), pos), pos, root)
+                doc = (_node(first, events, (), pos), pos)
             else:
                 raise _Unsupported  # not a mapping: ruamel words that error
             if not isinstance(next(events), yaml.DocumentEndEvent):

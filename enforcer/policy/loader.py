@@ -201,7 +201,7 @@ def _parse_fast(text: str, file: str) -> list[LoadedPolicy] | None:
     for doc in docs:
         if doc is None:
             continue
-        data, pos, _ = doc
+        data, pos = doc
         try:
             policy = Policy.model_validate(data)
         except ValidationError:

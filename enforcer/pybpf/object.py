@@ -120,6 +120,15 @@ class BpfObject:
         self._handle.loaded = True
         return self
 
+    def load_maps_only(self) -> Self:
+        """Create the maps, load no program and pin nothing: writes into real kernel maps on
+        a kernel that refuses the programs (tests, benchmarks). Gone with close()."""
+        for prog in self._programs.values():
+            prog.autoload = False
+        for m in self._maps.values():
+            m.set_pin_path(None)
+        return self.load()
+
     @staticmethod
     def _culprit(log: list[str]) -> str:
         # libbpf names the failing program/map in its warnings; surface it in the message.

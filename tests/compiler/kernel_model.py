@@ -85,10 +85,13 @@ def _prefixes(path: str) -> list[str]:
     return ["/" + "/".join(parts[:d]) for d in range(len(parts) + 1)]
 
 
-def path_lookup(c: CompiledPaths, ns: str, path: str, slots: list[int]) -> dict[int, tuple[int, int]]:
+def path_lookup(c: CompiledPaths, ns: str, path: str, slots: list[int],
+                lookups: list[str] | None = None) -> dict[int, tuple[int, int]]:  # fmt: skip
     """Per access slot, (action, rule id) of the rule the kernel takes, as match_ns does it:
     the exact rule, then (for slots still open) a binary search for the deepest prefix
-    holding a dir-kind entry and dir rules deepest first from there at the mask's depths."""
+    holding a dir-kind entry and dir rules deepest first from there at the mask's depths.
+    Every map lookup's path is appended to `lookups`."""
+    seen = lookups if lookups is not None else []
     exact_kind, dir_kind = f"{ns}_exact", f"{ns}_dir"
     prefixes = _prefixes(path)
     n = len(prefixes) - 1
@@ -102,6 +105,7 @@ def path_lookup(c: CompiledPaths, ns: str, path: str, slots: list[int]) -> dict[
                 taken[a] = (s.action, s.rule_id)
                 need.discard(a)
 
+    seen.append(path)
     if (e := c.entries.get(PathEntry(exact_kind, path))) is not None:  # type: ignore[arg-type]
         take(e)
     if not need:
@@ -111,6 +115,7 @@ def path_lookup(c: CompiledPaths, ns: str, path: str, slots: list[int]) -> dict[
         if hi - lo <= 1:
             break
         mid = (lo + hi) >> 1
+        seen.append(prefixes[mid])
         if PathEntry(dir_kind, prefixes[mid]) in c.entries:  # type: ignore[arg-type]
             lo = mid
         else:
@@ -119,6 +124,9 @@ def path_lookup(c: CompiledPaths, ns: str, path: str, slots: list[int]) -> dict[
     for depth in range(lo, -1, -1):
         if not need:
             break
-        if mask & (1 << min(depth, 63)) and (e := c.entries.get(PathEntry(dir_kind, prefixes[depth]))) is not None:  # type: ignore[arg-type]
+        if not mask & (1 << min(depth, 63)):
+            continue
+        seen.append(prefixes[depth])
+        if (e := c.entries.get(PathEntry(dir_kind, prefixes[depth]))) is not None:  # type: ignore[arg-type]
             take(e)
     return taken

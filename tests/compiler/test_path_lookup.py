@@ -80,5 +80,10 @@ def test_the_search_costs_the_same_for_one_rule_and_many() -> None:
     small = compile_paths(rules_of(("p", {"file": [{"action": "deny", "paths": ["/etc/shadow"]}]})), RuleTable())
     big = compile_paths(rules_of(("p", {"file": [{"action": "deny", "paths": ["/etc/shadow"]}, *fillers]})), RuleTable())
     deep = "/bench" + "/d" * 30 + "/none"
-    assert km.path_lookup(small, "file", deep, [READ, WRITE]) == {}
-    assert km.path_lookup(big, "file", deep, [READ, WRITE]) == {}
+    seen_small: list[str] = []
+    seen_big: list[str] = []
+    assert km.path_lookup(small, "file", deep, [READ, WRITE], seen_small) == {}
+    assert km.path_lookup(big, "file", deep, [READ, WRITE], seen_big) == {}
+    # exact + binary search down to "/" (the only marked prefix); no dir rule at depth 0
+    assert len(seen_small) == len(seen_big) <= 1 + 6
+    assert seen_big[-1] == "/"
