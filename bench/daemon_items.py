@@ -239,6 +239,16 @@ def run_storm(daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: fl
     }
     out["counted_exactly"] = out["kernel_counter"] == opens == out["denied_by_loop"]
     out["audit_accounts_for_all"] = out["audit_count_sum"] == opens - out["ring_drops"]
+    # The trail's own account of what it could not itemise (audit_loss records): written
+    # once the counters stop moving, a second or two after the storm.
+    deadline = time.monotonic() + 10
+    while True:
+        losses = sum(r.get("count", 0) for r in daemon.audit_records() if r.get("hook") == "audit_loss")
+        if out["audit_count_sum"] + losses >= counters or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    out["audit_loss_sum"] = losses
+    out["trail_accounts_for_all"] = out["audit_count_sum"] + losses == counters
     box.remove()
     return out, latency
 

@@ -98,6 +98,10 @@ def _run(plan: KernelPlan, rig: KernelRig, info: ContainerInfo, loop: LoopClient
     extra = {
         "exec": ("exec", LOOP),
         "connect": ("connect", *LOOPBACK),
+        # a SYN out and a RST back (cgroup_skb egress judges the SYN; ingress leaves at the
+        # containers lookup: the policy has no ingress rule), and a UDP packet per send
+        "tcp_connect": ("tcpconnect", *LOOPBACK),
+        "udp_send": ("sendto", *LOOPBACK),
         "device_open": ("open", "/dev/null"),
     }
     for name, words in extra.items():

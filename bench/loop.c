@@ -11,6 +11,9 @@
  *   open PATH N                open(O_RDONLY) + close, N times (a failed open is an ERROR)
  *   exec PATH N                fork + execve(PATH, {PATH, "nop"}) + waitpid, N times
  *   connect ADDR PORT N        UDP socket + connect(ADDR:PORT) + close, N times (IPv4 only)
+ *   tcpconnect ADDR PORT N     TCP socket + connect(ADDR:PORT) + close, N times: a SYN leaves
+ *                              and a RST comes back (nothing listens: ECONNREFUSED is no ERROR)
+ *   sendto ADDR PORT N         one UDP socket, N x sendto(ADDR:PORT) of one byte: N packets
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -93,6 +96,46 @@ static long do_connect(const char *addr, int port, long n)
 	return errors;
 }
 
+static long do_tcpconnect(const char *addr, int port, long n)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	long errors = 0;
+
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+		return n;
+	for (long i = 0; i < n; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0) {
+			errors++;
+			continue;
+		}
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) && errno != ECONNREFUSED)
+			errors++;
+		close(fd);
+	}
+	return errors;
+}
+
+static long do_sendto(const char *addr, int port, long n)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	long errors = 0;
+	int fd;
+
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+		return n;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return n;
+	for (long i = 0; i < n; i++)
+		/* a closed port answers with ICMP unreachable, which fails the next send: retry-free count */
+		if (sendto(fd, "x", 1, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != ECONNREFUSED)
+			errors++;
+	close(fd);
+	return errors;
+}
+
 /* Runs one command given as words; prints the answer line. Returns 0, or -1 on bad input. */
 static int run(int argc, char **argv)
 {
@@ -111,6 +154,14 @@ static int run(int argc, char **argv)
 		n = atol(argv[3]);
 		t0 = now_ns();
 		errors = do_connect(argv[1], atoi(argv[2]), n);
+	} else if (argc == 4 && !strcmp(argv[0], "tcpconnect")) {
+		n = atol(argv[3]);
+		t0 = now_ns();
+		errors = do_tcpconnect(argv[1], atoi(argv[2]), n);
+	} else if (argc == 4 && !strcmp(argv[0], "sendto")) {
+		n = atol(argv[3]);
+		t0 = now_ns();
+		errors = do_sendto(argv[1], atoi(argv[2]), n);
 	} else {
 		printf("error unknown command\n");
 		fflush(stdout);
@@ -150,6 +201,6 @@ int main(int argc, char **argv)
 	if (argc >= 2)
 		return run(argc - 1, argv + 1) ? 2 : 0;
 	fprintf(stderr, "usage: loop serve | loop nop | loop open PATH N | loop exec PATH N | "
-			"loop connect ADDR PORT N\n");
+			"loop connect|tcpconnect|sendto ADDR PORT N\n");
 	return 2;
 }

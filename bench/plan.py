@@ -8,9 +8,10 @@ from typing import Any
 from bench.kernel_items import KernelPlan
 
 # Item names, in the issue's priority order.
-# kernel: items 1-3, 7 and the kernel half of 4; compile: the Python half of 4 (run natively).
-ITEMS = ("kernel", "compile", "storm", "churn")
-NATIVE_ITEMS = ("compile",)
+# kernel: items 1-3, 7 and the kernel half of 4; compile: the Python half of 4 (run natively);
+# decode: ring-buffer bytes to audit records (run natively, issue 17).
+ITEMS = ("kernel", "compile", "storm", "churn", "decode")
+NATIVE_ITEMS = ("compile", "decode")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Plan:
     storm_drain_max_s: float          # how long the audit trail may take to catch up
     storm_profile_s: int              # py-spy on the daemon for this long (0: not)
     churn_cycles: int                 # item 6
+    decode_events: int = 100_000      # raw events decoded per round (natively)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,5 +43,5 @@ def quick_plan() -> Plan:
         kernel=KernelPlan(rule_counts=(1, 1000), depths=(2, 32), rounds=2, seconds=0.1,
                           exec_rules=1000, parse_rules_max=0),  # fmt: skip
         compile_rules=(1000,), parse_rules_max=1000,
-        storm_opens=10_000, storm_drain_max_s=60, storm_profile_s=5, churn_cycles=1,
+        storm_opens=10_000, storm_drain_max_s=60, storm_profile_s=5, churn_cycles=1, decode_events=5_000,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.compile_item import run_compile
+from bench.decode_item import run_decode
 from bench.daemon_items import DaemonProc, run_churn, run_storm
 from bench.kernel_items import run_kernel_items
 from bench.plan import Plan
@@ -20,6 +21,8 @@ def run_suite(plan: Plan, items: list[str], say: Callable[[str], None]) -> dict[
     out: dict[str, Any] = {}
     if "compile" in items:
         out["compile"] = run_compile(plan.compile_rules, plan.parse_rules_max, plan.kernel.depths, say)
+    if "decode" in items:
+        out["decode"] = run_decode(plan.decode_events, 3, say)
     if not set(items) & {"kernel", "storm", "churn"}:
         out["targets"] = judge(out)
         return out

@@ -50,9 +50,18 @@ def judge(res: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"{row['rules']:,} rules live, natively (incl. {what}) (s)", row["live_s"],
                 "<= 1 s" if row["rules"] == 10_000 else "-",
                 row["live_s"] <= 1.0 if row["rules"] == 10_000 else None)
+    dec = res.get("decode")
+    if dec:  # natively, per CPU-second of the decoding thread
+        add("ring-buffer events into audit records, natively (events/s)", dec["records_per_s"],
+            ">= 200,000", dec["records_per_s"] >= 200_000)
+        add("... into written JSON lines, nothing folded (events/s)", dec["json_lines_per_s"], "-", None)
+        add("... one denial repeated, folded (events/s)", dec["storm_folded_per_s"], "-", None)
     storm = res.get("storm")
     if storm:
         add("storm counted exactly", storm["counted_exactly"], "true", storm["counted_exactly"])
+        if "trail_accounts_for_all" in storm:
+            add("storm: records + audit_loss == kernel counter", storm["trail_accounts_for_all"], "true",
+                storm["trail_accounts_for_all"])
         add("storm daemon CPU (cores, avg)", storm["daemon_cores_avg"], "<= 1", storm["daemon_cores_avg"] <= 1)
         add("storm daemon peak RSS (MB)", storm["daemon_peak_rss_mb"], "<= 100",
             storm["daemon_peak_rss_mb"] <= 100)

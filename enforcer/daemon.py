@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,23 +19,35 @@ from typing import Any
 import structlog
 
 from enforcer.audit.events import Event, EventDecoder
-from enforcer.audit.records import UNRESOLVED, AuditFolder, AuditRecord, AuditWriter
+from enforcer.audit.losses import LossAccountant
+from enforcer.audit.records import UNRESOLVED, AuditFolder, AuditRecord, AuditWriter, LossRecord
 from enforcer.compiler.rules import RuleTable
-from enforcer.containers.cgroups import cgroup_of_pid
+from enforcer.containers.cgroups import cgroup_of_pid, container_cgroup_path
 from enforcer.containers.model import ContainerInfo
+from enforcer.containers.startwindow import process_age_seconds
 from enforcer.containers.tracker import DockerTracker
 from enforcer.errors import EnforcerError
 from enforcer.kernel.build import ensure_built
 from enforcer.kernel.enforcement import (
-    Enforcement, PerContainerRules, RulesetPart, merge_container_fields,
+    Enforcement,
+    PerContainerRules,
+    RulesetPart,
+    merge_container_fields,
 )  # fmt: skip
 from enforcer.kernel.loader import DEFAULT_PIN_ROOT, Loaded
 from enforcer.kernel.policy_maps import PolicyMaps
-from enforcer.kernel.state import STATE_DIR, RuleTableStore, state_file
 from enforcer.kernel.startup import kernel_enforcements, load_kernel
+from enforcer.kernel.state import (
+    STATE_DIR,
+    PolicyStore,
+    RuleTableStore,
+    policies_file,
+    state_file,
+)
 from enforcer.policy.loader import ParseCache, PolicySet, load_directory, policy_digest
 from enforcer.policy.merge import merge
-from enforcer.policy.selector import policies_for
+from enforcer.policy.model import Policy
+from enforcer.policy.selector import every_container_policies, policies_for
 from enforcer.policy.watch import PolicyWatcher
 from enforcer.pybpf import RingBuffer
 from enforcer.runtime.registrar import RegistrationServer
@@ -44,6 +57,20 @@ from enforcer.status.model import StatusDocument
 log = structlog.get_logger(__name__)
 
 RulesetKey = tuple[str, ...]  # "name@digest" of each selected policy, in selection order
+RETRY_BACKOFF = (0.5, 30.0)  # seconds: first retry of a failed enforcement, and the cap
+
+
+@dataclass
+class _Failure:
+    """A container whose enforcement failed (map full, ENOMEM, EPERM, ...): retried with
+    backoff, shown by `status` and the metrics until it succeeds or the container goes."""
+
+    info: ContainerInfo
+    reason: str
+    attempts: int
+    retry_at: float  # on the daemon's clock (monotonic)
+# The user of the ruleset that containers not registered yet get (CT_KEY_STARTING).
+STARTING = "(containers not registered yet)"
 
 
 @dataclass
@@ -62,16 +89,22 @@ class DaemonConfig:
     pin_root: Path = DEFAULT_PIN_ROOT
     docker_host: str | None = None
     fold_window: float = 1.0  # seconds within which identical audit events share a record
+    loss_interval: float = 1.0  # seconds between checks of kernel counters vs itemised events
     allow_missing_lsm: bool = False  # without BPF-LSM, run with device/network/socket rules only
     runtime_socket: Path | None = None  # enforcer-runc asks here (None: no registration)
+    runtime_socket_uids: tuple[int, ...] = ()  # besides root and our own uid, who may register
     state_dir: Path = STATE_DIR  # rule ids that must outlive the daemon (enforcer.kernel.state)
     watch_policies: bool = True  # hot reload on edits in policies_dir
     reload_quiet: float = 0.2  # seconds of quiet before an edit is read (editors save in steps)
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig, audit: AuditWriter) -> None:
+    def __init__(self, config: DaemonConfig, audit: AuditWriter,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self._config = config
+        self._clock = clock
+        self._failed: dict[str, _Failure] = {}  # container id -> why it is not (fully) enforced
+        self.enforcement_failures = 0  # attempts that failed, retries included (metrics)
         self._writer = audit
         self._audit = AuditFolder(audit, config.fold_window)
         self._started = time.time()
@@ -79,6 +112,7 @@ class Daemon:
         self.reload_failures = 0  # policy reloads that rejected a changed file (status, metrics)
         self._lock = threading.RLock()
         self._store = RuleTableStore(state_file(config.pin_root, config.state_dir))
+        self._policy_store = PolicyStore(policies_file(config.pin_root, config.state_dir))
         self._table: RuleTable = self._store.load()
         self._rulesets: dict[RulesetKey, _Ruleset] = {}
         self._next_ruleset = 1
@@ -90,20 +124,24 @@ class Daemon:
         self._enforcements: list[Enforcement] = []
         self._parsed: ParseCache = {}  # policy texts already parsed (hot reload reparses edits only)
         self._inherited: dict[int, int] = {}  # cgroup id -> ruleset, left by an earlier run
+        self._losses: LossAccountant | None = None  # set by use_kernel
+        self._loss_marks: tuple[int, ...] | None = None  # kernel stats at the last loss check
         self._docker: Any = None  # client for the runtime shim's lookups (lazy)
+        self._starting_key: RulesetKey | None = None  # ruleset of the CT_KEY_STARTING entry
+        self._starting_retry_at: float | None = None  # its last write failed: retry then
+        self._registered_early: set[str] = set()  # container ids enforcer-runc registered
+        self._start_windows: dict[str, float | None] = {}  # container id -> seconds (status)
 
     # ----- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        self._policies = load_directory(self._config.policies_dir, cache=self._parsed)
-        for err in self._policies.errors:
-            log.error("policy file rejected", error=str(err))
+        self._policies = self.startup_policies()
         log.info("policies loaded", count=len(self._policies.policies),
                  directory=str(self._config.policies_dir))  # fmt: skip
         loaded = load_kernel(ensure_built(), self._config.pin_root, self._policies.policies,
                              allow_missing_lsm=self._config.allow_missing_lsm)  # fmt: skip
         self.use_kernel(loaded)
-        decoder = EventDecoder(loaded.abi)
-        ring = RingBuffer(loaded.maps["events"], lambda raw: self._on_event(decoder.decode(raw)))
+        self._policy_store.save(self._policies, self._parsed)
+        ring = RingBuffer(loaded.maps["events"], self.event_sink(EventDecoder(loaded.abi)))
         events = threading.Thread(target=self._poll, args=(ring, stop), name="ringbuf", daemon=True)
         events.start()
         tracker = self._tracker = DockerTracker(self, base_url=self._config.docker_host)
@@ -113,7 +151,8 @@ class Daemon:
                 watcher = PolicyWatcher(self._config.policies_dir, self.reload, self._config.reload_quiet)
                 watcher.start()
             if self._config.runtime_socket is not None:
-                registrar = RegistrationServer(self._config.runtime_socket, self.register_from_runtime)
+                registrar = RegistrationServer(self._config.runtime_socket, self.register_from_runtime,
+                                               self._config.runtime_socket_uids)  # fmt: skip
                 registrar.start()
             tracker.run(stop)
         finally:
@@ -126,16 +165,44 @@ class Daemon:
             ring.close()
             self._audit.flush_all()
             # Links and maps stay pinned: enforcement outlives the daemon (`enforcer unload`).
-            loaded.close()
+            # Under the lock: a SIGTERM during a reload lets the reload finish first.
+            with self._lock:
+                loaded.close()
+
+    def startup_policies(self) -> PolicySet:
+        """The policy directory as the daemon starts. A file that does not validate keeps
+        the version an earlier run had in force (kept beside the pinned state), as a reload
+        would, and the log says so loudly; a file with no such version stops the start:
+        EnforcerError with every FILE:LINE:COL (the CLI exits 1), so no container runs
+        without a policy in silence."""
+        previous = self._policy_store.load()
+        policies = load_directory(self._config.policies_dir, previous=previous, cache=self._parsed)
+        unkept = [str(e) for f in policies.files if f.errors and not f.kept_previous for e in f.errors]
+        if unkept:
+            raise EnforcerError(
+                "policy files do not validate, and no earlier version of them is in force: "
+                + "; ".join(unkept),
+                hint="fix them (`enforcer check " + str(self._config.policies_dir) + "`) and start again",
+            )
+        for f in policies.files:
+            for err in f.errors:  # all kept_previous here
+                log.error("POLICY FILE REJECTED AT START: the version in force before this restart "
+                          "stays in force until the file validates", error=str(err),
+                          policies=[lp.policy.name for lp in f.policies])  # fmt: skip
+        if policies.errors:
+            self.reload_failures += 1
+        return policies
 
     def use_kernel(self, loaded: Loaded, policies: PolicySet | None = None) -> None:
         """Take the loaded objects' maps; run() does this, tests may call it directly."""
         self._loaded = loaded
         self._maps = PolicyMaps(loaded.abi, loaded.maps)
+        self._losses = LossAccountant(self._maps.all_counters)
         self._enforcements = kernel_enforcements(loaded, self._maps, self._table, self._config.pin_root)
         if policies is not None:
             self._policies = policies
         self._take_over()
+        self._write_starting_entry()
 
     def _take_over(self) -> None:
         """Adopt what an earlier run left pinned: its containers stay under their old
@@ -144,6 +211,7 @@ class Daemon:
         assert self._maps is not None
         self._inherited = self._maps.container_entries()
         in_kernel = set(self._inherited.values())
+        self._inherited.pop(self._starting_cgroup_key(), None)  # rewritten, not a container
         for enf in self._enforcements:
             in_kernel |= enf.rulesets_in_kernel()
         self._next_ruleset = max(in_kernel, default=0) + 1
@@ -157,10 +225,14 @@ class Daemon:
         assert self._maps is not None
         with self._lock:
             live = {info.cgroup.id for info, _ in self._containers.values()}
+            # A running container whose enforcement failed keeps what an earlier run left
+            # for it (its old ruleset) until a retry succeeds: never less than before.
+            live |= {f.info.cgroup.id for f in self._failed.values()}
             gone = [cg for cg in self._inherited if cg not in live]
             for cgroup_id in gone:
                 self._maps.remove_container(cgroup_id)
-            self._inherited.clear()
+            self._inherited = {cg: rs for cg, rs in self._inherited.items() if cg in live
+                               and cg not in {i.cgroup.id for i, _ in self._containers.values()}}  # fmt: skip
             keep = {rs.id for rs in self._rulesets.values()}
             for enf in self._enforcements:
                 enf.prune(keep)
@@ -169,13 +241,30 @@ class Daemon:
 
     def _poll(self, ring: RingBuffer, stop: threading.Event) -> None:
         next_sweep = time.monotonic() + 5
+        next_losses = time.monotonic() + self._config.loss_interval
         while not stop.is_set():
             ring.poll(200)
             self._audit.flush_due()
+            self.retry_failed()
+            if time.monotonic() >= next_losses:
+                self.account_losses(ring.consume)
+                next_losses = time.monotonic() + self._config.loss_interval
             if time.monotonic() >= next_sweep:
                 self._sweep()
                 next_sweep = time.monotonic() + 5
-        ring.consume()
+        self.final_losses(ring.consume)
+
+    def final_losses(self, drain: Callable[[], object], settle: float = 0.3) -> None:
+        """At stop: account what settles now (two checks `settle` s apart: a counter that
+        stopped moving is settled by the second); say in the log what could not be."""
+        drain()
+        self.account_losses(drain)
+        time.sleep(settle)
+        self.account_losses(drain)
+        left = self._losses.unsettled() if self._losses else 0
+        if left:
+            log.warning("denials still arriving at stop are not itemised or accounted in the trail",
+                        denials=left, hint="they are in the kernel counters (enforcer status)")  # fmt: skip
 
     def _sweep(self) -> None:
         """Containers the runtime shim registered but Docker never reported running (their
@@ -184,6 +273,8 @@ class Daemon:
         with self._lock:
             orphans = [cid for cid, (info, _) in self._containers.items()
                        if cid not in known and not Path(info.cgroup.path).exists()]  # fmt: skip
+            orphans += [cid for cid, f in self._failed.items()
+                        if cid not in known and not Path(f.info.cgroup.path).exists()]  # fmt: skip
         for cid in orphans:
             self.container_stopped(cid)
 
@@ -208,11 +299,14 @@ class Daemon:
             if new.errors:
                 self.reload_failures += 1
             self._policies = new
+            self._policy_store.save(new, self._parsed)  # a restart meeting a broken file keeps this version
             if old is not None and new.digest == old.digest:
                 return
             diff = new.diff(old) if old is not None else None
-            for info, _ in list(self._containers.values()):
+            # Failed containers too: the new version may fit where the old one did not.
+            for info in [i for i, _ in self._containers.values()] + [f.info for f in self._failed.values()]:
                 self.container_started(info)
+            self._write_starting_entry()
         log.info("policies reloaded", seconds=round(time.monotonic() - t0, 3),
                  added=list(diff.added) if diff else [], removed=list(diff.removed) if diff else [],
                  changed=list(diff.changed) if diff else [])  # fmt: skip
@@ -222,18 +316,46 @@ class Daemon:
         """enforcer-runc, between `runc create` and `runc start`: put the container under its
         policies now. dockerd holds this container's lock while it starts it, so it is not
         inspected: name, image and labels come from the container list (lock-free in dockerd)."""
+        if pid <= 0:
+            raise EnforcerError(f"container {container_id[:12]}: no init pid given")
         cgroup = cgroup_of_pid(pid)
+        # As the tracker checks: the pid's cgroup must be the container's own (its id in the
+        # name), else policy keyed on it would judge processes outside the container, and
+        # the container itself would run unjudged. Between `runc create` and `runc start` the
+        # init cannot have moved into a child cgroup yet, so its own cgroup must be that one.
+        if container_cgroup_path(str(cgroup.path), container_id) != str(cgroup.path):
+            raise EnforcerError(
+                f"container {container_id[:12]}: pid {pid} is in cgroup {cgroup.path}, which is "
+                "not the container's own",
+                hint="run containers with a cgroup v2 of their own (cgroupns private, systemd or "
+                "cgroupfs driver); see docs/troubleshooting.md",
+            )
         name, image, labels = self._created_container(container_id)
-        self.container_started(ContainerInfo(id=container_id, name=name, image=image, labels=labels,
-                                             pid=pid, cgroup=cgroup))  # fmt: skip
+        info = ContainerInfo(id=container_id, name=name, image=image, labels=labels,
+                             pid=pid, cgroup=cgroup)  # fmt: skip
+        with self._lock:
+            self._registered_early.add(container_id)  # before its first instruction: no window
+        try:
+            self.enforce(info)
+        except Exception as err:
+            # Recorded and retried like any failure; raised so that, fail-closed, the shim
+            # refuses to start a container whose policy is not in force.
+            self._record_failure(info, err)
+            raise
 
     def _created_container(self, container_id: str) -> tuple[str, str, dict[str, str]]:
         import docker
+        import docker.errors
+        import requests
 
         if self._docker is None:
             self._docker = docker.APIClient(base_url=self._tracker.base_url if self._tracker
                                             else self._config.docker_host, timeout=10)  # fmt: skip
-        found = self._docker.containers(all=True, filters={"id": container_id})
+        try:
+            found = self._docker.containers(all=True, filters={"id": container_id})
+        except (docker.errors.DockerException, requests.RequestException) as err:
+            raise EnforcerError(f"Docker did not answer about container {container_id[:12]}: {err}",
+                                hint="is dockerd running? `enforcer doctor`") from err  # fmt: skip
         match = [c for c in found if c.get("Id") == container_id]
         if not match:
             raise EnforcerError(f"container {container_id[:12]} is not known to Docker")
@@ -243,32 +365,112 @@ class Daemon:
 
     # ----- containers (ContainerListener) ---------------------------------------------------
     def container_started(self, info: ContainerInfo) -> None:
-        assert self._maps is not None and self._policies is not None
-        selected = policies_for(self._policies, info.name, info.image, info.labels)
-        key = tuple(f"{p.name}@{policy_digest(p)}" for p in selected)
+        """Put the container under the policies that select it now. A failure is not
+        raised to the tracker: it is recorded, shown by `status`, and retried."""
+        try:
+            self.enforce(info)
+        except Exception as err:  # noqa: BLE001 - any failure leaves the container recorded
+            self._record_failure(info, err)
+
+    def enforce(self, info: ContainerInfo) -> None:
+        """Select, write and point, all under the lock (a reload cannot slip in between
+        choosing the policies and writing them). All or nothing: on any error the ruleset
+        written for it, and its attachments if it had none before, are removed again and
+        the container keeps what it had (its previous ruleset, or nothing); then raises."""
+        assert self._maps is not None
         with self._lock:
+            assert self._policies is not None
+            selected = policies_for(self._policies, info.name, info.image, info.labels)
+            key = tuple(f"{p.name}@{policy_digest(p)}" for p in selected)
             previous = self._containers.get(info.id)
             rs = self._rulesets.get(key)
             if rs is None:
                 rs = self._write_ruleset(merge(selected))
                 self._rulesets[key] = rs
                 self._store.save(self._table)  # new rule ids must survive a kill -9
-            rs.users.add(info.id)
-            if previous is None:
+            # Attachments made here are undone on failure, unless the cgroup was already
+            # enforced (by this run, or pinned by an earlier one): that must stay.
+            fresh = previous is None and info.cgroup.id not in self._inherited
+            try:
+                if previous is None:
+                    for enf in self._enforcements:
+                        enf.attach(info)
                 for enf in self._enforcements:
-                    enf.attach(info)
-            for enf in self._enforcements:
-                if isinstance(enf, PerContainerRules):
-                    enf.assign(info, rs.id, rs.parts[enf.name])
-            # One update flips the container from its old ruleset (if any) to the new one.
-            self._maps.set_container(info.cgroup.id, rs.id, rs.container_fields())
+                    if isinstance(enf, PerContainerRules):
+                        enf.assign(info, rs.id, rs.parts[enf.name])
+                # One update flips the container from its old ruleset (if any) to the new one.
+                self._maps.set_container(info.cgroup.id, rs.id, rs.container_fields())
+            except Exception:  # (a BaseException is the process dying: a restart takes over)
+                if fresh:
+                    for enf in self._enforcements:
+                        self._quietly(enf.detach, info)
+                if not rs.users:
+                    self._quietly(self._release_ruleset, key, "")
+                raise
+            if previous is None:
+                self._start_windows[info.id] = self._start_window(info)
+            rs.users.add(info.id)
             self._containers[info.id] = (info, key)
             self._by_cgroup[info.cgroup.id] = info
+            self._inherited.pop(info.cgroup.id, None)
             if previous is not None and previous[1] != key:
                 self._release_ruleset(previous[1], info.id)
+            recovered = self._failed.pop(info.id, None)
+        if recovered is not None:
+            log.warning("container enforced after failing", container=info.name,
+                        attempts=recovered.attempts, earlier_error=recovered.reason)  # fmt: skip
         log.info("container enforced", container=info.name, image=info.image,
                  policies=[p.name for p in selected], cgroup_id=info.cgroup.id,
-                 ruleset=rs.id)  # fmt: skip
+                 ruleset=rs.id, start_window_s=self._start_windows.get(info.id))  # fmt: skip
+
+    def _start_window(self, info: ContainerInfo) -> float | None:
+        """Seconds the container ran before this first entry (enforcer.containers.startwindow)."""
+        if info.id in self._registered_early:
+            return 0.0
+        if info.cgroup.id in self._inherited:
+            return None  # an earlier run enforced it; its window is not ours to know
+        return process_age_seconds(info.pid)
+
+    def _record_failure(self, info: ContainerInfo, err: BaseException) -> None:
+        reason = str(err) or type(err).__name__
+        with self._lock:
+            self.enforcement_failures += 1
+            earlier = self._failed.get(info.id)
+            attempts = earlier.attempts + 1 if earlier else 1
+            first, cap = RETRY_BACKOFF
+            delay = min(first * 2 ** (attempts - 1), cap)
+            self._failed[info.id] = _Failure(info, reason, attempts, self._clock() + delay)
+            kept = info.id in self._containers or info.cgroup.id in self._inherited
+        log.error("container NOT ENFORCED by its current policies" if not kept else
+                  "container's policy update failed; its previous ruleset stays in force",
+                  container=info.name, container_id=info.short_id, error=reason,
+                  attempts=attempts, retry_in=round(delay, 2))  # fmt: skip
+
+    def retry_failed(self) -> None:
+        """Retry every failed container whose backoff has run out (the event loop calls
+        this every poll; cheap when nothing failed)."""
+        now = self._clock()
+        if self._starting_retry_at is not None and self._starting_retry_at <= now:
+            self._write_starting_entry()
+        if not self._failed:
+            return
+        with self._lock:
+            due = [f.info for f in self._failed.values() if f.retry_at <= now]
+        for info in due:
+            self.container_started(info)
+
+    def not_enforced(self) -> dict[str, str]:
+        """container id -> why its current policies are not in force (status, tests)."""
+        with self._lock:
+            return {cid: f.reason for cid, f in self._failed.items()}
+
+    @staticmethod
+    def _quietly(fn: Callable[..., object], *args: object) -> None:
+        # Cleanup after a failure must not hide the failure itself.
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("cleanup after a failed enforcement failed")
 
     def container_renamed(self, info: ContainerInfo) -> None:
         self.container_started(info)  # a name can change which policies select it
@@ -276,8 +478,14 @@ class Daemon:
     def container_stopped(self, container_id: str) -> None:
         assert self._maps is not None
         with self._lock:
+            failed = self._failed.pop(container_id, None)
             entry = self._containers.pop(container_id, None)
             if entry is None:
+                if failed is not None and failed.info.cgroup.id in self._inherited:
+                    self._maps.remove_container(failed.info.cgroup.id)  # its old entry
+                    for enf in self._enforcements:
+                        self._quietly(enf.detach, failed.info)
+                    self._inherited.pop(failed.info.cgroup.id, None)
                 return
             info, key = entry
             self._maps.remove_container(info.cgroup.id)
@@ -285,15 +493,67 @@ class Daemon:
                 enf.detach(info)
             self._by_cgroup.pop(info.cgroup.id, None)
             self._release_ruleset(key, container_id)
+            self._registered_early.discard(container_id)
+            self._start_windows.pop(container_id, None)
         log.info("container released", container=info.name, container_id=info.short_id)
+
+    # ----- containers not registered yet ---------------------------------------------------
+    def _starting_cgroup_key(self) -> int:
+        return self._loaded.abi.const("CT_KEY_STARTING") if self._loaded else 0
+
+    def _write_starting_entry(self) -> None:
+        """Point CT_KEY_STARTING at the ruleset of the policies selecting every container: the
+        LSM programs judge a Docker container's cgroup they find no entry for by it, so those
+        policies hold from the container's first instruction without the runtime wrapper."""
+        if self._maps is None or self._policies is None:
+            return
+        selected = every_container_policies(self._policies)
+        key = tuple(f"{p.name}@{policy_digest(p)}" for p in selected)
+        cgroup_key = self._starting_cgroup_key()
+        try:
+            self._point_starting_entry(selected, key, cgroup_key)
+        except Exception as err:  # written all or nothing: the previous entry stays in force
+            self._starting_retry_at = self._clock() + RETRY_BACKOFF[0]
+            log.error("containers not registered yet keep their previous policies: writing the "
+                      "new ones failed (retried)", error=str(err) or type(err).__name__)  # fmt: skip
+            return
+        self._starting_retry_at = None
+        log.info("containers not registered yet are judged by", policies=[p.name for p in selected])
+
+    def _point_starting_entry(self, selected: Sequence[Policy], key: RulesetKey,
+                              cgroup_key: int) -> None:  # fmt: skip
+        maps = self._maps
+        assert maps is not None  # _write_starting_entry returns early without maps
+        with self._lock:
+            previous = self._starting_key
+            if not selected:
+                maps.remove_container(cgroup_key)
+                self._starting_key = None
+            else:
+                rs = self._rulesets.get(key)
+                if rs is None:
+                    rs = self._write_ruleset(merge(selected))
+                    self._rulesets[key] = rs
+                    self._store.save(self._table)
+                rs.users.add(STARTING)
+                maps.set_container(cgroup_key, rs.id, rs.container_fields())
+                self._starting_key = key
+            if previous is not None and previous != self._starting_key:
+                self._release_ruleset(previous, STARTING)
 
     # ----- rulesets -------------------------------------------------------------------------
     def _write_ruleset(self, rules: tuple) -> _Ruleset:  # type: ignore[type-arg]
         rid = self._next_ruleset
         self._next_ruleset += 1
         parts: dict[str, RulesetPart] = {}
-        for enf in self._enforcements:
-            parts[enf.name] = enf.write_ruleset(rid, rules)
+        try:
+            for enf in self._enforcements:
+                parts[enf.name] = enf.write_ruleset(rid, rules)  # each kind: all or nothing
+        except Exception:
+            for enf in self._enforcements:  # and the kinds written before the failing one
+                if enf.name in parts:
+                    self._quietly(enf.delete_ruleset, rid, parts[enf.name])
+            raise
         return _Ruleset(rid, parts)
 
     def _release_ruleset(self, key: RulesetKey, container_id: str) -> None:
@@ -307,6 +567,44 @@ class Daemon:
             del self._rulesets[key]
 
     # ----- audit ----------------------------------------------------------------------------
+    def event_sink(self, decoder: EventDecoder) -> Callable[[bytes], None]:
+        """The ring-buffer callback: every record is itemised for loss accounting, decoded
+        ones become audit records."""
+
+        def on_raw(raw: bytes) -> None:
+            event = decoder.decode(raw)
+            if self._losses is not None:
+                if event is not None:
+                    self._losses.itemised(event.cgroup_id, event.rule_id, event.ktime_ns, event.action)
+                else:
+                    self._losses.itemised(*decoder.identity(raw))
+            self._on_event(event)
+
+        return on_raw
+
+    def account_losses(self, drain: Callable[[], object]) -> int:
+        """Write an audit_loss record for every settled (container, rule) whose kernel
+        counter exceeds its itemised events (enforcer.audit.losses); returns their sum."""
+        if self._losses is None:
+            return 0
+        # A counted operation goes without an event only when one of these stats grows:
+        # while none moved and nothing was pending, the counter map need not be read.
+        stats = self.kernel_stats()
+        marks = tuple(stats.get(k, 0) for k in ("STAT_EVENTS_LOST", "STAT_SCRATCH_BUSY", "STAT_UNRESOLVED"))
+        if marks == self._loss_marks and self._losses.clear:
+            return 0
+        self._loss_marks = marks
+        total = 0
+        for loss in self._losses.check(drain):
+            rule = self._table.ref_for(loss.rule_id) or UNRESOLVED
+            with self._lock:
+                container = self._by_cgroup.get(loss.cgroup_id)
+            log.warning("denials not itemised in the audit trail (accounted as an audit_loss record)",
+                        policy=rule.policy, rule=rule.rule, cgroup_id=loss.cgroup_id, count=loss.count)  # fmt: skip
+            self._writer.write(LossRecord(loss, rule, container, time.clock_gettime_ns(time.CLOCK_BOOTTIME)))
+            total += loss.count
+        return total
+
     def _on_event(self, event: Event | None) -> None:
         if event is None:
             return
@@ -322,9 +620,16 @@ class Daemon:
 
     def snapshot(self) -> StatusDocument:
         with self._lock:
+            failed = dict(self._failed)
             tracked = [TrackedContainer(info, tuple(k.split("@", 1)[0] for k in key),
-                                        rs.id if (rs := self._rulesets.get(key)) else None)
+                                        rs.id if (rs := self._rulesets.get(key)) else None,
+                                        error=failed[info.id].reason if info.id in failed else None,
+                                        start_window=self._start_windows.get(info.id))
                        for info, key in self._containers.values()]  # fmt: skip
+            # Failed before any ruleset of this run was in force: shown, not enforced.
+            tracked += [TrackedContainer(f.info, (), self._inherited.get(f.info.cgroup.id),
+                                         enforced=f.info.cgroup.id in self._inherited, error=f.reason)
+                        for cid, f in failed.items() if cid not in self._containers]  # fmt: skip
             policies, enforcements = self._policies, list(self._enforcements)
         maps = self._loaded.maps if self._loaded else {}
         return build(StatusInputs(
@@ -335,8 +640,10 @@ class Daemon:
             kernel_stats=self.kernel_stats(), enforcements=enforcements, maps=maps,
             audit_records=self._writer.records, audit_events=self._writer.events,
             audit_write_errors=self._writer.write_errors, audit_log=self._writer.name,
+            audit_losses=self._writer.losses,
             docker_connected=bool(self._tracker and self._tracker.connected.is_set()),
             reload_failures=self.reload_failures,
+            enforcement_failures=self.enforcement_failures,
             not_enforced_reasons=self._not_enforced_reasons(),
         ))  # fmt: skip
 

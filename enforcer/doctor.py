@@ -319,6 +319,45 @@ def check_docker(docker_host: str | None = None, timeout: float = 3.0) -> Check:
     return Check("Docker", OK, f"{url} reachable (Docker {version})")
 
 
+START_WINDOW_FIX = "`enforcer install-runtime`, then restart dockerd (see docs/operations.md)"
+
+
+def runtime_check_from(default_runtime: str | None) -> Check:
+    """Is Docker's default runtime the enforcer's wrapper (enforcer-runc)? Without it a new
+    container runs before the daemon has seen it: policies selecting every container hold
+    from its first instruction anyway (the kernel recognises a Docker container's cgroup),
+    policies with a selector only once the daemon has written its entry."""
+    from enforcer.runtime.install import RUNTIME_NAME
+
+    if default_runtime == RUNTIME_NAME:
+        return Check("runtime wrapper", OK, "Docker's default runtime is enforcer-runc: every "
+                     "container is under all its policies before its first instruction")  # fmt: skip
+    shown = default_runtime or "unknown"
+    return Check(
+        "runtime wrapper", WARN,
+        f"Docker's default runtime is {shown}, not enforcer-runc: policies with a selector "
+        "(names, images, labels) have a start window, from a container's first instruction until "
+        "the daemon sees it (measured per container in `enforcer status`); policies selecting "
+        "every container hold from the first instruction",
+        START_WINDOW_FIX,
+    )  # fmt: skip
+
+
+def check_runtime(docker_host: str | None = None, timeout: float = 3.0) -> Check | None:
+    """None when Docker cannot be asked (check_docker says so)."""
+    try:
+        import docker
+
+        client = docker.DockerClient(base_url=docker_base_url(docker_host), timeout=timeout)
+        try:
+            default = client.info().get("DefaultRuntime")
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - reported by check_docker
+        return None
+    return runtime_check_from(str(default) if default else None)
+
+
 # ----- all ---------------------------------------------------------------------------------
 def run_checks(docker_host: str | None = None) -> list[Check]:
     checks = [check_kernel(), check_btf()]
@@ -331,6 +370,9 @@ def run_checks(docker_host: str | None = None) -> list[Check]:
     checks.append(bpffs)
     checks.append(check_cgroup2())
     checks.append(check_docker(docker_host))
+    runtime = check_runtime(docker_host) if checks[-1].status == OK else None
+    if runtime is not None:
+        checks.append(runtime)
     return checks
 
 
@@ -366,5 +408,5 @@ __all__ = [
     "Check", "run_checks", "summary", "exit_code", "file_enforcement_possible",
     "cgroup_enforcement_possible", "check_cgroup_load", "check_kernel",
     "check_btf", "check_objects", "check_lsm_list", "check_lsm_load", "check_bpffs",
-    "check_cgroup2", "check_docker", "parse_kernel_version", "parse_lsm_list",
+    "check_cgroup2", "check_docker", "check_runtime", "runtime_check_from", "parse_kernel_version", "parse_lsm_list",
 ]  # fmt: skip

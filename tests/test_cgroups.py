@@ -12,6 +12,7 @@ from enforcer.containers.cgroups import (
     CgroupRef,
     cgroup2_mount_from,
     cgroup_of_pid,
+    container_cgroup_path,
     detect_layout,
     find_cgroup2_mount,
     layout_from,
@@ -158,6 +159,27 @@ class TestCgroupOfPid:
         proc = _fake_proc(tmp_path, 5, PROC_CGROUP_LEGACY, MOUNTS_LEGACY)
         with pytest.raises(EnforcerError, match="no cgroup v2"):
             cgroup_of_pid(5, proc_root=str(proc), mount=str(tmp_path))
+
+
+class TestTheContainersOwnCgroup:
+    @pytest.mark.parametrize("path", [f"/sys/fs/cgroup/docker/{CID}",
+                                      f"/sys/fs/cgroup/system.slice/docker-{CID}.scope",
+                                      f"/sys/fs/cgroup/my-parent/{CID}"])  # fmt: skip
+    def test_an_init_in_its_container_cgroup_is_in_its_own(self, path: str) -> None:
+        assert container_cgroup_path(path, CID) == path
+
+    @pytest.mark.parametrize("child", ["init.scope", "a/b/c", "system.slice/foo.service"])
+    def test_an_init_that_moved_into_a_child_cgroup_is_judged_by_the_ancestor(
+        self, child: str
+    ) -> None:
+        # systemd as pid 1 moves itself to init.scope below the container's cgroup
+        own = f"/sys/fs/cgroup/system.slice/docker-{CID}.scope"
+        assert container_cgroup_path(f"{own}/{child}", CID) == own
+
+    @pytest.mark.parametrize("path", ["/sys/fs/cgroup", "/sys/fs/cgroup/system.slice",
+                                      "/sys/fs/cgroup/system.slice/docker-0123.scope/x"])  # fmt: skip
+    def test_a_cgroup_without_the_id_on_its_path_is_never_the_containers(self, path: str) -> None:
+        assert container_cgroup_path(path, CID) is None
 
 
 class TestThisHost:

@@ -111,6 +111,17 @@ def test_check_docker_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "--docker-host" in c.fix
 
 
+def test_without_the_runtime_wrapper_doctor_warns_of_the_start_window_and_says_how_to_close_it() -> None:
+    plain = doctor.runtime_check_from("runc")
+    assert plain.status == WARN
+    assert "default runtime is runc" in plain.finding and "start window" in plain.finding
+    assert "policies selecting every container hold from the first instruction" in plain.finding
+    assert plain.fix and "enforcer install-runtime" in plain.fix
+    assert doctor.runtime_check_from(None).status == WARN
+    assert doctor.runtime_check_from("enforcer").status == OK
+    assert doctor.exit_code([plain]) == 0  # a warning, not a failure: enforcement still runs
+
+
 def test_summary_and_exit_code() -> None:
     good = [Check(n, OK, "fine") for n in doctor.ENFORCEMENT_CHECKS] + [Check("Docker", OK, "up")]
     assert doctor.file_enforcement_possible(good) and doctor.exit_code(good) == 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from enforcer.compiler.paths import compile_paths
 from enforcer.compiler.rules import RuleTable
 from enforcer.kernel.inode_rules import (
     InodeEntry,
+    container_root,
     kernel_dev,
     resolve_container,
     resolve_in_root,
@@ -93,3 +95,36 @@ def test_an_exec_rule_naming_a_symlink_is_reported_not_widened(tmp_path: Path) -
 def test_kernel_dev_encoding() -> None:
     assert kernel_dev(os.makedev(8, 1)) == (8 << 20) | 1
     assert kernel_dev(os.makedev(0, 300)) == 300
+
+
+def test_the_root_is_the_mount_namespace_root_even_when_the_process_chrooted(
+    tmp_path: Path,
+) -> None:
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    (jail / "decoy").mkdir()
+    pid = os.fork()
+    if pid == 0:  # the child chroots (like a container entrypoint) and waits to be killed
+        os.chroot(jail)
+        time.sleep(60)
+        os._exit(0)
+    try:
+        while os.readlink(f"/proc/{pid}/root") != str(jail):
+            time.sleep(0.01)
+        assert os.path.isdir(f"/proc/{pid}/root/decoy")  # what the init's root would give
+        with container_root(pid) as root:
+            here, ns_root = os.stat(root), os.stat("/")
+            assert (here.st_dev, here.st_ino) == (ns_root.st_dev, ns_root.st_ino)
+            assert os.path.isfile(os.path.join(root, "etc/passwd"))
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
+def test_a_process_that_is_gone_resolves_nothing() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with container_root(pid) as root:
+        assert resolve_in_root(root, "/etc/passwd") is None

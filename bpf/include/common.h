@@ -86,6 +86,7 @@ struct abi_anchor {
 	enum abi_dev_access ab;
 	enum abi_dev_match ac;
 	enum abi_net_direction ad;
+	enum abi_container_keys ae;
 };
 struct abi_anchor *abi_anchor_unused __attribute__((unused));
 
@@ -128,6 +129,108 @@ static __always_inline struct container *current_container(__u64 *cgid)
 		}
 	}
 	return NULL;
+}
+
+/* Two CO-RE flavours of kernfs_node: 6.15 renamed `parent` to `__parent`. */
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+	const char *name;
+} __attribute__((preserve_access_index));
+struct kernfs_node___new {
+	struct kernfs_node *__parent;
+	const char *name;
+} __attribute__((preserve_access_index));
+
+static __always_inline int is_lower_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+#define DOCKER_ID_LEN 64
+#define SCOPE_NAME_LEN (7 + DOCKER_ID_LEN + 6) /* docker-<id>.scope */
+/* Levels above the task's cgroup searched for a container's (systemd in a container nests 2). */
+#define STARTING_MAX_LEVELS 4
+
+static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(struct kernfs_node___new, __parent))
+		return BPF_CORE_READ((struct kernfs_node___new *)kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
+}
+
+static __always_inline int all_hex(const char *s)
+{
+	for (int i = 0; i < DOCKER_ID_LEN; i++)
+		if (!is_lower_hex(s[i]))
+			return 0;
+	return 1;
+}
+
+/*
+ * Is kernfs node `kn` a cgroup Docker made for a container? Only these two names are
+ * recognised, which no host service carries: docker-<64 hex>.scope (systemd driver, in any
+ * slice) and <64 hex> directly below a cgroup named "docker" (cgroupfs driver). A parent
+ * such as system.slice, which holds host processes, never matches.
+ */
+static __always_inline int is_docker_container_kn(struct kernfs_node *kn)
+{
+	char name[SCOPE_NAME_LEN + 3], pname[8];
+	struct kernfs_node *parent;
+	long n;
+
+	n = bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ((struct kernfs_node___new *)kn, name));
+	if (n == SCOPE_NAME_LEN + 1)
+		return name[0] == 'd' && name[1] == 'o' && name[2] == 'c' && name[3] == 'k' &&
+		       name[4] == 'e' && name[5] == 'r' && name[6] == '-' && name[71] == '.' &&
+		       name[72] == 's' && name[73] == 'c' && name[74] == 'o' && name[75] == 'p' &&
+		       name[76] == 'e' && all_hex(name + 7);
+	if (n != DOCKER_ID_LEN + 1 || !all_hex(name))
+		return 0;
+	parent = kn_parent(kn);
+	if (!parent)
+		return 0;
+	n = bpf_probe_read_kernel_str(pname, sizeof(pname), BPF_CORE_READ((struct kernfs_node___new *)parent, name));
+	return n == 7 && pname[0] == 'd' && pname[1] == 'o' && pname[2] == 'c' && pname[3] == 'k' &&
+	       pname[4] == 'e' && pname[5] == 'r';
+}
+
+/*
+ * Is the current task in a Docker container's cgroup, or a child cgroup of one (an init
+ * that moved into init.scope before the daemon saw the container)? Only processes runc put
+ * there, and their children, are in such a cgroup.
+ */
+static __always_inline int in_docker_container_cgroup(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+
+	for (int level = 0; level < STARTING_MAX_LEVELS && kn; level++) {
+		if (is_docker_container_kn(kn))
+			return 1;
+		kn = kn_parent(kn);
+	}
+	return 0;
+}
+
+/*
+ * current_container() for the LSM programs, which run for every task: a task in no
+ * registered container but in a Docker container's cgroup is a container that started
+ * before the daemon wrote its entry; it is judged by the every-container ruleset
+ * (CT_KEY_STARTING) until then. *cgid is its own cgroup, so records name it. Host processes
+ * pay the name check only after the lookups missed, and it fails at the first bytes.
+ */
+static __always_inline struct container *current_or_starting_container(__u64 *cgid)
+{
+	struct container *ct = current_container(cgid);
+	__u64 key = CT_KEY_STARTING;
+
+	if (ct)
+		return ct;
+	ct = bpf_map_lookup_elem(&containers, &key);
+	if (!ct || !in_docker_container_cgroup())
+		return NULL;
+	*cgid = bpf_get_current_cgroup_id();
+	return ct;
 }
 
 /* Exact count per (container, rule). Hash inserts can race between CPUs: retry once. */

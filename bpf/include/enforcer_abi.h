@@ -78,8 +78,8 @@ enum abi_dev_match {
 };
 
 enum abi_net_direction {
-	NET_EGRESS = 1,         /* connect4/6, sendmsg4/6 */
-	NET_INGRESS = 2,        /* bind4/6 */
+	NET_EGRESS = 1,         /* connect4/6, sendmsg4/6, cgroup_skb/egress */
+	NET_INGRESS = 2,        /* bind4/6, cgroup_skb/ingress */
 	NET_PROTO_ANY = 0,      /* net_entry.protocol */
 	/* bits of net_key prefixlen before the address: ruleset + direction */
 	NET_KEY_HEADER_BITS = 64,
@@ -101,15 +101,25 @@ enum abi_container_flags {
 	CT_FILE_RULES = 1,
 	CT_EXEC_RULES = 2,
 	CT_DEV_RULES = 4,
-	CT_NET_EGRESS = 8,      /* network rules for connect/sendmsg */
+	CT_NET_EGRESS = 8,      /* network rules for connect/sendmsg/egress packets */
 	CT_SOCK_RULES = 16,
-	CT_NET_INGRESS = 32,    /* network rules for bind */
+	CT_NET_INGRESS = 32,    /* network rules for bind/ingress packets */
 	/*
 	 * The ruleset's path_rules mark every directory above a rule path, so the deepest
 	 * marked prefix can be binary-searched. A ruleset written by an earlier version lacks
 	 * the marks (and the flag): its dir rules are looked up at every depth instead.
 	 */
 	CT_PATH_MARKERS = 64,
+};
+
+/*
+ * Reserved keys of the containers map. No cgroup has id 0: that entry holds the ruleset of
+ * the policies selecting every container, which a container the daemon has not registered
+ * yet gets from its first instruction when its cgroup is recognisably a Docker container's
+ * (see current_or_starting_container() in common.h).
+ */
+enum abi_container_keys {
+	CT_KEY_STARTING = 0,
 };
 
 /* Reserved rule ids (real rules are numbered from 1 by the compiler). */
@@ -127,6 +137,8 @@ enum abi_event_type {
 	EV_SENDMSG = 5,
 	EV_BIND = 6,
 	EV_SOCK_CREATE = 7,
+	EV_EGRESS = 8,          /* cgroup_skb/egress: a packet leaving (struct net_event) */
+	EV_INGRESS = 9,         /* cgroup_skb/ingress: a packet arriving (struct net_event) */
 };
 
 /* Indexes of the global per-CPU stats array. */
@@ -239,7 +251,9 @@ struct counter_key {
 struct settings {
 	__u64 hash_seed;
 	__u32 flags;
-	__u32 pad;
+	/* inode number of the host's (pid 1's) mount namespace, written by the daemon: a task
+	 * in it is the runtime setting a container up, never the container's own code */
+	__u32 host_mnt_ns;
 };
 
 /* Every event starts with this header; `type` tells which body follows. */
@@ -283,6 +297,8 @@ enum file_op {
 	FOP_MKDIR = 10,     /* path_mkdir */
 	FOP_SYMLINK = 11,   /* path_symlink */
 	FOP_MMAP = 12,      /* mmap_file / file_mprotect with PROT_EXEC */
+	FOP_SETATTR = 13,   /* inode_setattr: timestamps (utimensat), also on an fd */
+	FOP_XATTR = 14,     /* inode_setxattr / inode_removexattr */
 };
 
 /*

@@ -50,8 +50,12 @@ def _action_style(action: str) -> str:
     return "red" if action == "deny" else "yellow"
 
 
+def summary(records: list[Record]) -> str:
+    return f"{len(records)} record(s), {sum(int(r.get('count', 1)) for r in records)} event(s)"
+
+
 def table(records: list[Record]) -> Table:
-    t = Table(caption=f"{len(records)} record(s), {sum(int(r.get('count', 1)) for r in records)} event(s)")
+    t = Table(caption=summary(records))
     for col in COLUMNS:
         t.add_column(col, justify="right" if col == "N" else "left", overflow="fold",
                      min_width=10 if col == "TIME (UTC)" else None)  # fmt: skip

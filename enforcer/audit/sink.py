@@ -9,6 +9,7 @@ with a writer thread in the middle of a line.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
@@ -40,7 +41,10 @@ class RotatingFile:
 
     def _open(self) -> IO[bytes]:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
-        fh = os.fdopen(fd, "ab")
+        # Unbuffered: a record is on disk (or refused) when write() returns. A buffer would
+        # keep the bytes of a record a full disk refused, write them later (a record counted
+        # lost appearing after all) and fail again on close, at shutdown.
+        fh = os.fdopen(fd, "ab", buffering=0)
         self._size = os.fstat(fd).st_size
         return fh
 
@@ -57,7 +61,20 @@ class RotatingFile:
         data = text.encode("utf-8", errors="surrogateescape")
         if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
             self.rotate()
-        self._fh.write(data)
+        view = memoryview(data)
+        try:
+            while view:
+                n = self._fh.write(view)
+                if not n:
+                    raise OSError(errno.EIO, "audit log write made no progress")
+                view = view[n:]
+        except OSError:
+            if len(view) != len(data):  # part of the line went out: no torn record in the log
+                try:
+                    os.ftruncate(self._fh.fileno(), self._size)
+                except OSError:
+                    pass
+            raise
         self._size += len(data)
         return len(text)
 

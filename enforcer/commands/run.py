@@ -39,6 +39,12 @@ def install_signal_handlers(stop: threading.Event, sink: RotatingFile | None) ->
               help="Rotate the audit log before it grows past this size; 0 = never (logrotate + SIGHUP).")
 @click.option("--audit-backups", type=click.IntRange(min=0), default=5, show_default=True,
               help="Rotated audit logs to keep (FILE.1 ... FILE.N).")
+@click.option("--audit-format", type=click.Choice(["json", "ocsf"]), default="json", show_default=True,
+              help="json: the enforcer's audit record (docs/audit-records.md); ocsf: OCSF 1.1.0 events "
+                   "(File System / Process / Network Activity) for SIEMs such as Security Lake.")
+@click.option("--audit-syslog", metavar="TARGET", default=None,
+              help="Also send every record as an RFC 5424 syslog message to TARGET: a unix socket "
+                   "path (/dev/log), udp://HOST:PORT or tcp://HOST:PORT.")
 @click.option("--pin-root", type=click.Path(path_type=Path), default=None,
               help="bpffs directory for pinned maps and links (default /sys/fs/bpf/enforcer).")
 @click.option("--docker-host", default=None, help="Docker API URL (default: DOCKER_HOST or the local socket).")
@@ -52,12 +58,16 @@ def install_signal_handlers(stop: threading.Event, sink: RotatingFile | None) ->
 @click.option("--runtime-socket", default="/run/enforcer/runtime.sock", show_default=True,
               help="Where enforcer-runc (install-runtime) registers new containers before their "
                    "entrypoint runs (root only); '' disables it.")
+@click.option("--runtime-socket-uid", "runtime_socket_uids", type=click.IntRange(min=0), multiple=True,
+              help="A uid besides root allowed to register containers on the runtime socket (checked "
+                   "with SO_PEERCRED; repeat for several). Only for a runtime wrapper not run as root.")
 @click.option("--metrics-addr", metavar="[HOST:]PORT", default=None,
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; HOST defaults to 127.0.0.1).")
 def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int, audit_backups: int,
-            pin_root: Path | None, docker_host: str | None, status_socket: str,
+            audit_format: str, audit_syslog: str | None, pin_root: Path | None, docker_host: str | None, status_socket: str,
             allow_missing_lsm: bool,
-            metrics_addr: str | None, runtime_socket: str) -> None:  # fmt: skip
+            metrics_addr: str | None, runtime_socket: str,
+            runtime_socket_uids: tuple[int, ...] = ()) -> None:  # fmt: skip
     """Run the enforcer in the foreground: audit records to FILE or stdout, logs to stderr.
 
     SIGHUP reopens the audit log (for logrotate); SIGINT/SIGTERM stop the daemon while the
@@ -70,10 +80,22 @@ def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int,
     from enforcer.status.services import OperatorServices
 
     configure_logging()
+    from enforcer.audit.syslog import SyslogSink, parse_target
+
+    forward = [SyslogSink(parse_target(audit_syslog))] if audit_syslog else []
+    fmt = None
+    if audit_format == "ocsf":
+        import functools
+        import socket
+
+        from enforcer.audit.ocsf import from_record
+
+        fmt = functools.partial(from_record, hostname=socket.gethostname())
     sink = None
     if audit_log is not None and str(audit_log) != "-":
         try:
-            sink = RotatingFile(audit_log, max_bytes=audit_max_bytes, backups=audit_backups)
+            # absolute: `enforcer audit` finds it through the status socket from any directory
+            sink = RotatingFile(audit_log.absolute(), max_bytes=audit_max_bytes, backups=audit_backups)
         except OSError as exc:
             raise EnforcerError(f"cannot open the audit log {audit_log}: {exc.strerror}",
                                 hint="check the directory exists and is writable by root") from exc  # fmt: skip
@@ -82,8 +104,9 @@ def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int,
     config = DaemonConfig(policies or _default_policies(), pin_root=pin_root or DEFAULT_PIN_ROOT,
                           allow_missing_lsm=allow_missing_lsm,
                           docker_host=docker_host,
-                          runtime_socket=Path(runtime_socket) if runtime_socket else None)  # fmt: skip
-    daemon = Daemon(config, AuditWriter(sink or sys.stdout))
+                          runtime_socket=Path(runtime_socket) if runtime_socket else None,
+                          runtime_socket_uids=tuple(runtime_socket_uids))  # fmt: skip
+    daemon = Daemon(config, AuditWriter(sink or sys.stdout, fmt=fmt, forward=forward))
     services = OperatorServices(
         daemon.snapshot, daemon.kernel_stats,
         status_socket=Path(status_socket) if status_socket else None,
@@ -95,3 +118,5 @@ def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int,
     finally:
         if sink:
             sink.close()
+        for f in forward:
+            f.close()

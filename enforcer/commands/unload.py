@@ -13,8 +13,9 @@ import click
 def command(pin_root: Path | None) -> None:
     """Detach every program and unpin every map the enforcer left (lifts enforcement)."""
     from enforcer.kernel.loader import DEFAULT_PIN_ROOT, unload
-    from enforcer.kernel.state import RuleTableStore, state_file
+    from enforcer.kernel.state import PolicyStore, RuleTableStore, policies_file, state_file
 
     removed = unload(pin_root or DEFAULT_PIN_ROOT)
     RuleTableStore(state_file(pin_root or DEFAULT_PIN_ROOT)).remove()
+    PolicyStore(policies_file(pin_root or DEFAULT_PIN_ROOT)).remove()  # nothing is in force now
     click.echo(f"removed {len(removed)} pinned object(s)" if removed else "nothing was loaded")

@@ -143,6 +143,20 @@ def cgroup_ref_at(mount: str, rel_path: str) -> CgroupRef:
     return CgroupRef(path=full, id=os.stat(full).st_ino)
 
 
+def container_cgroup_path(path: str, container_id: str) -> str | None:
+    """The container's own cgroup for a process of it at `path`: the nearest directory, the
+    process's own or an ancestor, whose name holds the container id. Docker names it so under
+    every driver (/docker/<id>, docker-<id>.scope, <cgroup-parent>/<id>); an init that made a
+    child cgroup and moved into it (systemd as pid 1: .../docker-<id>.scope/init.scope) is
+    found through the ancestor. None when no component holds the id: the pid was reused, or
+    the runtime left the container in a shared cgroup, which must never be keyed as its own."""
+    parts = path.rstrip("/").split("/")
+    for end in range(len(parts), 0, -1):
+        if container_id and container_id in parts[end - 1]:
+            return "/".join(parts[:end]) or "/"
+    return None
+
+
 def cgroup_of_pid(pid: int, *, proc_root: str = "/proc", mount: str | None = None) -> CgroupRef:
     """The cgroup v2 directory and id of a process (cgroupfs or systemd driver alike:
     both end up as a `0::/...` line, e.g. /docker/<id> or /system.slice/docker-<id>.scope).

@@ -25,7 +25,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from enforcer.containers.cgroups import cgroup_of_pid, find_cgroup2_mount
+from enforcer.containers.cgroups import (
+    cgroup_of_pid,
+    cgroup_ref_at,
+    container_cgroup_path,
+    find_cgroup2_mount,
+)
 from enforcer.containers.model import ContainerInfo
 from enforcer.errors import EnforcerError
 
@@ -267,14 +272,23 @@ class DockerTracker:
             self._report_unplaceable(full_id, str(err), pid)
             return None
         # The id is in every path Docker creates (/docker/<id>, docker-<id>.scope,
-        # <cgroup-parent>/<id>). If it is not, the pid was reused by another process, or the
-        # runtime left the container in a shared cgroup (e.g. the v2 root on a hybrid host):
-        # keying policy on that cgroup would hit processes outside the container.
-        if full_id not in os.path.basename(cgroup.path):
+        # <cgroup-parent>/<id>). The init may have moved into a child cgroup of it (systemd
+        # as pid 1): the container's cgroup is then the ancestor that holds the id. If none
+        # does, the pid was reused by another process, or the runtime left the container in
+        # a shared cgroup (e.g. the v2 root on a hybrid host): keying policy on that cgroup
+        # would hit processes outside the container.
+        own = container_cgroup_path(cgroup.path, full_id)
+        if own is None or not own.startswith(self._mount.rstrip("/") + "/"):
             self._report_unplaceable(
                 full_id, f"its cgroup v2 {cgroup.path} is not the container's own", pid
             )
             return None
+        if own != cgroup.path:
+            try:
+                cgroup = cgroup_ref_at("/", own)
+            except FileNotFoundError:
+                self._report_unplaceable(full_id, "its cgroup vanished before we looked", pid)
+                return None
         return ContainerInfo(
             id=full_id,
             name=str(data.get("Name", "")).lstrip("/"),

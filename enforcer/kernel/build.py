@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 CFLAGS = ("-O2", "-g", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+CACHE_DIR = Path("/var/cache/enforcer/bpf")  # created 0700; never /tmp (others can write there)
 
 
 def source_dir() -> Path:
@@ -41,24 +43,90 @@ def source_dir() -> Path:
     )
 
 
-def _writable(d: Path) -> bool:
+def untrusted_reason(path: Path) -> str | None:
+    """Why a user other than root (or us) could change what `path` holds, or None.
+
+    Every component from / down to `path` is checked as written (a symlink must be owned by
+    root or us) and as resolved: each directory owned by root or us and not writable by
+    group or others, except a sticky ancestor such as /tmp (others cannot rename or remove
+    what we own in it); `path` itself may not be sticky-writable either.
+    """
+    me = os.geteuid()
+    path = Path(os.path.abspath(path))
+    chains = [path, path.resolve()]
+    for chain in chains:
+        parts = [chain, *chain.parents]
+        for i, p in enumerate(parts):
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue  # not created yet: mkdir makes it ours
+            except OSError as err:
+                return f"{p}: {err.strerror}"
+            if st.st_uid not in (0, me):
+                return f"{p} is owned by uid {st.st_uid}"
+            if stat.S_ISLNK(st.st_mode):
+                continue  # its target is checked in the resolved chain
+            writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            sticky_ancestor = i > 0 and st.st_mode & stat.S_ISVTX
+            if writable and not sticky_ancestor:
+                return f"{p} is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'} (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def untrusted_file(path: Path) -> str | None:
+    """Why a file in a trusted directory must not be used (another owner, writable by others)."""
     try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(d, os.W_OK)
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    if st.st_uid not in (0, os.geteuid()):
+        return f"{path} is owned by uid {st.st_uid}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _usable(d: Path) -> str | None:
+    """None if `d` is a build directory only root (or we) can change, creating it 0700."""
+    why = untrusted_reason(d)
+    if why:
+        return why
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as err:
+        return f"cannot create {d}: {err.strerror}"
+    if not os.access(d, os.W_OK):
+        return f"{d} is not writable"
+    return untrusted_reason(d)  # again: it may have appeared between the check and mkdir
 
 
 def build_dir(src: Path | None = None) -> Path:
-    """ENFORCER_BPF_BUILD_DIR, else bpf/build, else a cache directory (read-only checkouts)."""
+    """ENFORCER_BPF_BUILD_DIR, else bpf/build, else a root-owned 0700 cache directory.
+
+    Objects and vmlinux.h are loaded into the kernel as root: a directory another user can
+    write (or swap, through an ancestor) is never used, even when named explicitly."""
     env = os.environ.get("ENFORCER_BPF_BUILD_DIR")
     if env:
+        why = _usable(Path(env))
+        if why:
+            raise EnforcerError(f"ENFORCER_BPF_BUILD_DIR={env} cannot hold BPF objects safely: {why}",
+                                hint="use a directory owned by root, not writable by group or others, "
+                                "on a path no other user can change")  # fmt: skip
         return Path(env)
     src = src or source_dir()
-    for d in (src / "build", Path("/var/cache/enforcer/bpf"), Path("/tmp/enforcer-bpf")):
-        if _writable(d):
+    refused = []
+    for d in (src / "build", CACHE_DIR):
+        why = _usable(d)
+        if why is None:
             return d
-    raise EnforcerError("no writable directory for BPF objects", hint="set ENFORCER_BPF_BUILD_DIR")
+        refused.append(why)
+        log.warning("not using this directory for BPF objects", directory=str(d), reason=why)
+    raise EnforcerError("no safe directory for BPF objects: " + "; ".join(refused),
+                        hint=f"create {CACHE_DIR} owned by root with mode 0700, or set "
+                        "ENFORCER_BPF_BUILD_DIR to such a directory")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -101,7 +169,7 @@ def _run(cmd: list[str], what: str) -> bytes:
 
 def _vmlinux_h(out: Path) -> Path:
     target = out / "vmlinux.h"
-    if target.is_file() and target.stat().st_size > 0:
+    if untrusted_file(target) is None and target.is_file() and target.stat().st_size > 0:
         return target
     if not VMLINUX_BTF.is_file():
         raise EnforcerError(
@@ -119,6 +187,10 @@ def _vmlinux_h(out: Path) -> Path:
 def ensure_built(force: bool = False) -> BuiltObjects:
     """Objects for the current sources, building them if missing or stale."""
     src = source_dir()
+    why = untrusted_reason(src) or untrusted_reason(src / "include")
+    if why:  # what we compile is loaded as root: its sources must be as trusted as the objects
+        raise EnforcerError(f"BPF sources in {src} could be changed by another user: {why}",
+                            hint="install the enforcer package as root, or fix the checkout's owner and modes")  # fmt: skip
     out = build_dir(src)
     digest = _digest(src)
     stamp = out / "STAMP"
@@ -129,11 +201,20 @@ def ensure_built(force: bool = False) -> BuiltObjects:
         and stamp.is_file()
         and stamp.read_text().strip() == digest
         and all(p.is_file() for p in objects.values())
+        and not any(untrusted_file(p) for p in (stamp, *objects.values()))
     )
     if fresh:
         return BuiltObjects(out, objects)
-    out.mkdir(parents=True, exist_ok=True)
     clang = _tool("clang", "clang")
+    for leftover in (out / "vmlinux.h", stamp, *objects.values()):
+        why = untrusted_file(leftover)
+        if why:  # never reuse a file someone else could have written
+            log.warning("removing a BPF build file not ours", reason=why)
+            try:
+                leftover.unlink()
+            except OSError as err:
+                raise EnforcerError(f"{why}, and it cannot be removed: {err.strerror}",
+                                    hint=f"remove it, or empty {out}") from err  # fmt: skip
     _vmlinux_h(out)
     for name, obj in objects.items():
         log.info("building BPF object", object=name, directory=str(out))

@@ -1,7 +1,7 @@
 """Device, network and socket rules: cgroup programs attached to every container's cgroup.
 
 Rules are written per ruleset into dev_rules / net4_rules / net6_rules / sock_rules; each
-container's cgroup gets the eight cgroup programs through links pinned under
+container's cgroup gets the ten cgroup programs (socket hooks and the packet backstop) through links pinned under
 PIN_ROOT/links/cgroup/<cgroup id>/<program>, so enforcement outlives the daemon. Links are
 multi-attach: runc's own device program and the v1 devices controller keep applying (the
 kernel allows an access only when every program allows it). The programs are attached

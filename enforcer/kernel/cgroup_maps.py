@@ -11,7 +11,7 @@ from enforcer.compiler.network import CompiledNetwork, NetPrefix
 from enforcer.compiler.paths import Slot
 from enforcer.compiler.sockets import CompiledSockets, SocketKey
 from enforcer.kernel.abi import Abi
-from enforcer.pybpf import Map
+from enforcer.pybpf import BpfError, Map
 
 _DEV_TYPES = {"any": "DEV_TYPE_ANY", "block": "DEV_TYPE_BLOCK", "char": "DEV_TYPE_CHAR"}
 _DIRECTIONS = {"egress": "NET_EGRESS", "ingress": "NET_INGRESS"}
@@ -89,8 +89,17 @@ class CgroupMaps:
         return out
 
     def write_ruleset(self, ruleset: int, compiled: CompiledCgroupRules) -> None:
-        for map_name, (keys, values) in self._entries(ruleset, compiled).items():
-            self._maps[map_name].update_batch(keys, values)
+        """All or nothing: if any map refuses (full: E2BIG/ENOMEM, EPERM), every entry
+        written so far is deleted again before the error propagates."""
+        entries = self._entries(ruleset, compiled)
+        try:
+            for map_name, (keys, values) in entries.items():
+                self._maps[map_name].update_batch(keys, values)
+        except BpfError:
+            for map_name, (keys, _values) in entries.items():
+                for key in keys:  # the ruleset id is fresh: every key present is one of ours
+                    self._maps[map_name].delete(key)
+            raise
 
     def delete_ruleset(self, ruleset: int, compiled: CompiledCgroupRules) -> None:
         for map_name, (keys, _values) in self._entries(ruleset, compiled).items():

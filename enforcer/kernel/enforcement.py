@@ -89,7 +89,8 @@ class FileEnforcement:
     def assign(self, info: ContainerInfo, ruleset: int, part: RulesetPart) -> None:
         if self._inodes is None or not info.pid:
             return
-        resolved = resolve_container(container_root(info.pid), part.compiled)
+        with container_root(info.pid) as root:
+            resolved = resolve_container(root, part.compiled)
         for warning in resolved.warnings:
             log.warning("exec rule cannot stop an alias", container=info.name, detail=warning)
         self._inodes.write(info.cgroup.id, ruleset, resolved)

@@ -10,6 +10,8 @@ than one name are pinned too. Names made later cannot alias a protected file: th
 refuses to link or rename guarded names (see compiler.paths guards), so the set stays
 complete for the container's life.
 
+The root is the container's mount-namespace root, not its init's root (see
+`container_root`: an entrypoint that chroots must not move where rules are resolved).
 Symlinks are resolved inside the container's root (an absolute link target is relative to
 it, `..` stops at it), never through the host's root. A file rule naming a symlink names the
 file it points to, like an open does. An exec rule naming a symlink does not: running the
@@ -22,8 +24,8 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 
@@ -204,9 +206,37 @@ class InodeRules:
             self._current.pop(cgroup_id, None)
 
 
-def container_root(pid: int) -> str:
-    """The host path of a container's root directory, through its init process."""
-    return str(Path("/proc") / str(pid) / "root")
+MAX_DOTDOT = 4096  # steps up from a chroot to the namespace root; a tree is never deeper
+
+
+@contextmanager
+def container_root(pid: int) -> Iterator[str]:
+    """A host path of the root of the container's mount namespace, valid inside the block.
+
+    Not `/proc/<pid>/root` itself: that is the init's root, which `chroot` moves. From it,
+    ".." is followed until it stays put. The kernel stops ".." at the top of the mount
+    namespace and then goes down the mounts stacked there, so the fixed point is the root
+    the container's processes see (what the LSM walk calls the namespace root), however far
+    the init chrooted. The directory is held open and named through /proc/self/fd.
+    """
+    try:
+        fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY)
+    except OSError:  # the process is gone: nothing resolves, as through its dead root
+        yield f"/proc/{pid}/root"
+        return
+    try:
+        here = os.fstat(fd)
+        for _ in range(MAX_DOTDOT):
+            up = os.open("..", os.O_PATH | os.O_DIRECTORY, dir_fd=fd)
+            there = os.fstat(up)
+            if (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino):
+                os.close(up)
+                break
+            os.close(fd)
+            fd, here = up, there
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 __all__ = ["ContainerInodes", "InodeEntry", "InodeRules", "PathEntry", "container_root",

@@ -33,7 +33,8 @@ LSM_OBJECTS: dict[str, tuple[str, ...]] = {
         "enforcer_file_mprotect", "enforcer_path_truncate", "enforcer_path_chmod",
         "enforcer_path_chown", "enforcer_path_unlink", "enforcer_path_rmdir",
         "enforcer_path_mknod", "enforcer_path_mkdir", "enforcer_path_symlink",
-        "enforcer_path_link", "enforcer_path_rename",
+        "enforcer_path_link", "enforcer_path_rename", "enforcer_inode_setattr",
+        "enforcer_inode_setxattr", "enforcer_inode_removexattr",
     ),  # fmt: skip
     # socket rules for the families cgroup/sock_create never sees (packet, netlink, ...)
     "lsm_sock": ("enforcer_socket_create",),
@@ -44,7 +45,9 @@ LSM_OBJECTS: dict[str, tuple[str, ...]] = {
 CGROUP_OBJECTS: dict[str, tuple[str, ...]] = {
     "cgroup_dev": ("enforcer_device",),
     "cgroup_net": ("enforcer_connect4", "enforcer_connect6", "enforcer_sendmsg4",
-                   "enforcer_sendmsg6", "enforcer_bind4", "enforcer_bind6"),
+                   "enforcer_sendmsg6", "enforcer_bind4", "enforcer_bind6",
+                   # packets: what actually leaves and arrives, whatever the socket kind
+                   "enforcer_egress", "enforcer_ingress"),
     "cgroup_sock": ("enforcer_sock_create",),
 }  # fmt: skip
 
@@ -122,7 +125,7 @@ def attach_pinned(link_path: Path, program: Program, attach: Callable[[], Link])
 
 def _load_objects(
     built: BuiltObjects, pin_root: Path, into: Loaded | None, names: Iterable[str],
-    after_load: Callable[[str, BpfObject], None], what: str, hint: str,
+    after_load: Callable[[str, BpfObject], None], what: str, hint: str, ring_bytes: int | None = None,
 ) -> Loaded:
     """Load `names` (maps pinned under `pin_root`) into `into` or a new Loaded; on failure
     only the objects added here are closed and an EnforcerError says `what` failed."""
@@ -134,6 +137,8 @@ def _load_objects(
         for name in names:
             obj = BpfObject(str(built.path(name)), pin_root_path=str(pin_root / "maps"))
             loaded.objects.append(obj)
+            if ring_bytes is not None:  # tests: a small ring that fills (a power of 2 pages)
+                obj.map("events").set_max_entries(ring_bytes)
             obj.load()
             after_load(name, obj)
     except BpfError as err:
@@ -158,12 +163,14 @@ def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
 
 
 def load_cgroup(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
-                into: Loaded | None = None) -> Loaded:  # fmt: skip
+                into: Loaded | None = None, ring_bytes: int | None = None) -> Loaded:  # fmt: skip
     """Load the cgroup objects (maps pinned under `pin_root`, programs not attached yet:
-    they attach per container) into `into`, or a new Loaded."""
+    they attach per container) into `into`, or a new Loaded. `ring_bytes` sizes a new
+    events ring buffer (tests flood a small one)."""
     return _load_objects(built, pin_root, into, CGROUP_OBJECTS, lambda _n, _o: None,
                          "device/network/socket",
-                         "run `enforcer doctor`; the kernel needs cgroup v2 BPF (CONFIG_CGROUP_BPF)")  # fmt: skip
+                         "run `enforcer doctor`; the kernel needs cgroup v2 BPF (CONFIG_CGROUP_BPF)",
+                         ring_bytes)  # fmt: skip
 
 
 def _unpin_links(directory: Path, removed: list[str]) -> None:

@@ -8,6 +8,7 @@ so an open is judged by the old rules or the new ones, never by a mixture.
 from __future__ import annotations
 
 import errno
+import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -23,11 +24,21 @@ _KIND_CONST = {
 }  # fmt: skip
 
 
+
+def _host_mnt_ns() -> int:
+    """The inode number of pid 1's mount namespace: the host's, where the runtime sets a
+    container up (runc execs a sealed copy of itself from a detached mount there). 0 when it
+    cannot be read: then no task counts as the runtime's and detached files stay denied."""
+    try:
+        return os.stat("/proc/1/ns/mnt").st_ino & 0xFFFFFFFF
+    except OSError:
+        return 0
+
 class PolicyMaps:
     def __init__(self, abi: Abi, maps: Mapping[str, Map]) -> None:
         self._abi = abi
         self._maps = maps
-        self._seed = self._ensure_seed()
+        self._seed = self._write_settings()
         slots = abi.const("ACC_SLOTS")
         self._value_packer = abi.layout("path_rule").packer(
             *(f"rule_id[{i}]" for i in range(slots)), "action")
@@ -36,17 +47,16 @@ class PolicyMaps:
     def seed(self) -> int:
         return self._seed
 
-    def _ensure_seed(self) -> int:
+    def _write_settings(self) -> int:
         """The hash seed lives in the pinned settings map: a restarted daemon must reuse it,
-        because the rules already in the kernel were hashed with it."""
+        because the rules already in the kernel were hashed with it. The host's mount
+        namespace is written beside it, each start (see _host_mnt_ns)."""
         settings = self._abi.layout("settings")
         key = (0).to_bytes(4, "little")
         raw = self._maps["settings"].lookup(key)
         current = settings.decode(raw)["hash_seed"] if raw else 0
-        if current:
-            return int(current)
-        seed = secrets.randbits(64) or 1
-        self._maps["settings"].update(key, settings.pack(hash_seed=seed))
+        seed = int(current) if current else secrets.randbits(64) or 1
+        self._maps["settings"].update(key, settings.pack(hash_seed=seed, host_mnt_ns=_host_mnt_ns()))
         return seed
 
     def _path_keys(self, ruleset: int, entries: Iterable[PathEntry]) -> list[bytes]:
@@ -128,6 +138,13 @@ class PolicyMaps:
             if cgroup_id is None or fields["cgroup_id"] == cgroup_id:
                 out[fields["rule_id"]] = out.get(fields["rule_id"], 0) + int.from_bytes(v, "little")
         return out
+
+    def all_counters(self) -> dict[tuple[int, int], int]:
+        """Every exact counter: (cgroup id, rule id) -> denials/audits counted."""
+        key = self._abi.layout("counter_key").struct
+        return {(cg, rule): int.from_bytes(v, "little")
+                for k, v in self._maps["counters"].items()
+                for cg, rule in [key.unpack_from(k)[:2]]}  # fmt: skip
 
     def stats(self) -> dict[str, int]:
         """Global counters (summed over CPUs), by enum abi_stat name."""

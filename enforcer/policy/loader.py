@@ -31,7 +31,7 @@ from enforcer.errors import EnforcerError
 from enforcer.policy.errors import PolicyError
 from enforcer.policy.fastyaml import read_documents
 from enforcer.policy.model import Policy
-from enforcer.policy.yamlpos import Loc, Pos, Positions, document_starts, new_yaml, to_plain
+from enforcer.policy.yamlpos import Loc, Pos, Positions, TooBig, document_starts, new_yaml, to_plain
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a policy file this big is a mistake, not a policy
 POLICY_SUFFIXES = (".yaml", ".yml")
@@ -148,7 +148,10 @@ def _digest(policies: Iterable[Policy]) -> str:
 def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyError]]:
     """Every document of `text` validated; errors sorted by position. Duplicate names
     within the text are errors too. The caller decides what a file with errors means."""
-    fast = _parse_fast(text, file)
+    try:
+        fast = _parse_fast(text, file)
+    except RecursionError:  # deep flow nesting: the full reader reports it with a position
+        fast = None
     if fast is not None:
         return fast, []
     policies: list[LoadedPolicy] = []
@@ -177,8 +180,20 @@ def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyErr
             policies.append(LoadedPolicy(policy, file, line, col))
     except MarkedYAMLError as exc:
         errors.append(_yaml_error(exc, file))
-    except YAMLError as exc:
-        errors.append(PolicyError(file, 1, 1, f"YAML error: {exc}"))
+    except YAMLError as exc:  # e.g. a control character (ReaderError: an offset, no mark)
+        at = getattr(exc, "position", None)
+        line, col = (1, 1) if not isinstance(at, int) else (
+            text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1)  # fmt: skip
+        errors.append(PolicyError(file, line, col, "YAML error: " + " ".join(str(exc).split())))
+    except TooBig as exc:
+        errors.append(PolicyError(file, *exc.where, f"{exc}; write the policy out plainly"))
+    except TypeError:  # ruamel cannot hash a key that is itself a mapping: `? [{a: 1}]`
+        line, col = _complex_key(text)
+        errors.append(PolicyError(file, line, col, "a mapping key must be a plain word or number "
+                                  "(YAML complex keys `? ...` are not allowed)"))
+    except RecursionError:  # the YAML reader itself recurses per level of flow nesting
+        errors.append(PolicyError(file, 1, 1, f"nested too deeply to read (a policy needs ~6 levels); "
+                                  "write the policy out plainly"))
     seen: dict[str, LoadedPolicy] = {}
     for lp in policies:
         first = seen.setdefault(lp.policy.name, lp)
@@ -189,6 +204,26 @@ def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyErr
             )
     errors.sort(key=PolicyError.sort_key)
     return policies, errors
+
+
+def _complex_key(text: str) -> Pos:
+    """Where the first mapping key that is not a scalar starts (best effort: else 1:1)."""
+    from ruamel.yaml.nodes import MappingNode, ScalarNode
+
+    try:
+        todo = list(new_yaml().compose_all(text))
+        while todo:
+            node = todo.pop(0)
+            if isinstance(node, MappingNode):
+                for key, value in node.value:
+                    if not isinstance(key, ScalarNode):
+                        return (key.start_mark.line + 1, key.start_mark.column + 1)
+                    todo.append(value)
+            elif node is not None and isinstance(node.value, list):
+                todo.extend(node.value)
+    except Exception:  # noqa: BLE001 - positions only
+        pass
+    return (1, 1)
 
 
 def _parse_fast(text: str, file: str) -> list[LoadedPolicy] | None:
@@ -367,7 +402,7 @@ def _kind_of(value: Any) -> str:
 def _yaml_error(exc: MarkedYAMLError, file: str) -> PolicyError:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    problem = (exc.problem or "invalid YAML").strip()
+    problem = " ".join((exc.problem or "invalid YAML").split())  # one line
     if isinstance(exc, DuplicateKeyError):
         m = re.search(r'duplicate key "(.*?)"', problem)
         key = m.group(1) if m else "?"
@@ -375,7 +410,7 @@ def _yaml_error(exc: MarkedYAMLError, file: str) -> PolicyError:
         return PolicyError(file, line, col, f"duplicate key {key!r}{first}")
     msg = f"YAML syntax error: {problem}"
     if exc.context and exc.context_mark and exc.context_mark is not mark:
-        msg += (f" ({exc.context.strip()} at line {exc.context_mark.line + 1}, "
+        msg += (f" ({' '.join(exc.context.split())} at line {exc.context_mark.line + 1}, "
                 f"column {exc.context_mark.column + 1})")
     return PolicyError(file, line, col, msg)
 

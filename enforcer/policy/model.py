@@ -45,7 +45,7 @@ DeviceAccess = Literal["read", "write", "mknod"]
 DeviceType = Literal["char", "block", "any"]
 Direction = Literal["egress", "ingress"]
 Protocol = Literal["tcp", "udp", "any"]
-SocketType = Literal["stream", "dgram", "raw", "seqpacket", "any"]
+SocketType = Literal["stream", "dgram", "raw", "seqpacket", "packet", "any"]
 
 MAX_MAJOR = 4095  # 12 bits in dev_t
 MAX_MINOR = 1048575  # 20 bits in dev_t
@@ -63,7 +63,8 @@ ADDRESS_FAMILIES: dict[str, int] = {
     "mctp": 45,
 }  # fmt: skip
 # SOCK_* numbers; the kernel passes `type` with SOCK_NONBLOCK/SOCK_CLOEXEC or'ed in: mask them.
-SOCKET_TYPES: dict[str, int] = {"stream": 1, "dgram": 2, "raw": 3, "seqpacket": 5}
+# "packet" is the obsolete SOCK_PACKET (10): raw link-level frames, as SOCK_RAW of AF_PACKET.
+SOCKET_TYPES: dict[str, int] = {"stream": 1, "dgram": 2, "raw": 3, "seqpacket": 5, "packet": 10}
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 
@@ -249,16 +250,26 @@ class DeviceRule(_Rule):
     access: tuple[DeviceAccess, ...] = Field(default=("read", "write", "mknod"), min_length=1)
 
 
+def _non_empty_cidrs(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is not None and not value:
+        raise _err("an empty cidrs list matches no address; omit the key to match any address")
+    return value
+
+
 class NetworkRule(_Rule):
-    """egress = connect/sendmsg to the address; ingress = bind to the address."""
+    """egress = what leaves for the address (connect, sendmsg, any packet sent); ingress =
+    what arrives at the local address (bind, connections and datagrams accepted)."""
 
     direction: Direction
     protocol: Protocol = "any"
-    cidrs: tuple[Cidr, ...] = Field(min_length=1)
+    # None (key omitted) = any address, both families
+    cidrs: Annotated[tuple[Cidr, ...] | None, AfterValidator(_non_empty_cidrs)] = None
     ports: tuple[PortRange, ...] = ()  # empty = every port
 
     @property
     def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        if not self.cidrs:
+            return (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
         return tuple(ipaddress.ip_network(c) for c in self.cidrs)
 
 
@@ -267,6 +278,18 @@ class SocketRule(_Rule):
 
     families: tuple[Family, ...] = Field(min_length=1)
     types: tuple[SocketType, ...] = ()
+
+    @model_validator(mode="after")
+    def _packet_type_is_packet_family(self) -> SocketRule:
+        # the kernel turns socket(AF_INET, SOCK_PACKET) into AF_PACKET before any hook
+        # sees it: such a rule would never match, so say what to write instead
+        inet = [f for f in self.families if f in ("inet", "inet6")]
+        if "packet" in self.types and inet:
+            raise _err(
+                f"type 'packet' (SOCK_PACKET) sockets are created as family 'packet', never "
+                f"{inet[0]!r}: write families: [packet]"
+            )
+        return self
 
     @property
     def family_numbers(self) -> frozenset[int]:

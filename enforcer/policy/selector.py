@@ -104,3 +104,12 @@ def policies_for(
     policies = policy_set.policies if isinstance(policy_set, PolicySet) else policy_set
     chosen = [p for p in policies if matches(p.spec.selector, name, image, labels)]
     return tuple(sorted(chosen, key=lambda p: p.name))
+
+
+def every_container_policies(policy_set: PolicySet | Iterable[Policy]) -> tuple[Policy, ...]:
+    """Policies whose selector has no key: they select every container whatever its name,
+    image and labels, so they apply before the daemon knows which container it is."""
+    policies = policy_set.policies if isinstance(policy_set, PolicySet) else policy_set
+    chosen = [p for p in policies if p.spec.selector.containerNames is None
+              and p.spec.selector.images is None and p.spec.selector.labels is None]  # fmt: skip
+    return tuple(sorted(chosen, key=lambda p: p.name))

@@ -64,34 +64,58 @@ def document_starts(text: str) -> list[Pos]:
     return out
 
 
+MAX_NODES = 200_000  # keys + values of one document once aliases are expanded
+MAX_DEPTH = 64  # a policy is ~6 levels deep; a self-referencing alias is infinitely deep
+
+
+class TooBig(ValueError):
+    """A document that expands past MAX_NODES or MAX_DEPTH (alias bombs, recursive
+    aliases); `loc` is where the limit was hit."""
+
+    def __init__(self, loc: Loc, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.where: Pos = (1, 1)  # line, col of `loc`, set by to_plain
+
+
 def to_plain(doc: Any, root: Pos) -> tuple[Any, Positions]:
+    """Raises TooBig past MAX_NODES / MAX_DEPTH (with `pos` filled up to there)."""
     pos = Positions(keys={}, values={(): root})
-    return _plain(doc, (), pos), pos
+    try:
+        return _plain(doc, (), pos, [MAX_NODES]), pos
+    except TooBig as exc:
+        exc.where = pos.value(exc.loc)
+        raise
 
 
-def _plain(node: Any, loc: Loc, pos: Positions) -> Any:
+def _plain(node: Any, loc: Loc, pos: Positions, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TooBig(loc, f"the document expands to more than {MAX_NODES} values (YAML aliases?)")
+    if len(loc) > MAX_DEPTH:
+        raise TooBig(loc[:MAX_DEPTH], f"nested deeper than {MAX_DEPTH} levels (a recursive YAML alias?)")
     if isinstance(node, CommentedMap):
         out: dict[Any, Any] = {}
         for key, value in node.items():
-            plain_key = _plain(key, loc, pos) if isinstance(key, (CommentedMap, CommentedSeq)) else _scalar(key)
+            plain_key = _plain(key, loc, pos, budget) if isinstance(key, (CommentedMap, CommentedSeq)) else _scalar(key)
             if isinstance(plain_key, list):
                 plain_key = tuple(plain_key)
             sub = (*loc, plain_key)
-            data = node.lc.data.get(key)
+            data = node.lc.data.get(key) if node.lc.data is not None else None
             if data is not None:  # merged (<<) keys have no position of their own
                 pos.keys[sub] = (data[0] + 1, data[1] + 1)
                 # a null value (`paths:`) has no text of its own: point at the key
                 pos.values[sub] = pos.keys[sub] if value is None else (data[2] + 1, data[3] + 1)
-            out[plain_key] = _plain(value, sub, pos)
+            out[plain_key] = _plain(value, sub, pos, budget)
         return out
     if isinstance(node, CommentedSeq):
         items: list[Any] = []
         for i, value in enumerate(node):
             sub = (*loc, i)
-            data = node.lc.data.get(i)
+            data = node.lc.data.get(i) if node.lc.data is not None else None
             if data is not None:
                 pos.values[sub] = (data[0] + 1, data[1] + 1)
-            items.append(_plain(value, sub, pos))
+            items.append(_plain(value, sub, pos, budget))
         return items
     if isinstance(node, (dict, list)):  # defensive: plain containers from other loaders
         return node

@@ -44,6 +44,11 @@ class TrackedContainer:
     info: ContainerInfo
     policies: tuple[str, ...]
     ruleset: int | None
+    # False: no ruleset is in force for it (its enforcement failed); `error` says why. With
+    # enforced and an error, an update failed and its previous ruleset stays in force.
+    enforced: bool = True
+    error: str | None = None
+    start_window: float | None = None  # seconds (enforcer.containers.startwindow)
 
 
 class HasMapShape(Protocol):
@@ -83,8 +88,29 @@ def container_status(
     return ContainerStatus(
         id=info.id, name=info.name, image=info.image, cgroup_id=info.cgroup.id,
         policies=tracked.policies, ruleset=tracked.ruleset,
+        enforced=tracked.enforced, error=tracked.error,
         counters=tuple(sorted(counters, key=lambda c: (c.policy, c.rule))),
+        start_window_seconds=tracked.start_window,
     )  # fmt: skip
+
+
+def start_window_note(policies: Iterable[Policy], containers: Sequence[TrackedContainer]) -> str | None:
+    """A plain sentence when a container started without the runtime wrapper while a policy
+    with a selector was loaded: that policy was not in force for its first moments."""
+    from enforcer.policy.selector import every_container_policies
+
+    loaded = tuple(policies)
+    every = {p.name for p in every_container_policies(loaded)}
+    specific = sorted(p.name for p in loaded if p.name not in every)
+    windows = [t for t in containers if t.start_window]
+    if not specific or not windows:
+        return None
+    worst = max(windows, key=lambda t: t.start_window or 0.0)
+    return (f"{len(windows)} container(s) started without the enforcer-runc runtime wrapper: "
+            f"policies with a selector ({', '.join(specific)}) were not in force from their first "
+            f"instruction (longest start window {worst.start_window:.3f} s, {worst.info.name}); "
+            "policies selecting every container were. Close the window with `enforcer "
+            "install-runtime` and a dockerd restart.")  # fmt: skip
 
 
 def policy_files(policies: PolicySet | None) -> tuple[PolicyFileStatus, ...]:
@@ -124,9 +150,10 @@ def not_enforced(policies: Iterable[Policy], kinds: set[str], reasons: Mapping[s
 
 
 def audit_stats(kernel: Mapping[str, int], records: int, events: int, write_errors: int,
-                log: str) -> AuditStats:  # fmt: skip
+                log: str, losses: int = 0) -> AuditStats:  # fmt: skip
     fields = {_STATS[k]: v for k, v in kernel.items() if k in _STATS}
-    return AuditStats(records=records, events=events, write_errors=write_errors, log=log, **fields)
+    return AuditStats(records=records, events=events, write_errors=write_errors, log=log, losses=losses,
+                      **fields)  # fmt: skip
 
 
 def map_fill(maps: Mapping[str, HasMapShape]) -> tuple[MapFill, ...]:
@@ -166,8 +193,10 @@ class StatusInputs:
     audit_events: int = 0
     audit_write_errors: int = 0
     audit_log: str = "-"
+    audit_losses: int = 0  # sum of counts of the audit_loss records written
     docker_connected: bool = False
     reload_failures: int = 0
+    enforcement_failures: int = 0
     not_enforced_reasons: Mapping[str, str] | None = None
 
 
@@ -190,8 +219,10 @@ def build(inputs: StatusInputs) -> StatusDocument:
         ),
         policy_files=policy_files(inputs.policies),
         policy_reload_failures=inputs.reload_failures,
+        enforcement_failures=inputs.enforcement_failures,
         not_enforced=not_enforced(loaded, kinds, inputs.not_enforced_reasons or {}),
+        start_window=start_window_note(loaded, inputs.containers),
         audit=audit_stats(inputs.kernel_stats, inputs.audit_records, inputs.audit_events,
-                          inputs.audit_write_errors, inputs.audit_log),  # fmt: skip
+                          inputs.audit_write_errors, inputs.audit_log, inputs.audit_losses),  # fmt: skip
         maps=map_fill(inputs.maps),
     )

@@ -67,9 +67,18 @@ class StatusCollector(Collector):
             ("enforcer_scratch_busy", "Operations denied because no scratch slot was free", a.scratch_busy),
             ("enforcer_counter_map_full", "Counted denials with no room in the per-rule counter map", a.counter_full),
             ("enforcer_policy_reload_failures", "Policy reloads that rejected a changed file", doc.policy_reload_failures),
+            ("enforcer_enforcement_failures", "Container enforcement attempts that failed (map full, ENOMEM, EPERM; retries included)", doc.enforcement_failures),
         ):  # fmt: skip
             yield CounterMetricFamily(name, help_, value=value)
         yield GaugeMetricFamily("enforcer_containers_tracked", "Containers under enforcement", value=len(doc.containers))
+        yield GaugeMetricFamily("enforcer_containers_not_enforced", "Running containers with no ruleset in force (enforcement failed, retrying)",
+                                value=sum(1 for c in doc.containers if not c.enforced))  # fmt: skip
+        failing = GaugeMetricFamily("enforcer_container_enforcement_failing", "1 per container whose last enforcement attempt failed; enforced=0 when nothing is in force",
+                                    labels=["container", "enforced"])  # fmt: skip
+        for c in doc.containers:
+            if c.error:
+                failing.add_metric([c.name, str(int(c.enforced))], 1)
+        yield failing
         files = GaugeMetricFamily("enforcer_policy_files", "Policy files by last load result", labels=["result"])
         files.add_metric(["ok"], sum(1 for f in doc.policy_files if f.ok))
         files.add_metric(["rejected"], sum(1 for f in doc.policy_files if not f.ok))

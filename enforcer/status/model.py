@@ -32,6 +32,15 @@ class ContainerStatus(_Doc):
     policies: tuple[str, ...]
     ruleset: int | None = None
     counters: tuple[RuleCounter, ...] = ()
+    # enforced False: no ruleset of its is in force (writing it or attaching failed; retried
+    # with backoff). error set with enforced True: an update failed, the previous ruleset
+    # stays in force.
+    enforced: bool = True
+    error: str | None = None
+    # Seconds it ran before all its policies were in force (policies selecting every
+    # container held throughout): 0 registered by enforcer-runc before its first
+    # instruction; None taken over from an earlier run of the daemon.
+    start_window_seconds: float | None = None
 
     @property
     def denied(self) -> int:
@@ -86,6 +95,7 @@ class AuditStats(_Doc):
     scratch_busy: int = 0  # no scratch slot free (denied, fail closed)
     counter_full: int = 0  # per-rule counter map full (counted in `denied` only)
     log: str = "-"  # where records go ("-" = stdout)
+    losses: int = 0  # denials/audits not itemised, accounted in audit_loss records
 
     @property
     def folded(self) -> int:
@@ -104,6 +114,10 @@ class StatusDocument(_Doc):
     containers: tuple[ContainerStatus, ...] = ()
     policy_files: tuple[PolicyFileStatus, ...] = ()
     policy_reload_failures: int = 0
+    enforcement_failures: int = 0  # container enforcement attempts that failed (retries too)
     not_enforced: tuple[NotEnforced, ...] = ()
+    # Set when containers started without the runtime wrapper while policies with a
+    # selector were loaded: what that means and how to close the window.
+    start_window: str | None = None
     audit: AuditStats = AuditStats()
     maps: tuple[MapFill, ...] = ()

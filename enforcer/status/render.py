@@ -27,6 +27,8 @@ def render(doc: StatusDocument, console: Console) -> None:
     console.print("kernel: " + (", ".join(doc.kernel_features) or "[red]nothing attached[/]"))
 
     console.print(_containers(doc))
+    if doc.start_window:
+        console.print(f"[bold yellow]Start window:[/] {doc.start_window}")
     console.print(_policy_files(doc))
     if doc.not_enforced:
         console.print("[bold yellow]Not enforced on this host:[/]")
@@ -45,6 +47,12 @@ def _containers(doc: StatusDocument) -> Table:
     t.add_column("COUNT", justify="right")
     for c in doc.containers:
         name = f"{c.name}\n[dim]{c.id[:12]}\n{c.image}[/]"
+        if not c.enforced:
+            name += f"\n[bold red]NOT ENFORCED[/] [red]{c.error}[/] (retrying)"
+        elif c.error:
+            name += f"\n[yellow]update failed, previous ruleset in force: {c.error}[/] (retrying)"
+        if c.start_window_seconds:
+            name += f"\n[yellow]start window {c.start_window_seconds:.3f} s[/]"
         policies = "\n".join(c.policies) or "[dim](none)[/]"
         if not c.counters:
             t.add_row(name, policies, "[dim]-[/]", "", "0")
@@ -89,6 +97,7 @@ def _audit(doc: StatusDocument) -> Table:
     t.add_row("records written", str(a.records))
     t.add_row("events folded into them", str(a.folded))
     t.add_row(Text("records dropped (ring buffer full)", style="red" if a.dropped else ""), str(a.dropped))
+    t.add_row("not itemised, accounted in audit_loss records", str(a.losses))
     t.add_row(Text("records not written (log errors)", style="red" if a.write_errors else ""), str(a.write_errors))
     t.add_row("unresolvable paths (denied)", str(a.unresolved))
     if a.scratch_busy or a.counter_full:

@@ -37,8 +37,9 @@ def peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
-def _prepare_path(path: Path) -> None:
-    """Create the directory 0700 if missing; remove a stale socket, refuse a live one."""
+def prepare_socket_path(path: Path, option: str = "--status-socket") -> None:
+    """Create the directory 0700 if missing; remove a stale socket, refuse a live one and
+    anything that is not a socket (never unlink what someone else put there)."""
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True)
         os.chmod(path.parent, 0o700)  # mkdir's mode is filtered by the umask
@@ -47,7 +48,7 @@ def _prepare_path(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise EnforcerError(f"{path} exists and is not a socket", hint="remove it or pass --status-socket PATH")
+        raise EnforcerError(f"{path} exists and is not a socket", hint=f"remove it or pass {option} PATH")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
@@ -57,8 +58,8 @@ def _prepare_path(path: Path) -> None:
         return
     finally:
         probe.close()
-    raise EnforcerError(f"another enforcer is serving status on {path}",
-                        hint="stop it first (systemctl stop enforcer), or pass --status-socket PATH")  # fmt: skip
+    raise EnforcerError(f"another enforcer is serving on {path}",
+                        hint=f"stop it first (systemctl stop enforcer), or pass {option} PATH")  # fmt: skip
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -123,7 +124,7 @@ class StatusServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        _prepare_path(self.path)
+        prepare_socket_path(self.path)
         try:
             self._server = _Server(self.path, self._snapshot)
         except OSError as exc:

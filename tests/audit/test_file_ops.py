@@ -36,6 +36,8 @@ def _raw(abi: Abi, ev_type: str, op: str, path: bytes) -> bytes:
     ("EV_FILE", "FOP_RENAME", "path_rename"),
     ("EV_FILE", "FOP_TRUNCATE", "path_truncate"),
     ("EV_FILE", "FOP_MKNOD", "path_mknod"),
+    ("EV_FILE", "FOP_SETATTR", "inode_setattr"),
+    ("EV_FILE", "FOP_XATTR", "inode_setxattr"),
 ])  # fmt: skip
 def test_the_hook_comes_from_the_operation(abi: Abi, ev_type: str, op: str, hook: str) -> None:
     event = EventDecoder(abi).decode(_raw(abi, ev_type, op, b"/etc/group"))
@@ -46,4 +48,5 @@ def test_the_hook_comes_from_the_operation(abi: Abi, ev_type: str, op: str, hook
 def test_every_operation_has_a_hook_name(abi: Abi) -> None:
     names = {EventDecoder(abi)._ops[v] for v in abi.btf.enum("file_op").values()}
     assert len(names) == len(abi.btf.enum("file_op"))
-    assert all(n in ("file_open", "exec", "mmap_file") or n.startswith("path_") for n in names)
+    assert all(n in ("file_open", "exec", "mmap_file") or n.startswith(("path_", "inode_"))
+               for n in names)  # fmt: skip

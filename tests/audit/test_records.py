@@ -84,3 +84,13 @@ def test_different_containers_never_fold_together() -> None:
     folder.add(AuditRecord(_event(), RULE, WEB), now=0.0)
     folder.add(AuditRecord(_event(cgroup_id=78), RULE, other), now=0.1)
     assert len(out.getvalue().splitlines()) == 2
+
+
+def test_lines_are_what_json_dumps_writes_for_any_path() -> None:
+    """The fast encoder changes no byte: non-ASCII and non-UTF-8 paths are escaped as before."""
+    from enforcer.audit.records import encode
+
+    for path in ("/etc/shadow", "/srv/caf\u00e9/menu", "/tmp/\udcffraw", "/x/\u2603/\U0001f600"):
+        rec = AuditRecord(_event(path=path), RULE, WEB).to_json()
+        assert encode(rec) == json.dumps(rec, separators=(",", ":"))
+        assert encode(rec).isascii()

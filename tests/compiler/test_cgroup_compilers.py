@@ -214,7 +214,7 @@ def test_generated_network_policies_match_the_reference(a: list, b: list, b_audi
 
 # ----- sockets ------------------------------------------------------------------------------
 SOCKET_REQUESTS = [(f, t) for f in ("inet", "inet6", "packet", "unix", "netlink")
-                   for t in ("stream", "dgram", "raw", "seqpacket")]  # fmt: skip
+                   for t in ("stream", "dgram", "raw", "seqpacket", "packet")]  # fmt: skip
 
 
 def check_sockets(rules: tuple[EffectiveRule, ...]) -> None:
@@ -233,6 +233,17 @@ def test_shipped_socket_policy_denies_raw_and_packet_and_says_packet_needs_lsm()
     assert km.socket(c, table, "packet", "dgram") == ("deny", "deny-raw-sockets", "socket[0]")
     assert km.socket(c, table, "inet", "dgram") is None
     assert c.families_beyond_cgroup() == ("packet",)
+
+
+def test_sock_packet_is_named_packet_and_compiles_to_type_10() -> None:
+    # SOCK_PACKET (10) is the obsolete way to raw link-level frames; a policy can name it alone
+    rules = rules_of(("a", {"socket": [{"action": "deny", "families": ["packet"],
+                                        "types": ["packet"]}]}))  # fmt: skip
+    table = RuleTable()
+    c = compile_sockets(rules, table)
+    assert [(k.family, k.type) for k in c.entries] == [(17, 10)]
+    assert km.socket(c, table, "packet", "packet") == ("deny", "a", "socket[0]")
+    assert km.socket(c, table, "packet", "raw") is None
     check_sockets(rules)
 
 
@@ -248,3 +259,16 @@ sock_rule = st.fixed_dictionaries({
 def test_generated_socket_policies_match_the_reference(a: list, b: list, b_audit: bool) -> None:  # type: ignore[type-arg]
     check_sockets(rules_of(("a", {"socket": a}),
                            ("b", {"socket": b, "mode": "audit" if b_audit else "enforce"})))  # fmt: skip
+
+
+def test_network_rule_without_cidrs_covers_every_address_of_both_families() -> None:
+    rules = rules_of(("p", {"network": [
+        {"action": "deny", "direction": "ingress", "ports": ["9000-9010"]},
+    ]}))  # fmt: skip
+    table = RuleTable()
+    c = compile_network(rules, table, SLOTS)
+    for address in ("127.0.0.7", "::1", "::ffff:127.0.0.7", "10.1.2.3"):
+        assert km.network(c, table, "ingress", address, 9000, "tcp") == ("deny", "p", "network[0]")
+        assert km.network(c, table, "ingress", address, 8999, "udp") is None
+    assert km.network(c, table, "egress", "127.0.0.7", 9000, "tcp") is None
+    check_network(rules)

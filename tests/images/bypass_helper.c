@@ -13,13 +13,22 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
 
 #ifndef RENAME_EXCHANGE
 #define RENAME_EXCHANGE (1 << 1)
@@ -166,6 +175,47 @@ static int run(int argc, char **argv)
 			return fail("open O_PATH");
 		syscall(SYS_execveat, fd, "", argv + 2, (char *[]){ NULL }, AT_EMPTY_PATH);
 		return fail("execveat");
+	}
+	if (!strcmp(cmd, "utimens") && argc >= 2) /* utimensat: timestamps, no path hook */
+		return utimensat(AT_FDCWD, argv[1], NULL, 0) ? fail("utimensat") : 0;
+	if (!strcmp(cmd, "futimens") && argc >= 2) { /* the same on a read-only descriptor */
+		int fd = open(argv[1], O_RDONLY);
+		if (fd < 0)
+			return fail("open");
+		return futimens(fd, NULL) ? fail("futimens") : 0;
+	}
+	if (!strcmp(cmd, "setxattr") && argc >= 4) /* setxattr PATH NAME VALUE */
+		return setxattr(argv[1], argv[2], argv[3], strlen(argv[3]), 0) ? fail("setxattr") : 0;
+	if (!strcmp(cmd, "removexattr") && argc >= 3)
+		return removexattr(argv[1], argv[2]) ? fail("removexattr") : 0;
+	if (!strcmp(cmd, "opentree") && argc >= 3) { /* opentree DIR RELPATH: a detached clone */
+		int tree = syscall(SYS_open_tree, AT_FDCWD, argv[1], OPEN_TREE_CLONE);
+		if (tree < 0)
+			return fail("open_tree");
+		return finish_open(openat(tree, argv[2], O_RDONLY), "openat", "r");
+	}
+	if (!strcmp(cmd, "handle") && argc >= 3) { /* handle MOUNTDIR PATH: open_by_handle_at */
+		struct file_handle *fh = malloc(sizeof(*fh) + MAX_HANDLE_SZ);
+		int mount_id, mfd;
+		fh->handle_bytes = MAX_HANDLE_SZ;
+		if (name_to_handle_at(AT_FDCWD, argv[2], fh, &mount_id, 0))
+			return fail("name_to_handle_at");
+		mfd = open(argv[1], O_RDONLY | O_DIRECTORY);
+		if (mfd < 0)
+			return fail("open mount dir");
+		return finish_open(open_by_handle_at(mfd, fh, O_RDONLY), "open_by_handle_at", "r");
+	}
+	if (!strcmp(cmd, "chroot-hold") && argc >= 2) { /* an entrypoint that chroots, asleep */
+		if (chroot(argv[1]) || chdir("/"))
+			return fail("chroot");
+		for (;;)
+			pause();
+	}
+	if (!strcmp(cmd, "nsholder")) { /* a process in a mount namespace of its own, asleep */
+		if (unshare(CLONE_NEWNS))
+			return fail("unshare");
+		for (;;)
+			pause();
 	}
 	fprintf(stderr, "enfhelper: unknown command or missing arguments: %s\n", cmd);
 	return 254;

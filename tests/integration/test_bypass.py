@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,8 @@ spec:
       access: [write]
     - action: deny            # file[3]
       dirs: [/srv/deep/protected]
+    - action: deny            # file[4]: in a volume of the admin container
+      paths: [/srv/vola/secret]
   exec:
     - action: deny            # exec[0]
       paths: [/bin/nc]
@@ -58,6 +61,7 @@ TOKEN = RuleRef("bypass", "file[0]")
 GROUP = RuleRef("bypass", "file[1]")
 RO_DIR = RuleRef("bypass", "file[2]")
 DEEP = RuleRef("bypass", "file[3]")
+VOL_SECRET = RuleRef("bypass", "file[4]")
 NC = RuleRef("bypass", "exec[0]")
 
 
@@ -84,6 +88,46 @@ def box(dockerd: PrivateDockerd, testbox_image: str, rig: Rig) -> Iterator[Conta
 def c(box: Container, rig: Rig) -> Container:
     rig.drain()
     return box
+
+
+@pytest.fixture(scope="module")
+def admin_box(dockerd: PrivateDockerd, testbox_image: str, rig: Rig) -> Iterator[Container]:
+    """A second container for the routes that need one added capability: CAP_SYS_ADMIN
+    (mount namespaces, detached mounts) and CAP_DAC_READ_SEARCH (file handles), seccomp and
+    AppArmor unconfined so the capabilities are usable. Its entrypoint chroots (inode rules
+    must still be resolved from its namespace root), and it has two volumes from one file
+    system (a handle of a file in one opened through the other)."""
+    vols = Path(tempfile.mkdtemp(prefix="enf-vols-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(vols)], check=True)
+    try:
+        for name, text in (("a/secret", "vol-secret\n"), ("a/plain", "plain\n")):
+            (vols / name).parent.mkdir(exist_ok=True)
+            (vols / name).write_text(text)
+        (vols / "b").mkdir()
+        container = run_container(
+            dockerd, testbox_image, HELPER, "chroot-hold", "/srv/scratch",
+            name=f"enforcer-bypass-admin-{os.getpid()}",
+            extra_args=["--cap-add", "SYS_ADMIN", "--cap-add", "DAC_READ_SEARCH",
+                        "--security-opt", "seccomp=unconfined",
+                        "--security-opt", "apparmor=unconfined",
+                        "-v", f"{vols}/a:/srv/vola", "-v", f"{vols}/b:/srv/volb"],
+        )  # fmt: skip
+        try:
+            while os.readlink(f"/proc/{container.pid}/root") == "/":
+                time.sleep(0.05)  # police only once the entrypoint has chrooted
+            with police(rig, container):
+                yield container
+        finally:
+            container.remove()
+    finally:
+        subprocess.run(["umount", "-l", str(vols)], check=False)
+        os.rmdir(vols)
+
+
+@pytest.fixture
+def a(admin_box: Container, rig: Rig) -> Container:
+    rig.drain()
+    return admin_box
 
 
 def helper(c: Container, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -377,3 +421,80 @@ def _wait_for_waiter(cgroup_dir: Path, timeout: float = 30.0) -> int:
                 return int(pid)
         time.sleep(0.1)
     raise AssertionError("the waiting shell never appeared in the container's cgroup")
+
+
+# -- routes that leave the container's mount tree --------------------------------------------
+
+
+def test_pipes_and_anonymous_files_still_open(rig: Rig, c: Container) -> None:
+    # Kernel-private files (pipefs here) have no path: they are let out, not judged.
+    assert c.exec("sh", "-c", "echo via-pipe | cat /proc/self/fd/0").stdout == "via-pipe\n"
+    assert rig.wait_events(timeout=0.5) == []
+
+
+def test_a_file_seen_through_another_mount_namespace_is_judged_by_its_path(
+    rig: Rig, a: Container
+) -> None:
+    pid = a.exec("sh", "-c", f"{HELPER} nsholder >/dev/null 2>&1 & echo $!").stdout.strip()
+    try:
+        own = a.exec("readlink", "/proc/self/ns/mnt").stdout
+        for _ in range(100):
+            if a.exec("readlink", f"/proc/{pid}/ns/mnt").stdout not in ("", own):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the namespace holder never made its mount namespace")
+        denied(rig, a.exec("cat", f"/proc/{pid}/root/etc/shadow"), SHADOW, "/etc/shadow")
+        # Judged, not shut out: what the rules allow there is still readable.
+        assert a.exec("cat", f"/proc/{pid}/root/etc/passwd").returncode == 0
+        assert rig.wait_events(timeout=0.5) == []
+    finally:
+        a.exec("kill", pid)
+
+
+def test_a_detached_mount_is_judged_by_inode_and_otherwise_denied(rig: Rig, a: Container) -> None:
+    # open_tree(OPEN_TREE_CLONE) of /etc: a mount no path leads to; the path in the record
+    # is the part known (below the clone's root).
+    denied(rig, helper(a, "opentree", "/etc", "shadow"), SHADOW, "/shadow")
+    # A file no inode rule names may still lie under a directory rule: fail closed.
+    denied(rig, helper(a, "opentree", "/etc", "passwd"), None, "/passwd")
+
+
+def test_a_file_handle_opened_through_another_mount_is_judged(rig: Rig, a: Container) -> None:
+    # /srv/vola and /srv/volb are two mounts of one file system: the handle of a file of
+    # one, opened through the other, is a dentry outside that mount's root.
+    denied(rig, helper(a, "handle", "/srv/volb", "/srv/vola/secret"), VOL_SECRET, "/a/secret")
+    denied(rig, helper(a, "handle", "/srv/volb", "/srv/vola/plain"), None, "/a/plain")
+    # Through its own mount the handle's file has its path, judged as usual.
+    assert helper(a, "handle", "/srv/vola", "/srv/vola/plain").stdout == "plain\n"
+    denied(rig, helper(a, "handle", "/srv/vola", "/srv/vola/secret"), VOL_SECRET,
+           "/srv/vola/secret")  # fmt: skip
+
+
+def test_inode_rules_hold_when_the_entrypoint_chrooted(rig: Rig, a: Container) -> None:
+    # Resolved from the namespace root, not from the init's root (/srv/scratch here).
+    assert os.readlink(f"/proc/{a.pid}/root").endswith("/srv/scratch")
+    denied(rig, a.exec("cat", "/var/backups/shadow.bak"), SHADOW, "/var/backups/shadow.bak")
+
+
+# -- metadata: timestamps and extended attributes ----------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "path", "rule", "hook"), [
+    (("utimens", "/etc/group"), "/etc/group", GROUP, "inode_setattr"),
+    (("futimens", "/etc/group"), "/etc/group", GROUP, "inode_setattr"),   # on a read-only fd
+    (("utimens", "/srv/ro/config"), "/srv/ro/config", RO_DIR, "inode_setattr"),  # dir rule
+    (("setxattr", "/etc/group", "user.x", "1"), "/etc/group", GROUP, "inode_setxattr"),
+    (("removexattr", "/etc/group", "user.x"), "/etc/group", GROUP, "inode_setxattr"),
+    (("setxattr", "/srv/ro/config", "user.x", "1"), "/srv/ro/config", RO_DIR, "inode_setxattr"),
+])  # fmt: skip
+def test_a_write_denied_file_keeps_its_metadata(
+    rig: Rig, c: Container, args: tuple[str, ...], path: str, rule: RuleRef, hook: str
+) -> None:
+    denied(rig, helper(c, *args), rule, path, hook)
+
+
+def test_metadata_of_other_files_still_changes(rig: Rig, c: Container) -> None:
+    assert helper(c, "utimens", "/etc/passwd").returncode == 0
+    assert c.exec("touch", "/tmp/stamp").returncode == 0
+    assert rig.wait_events(timeout=0.5) == []

@@ -54,7 +54,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
            shared_testbox: Container) -> Iterator[EnforcerProcess]:  # fmt: skip
     policies = tmp_path_factory.mktemp("policies")
     (policies / "op.yaml").write_text(POLICY)
-    (policies / "broken.yaml").write_text(BROKEN)
     work = tmp_path_factory.mktemp("operator")
     port = _free_port()
     proc = EnforcerProcess(policies, work, dockerd.host, extra_args=(
@@ -63,6 +62,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
     try:
         proc.start(timeout=300)  # a loaded TCG guest can take minutes to reach Docker
         proc.wait_enforced(shared_testbox.name, timeout=120)
+        # A broken file refuses a start (nothing in force could stand for it), so it arrives
+        # while the daemon runs: the reload reports it and changes nothing.
+        (policies / "broken.yaml").write_text(BROKEN)
+        proc.wait_log(lambda e: e.get("event") == "policy file rejected; its previous version stays in force"
+                      and "broken.yaml" in e.get("error", ""), timeout=60)  # fmt: skip
         yield proc
     finally:
         if proc.proc is not None:

@@ -30,7 +30,8 @@ from enforcer.cli import cli
 from enforcer.commands.run import install_signal_handlers
 from enforcer.compiler.rules import RuleRef
 from enforcer.errors import EnforcerError
-from tests.operator.fakes import container
+from enforcer.status.server import StatusServer
+from tests.operator.fakes import FakeDaemon, container
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -181,8 +182,43 @@ def test_cli_table_finds_a_denial(rotated_log: Path) -> None:
     code, out, err = cli_run("audit", "--log", str(rotated_log), "--container", "db")
     assert code == 0
     assert "db" in out and "/root/.ssh/id_rsa (read)" in out and "protect-credentials" in out
-    assert "web" not in out and "1 record(s)" in out
+    assert "web" not in out and "1 record(s)" in err  # piped: whole lines, the summary aside
     assert "skipped 1 line" in err
+
+
+def test_piped_output_is_one_whole_record_per_line_at_80_columns(tmp_path: Path) -> None:
+    """`enforcer audit | grep PATH` finds what the table shows: nothing wrapped or cut."""
+    log = tmp_path / "audit.jsonl"
+    deep = "/var/lib/app/" + "/".join(f"directory-{i}" for i in range(12)) + "/shadow"
+    writer = AuditWriter(RotatingFile(log))
+    writer.write(record(name="a-container-with-a-long-name", path=deep))
+    writer.write(record(path="/etc/shadow"))
+    out = subprocess.run([sys.executable, "-m", "enforcer", "audit", "--log", str(log)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.splitlines()
+    assert len(rows) == 2
+    assert deep in rows[0] and "a-container-with-a-long-name" in rows[0] and "protect-credentials" in rows[0]
+    assert "/etc/shadow" in rows[1] and "2 record(s)" in out.stderr
+
+
+def test_without_log_it_reads_the_file_the_running_daemon_writes(tmp_path: Path) -> None:
+    log = tmp_path / "elsewhere" / "trail.jsonl"
+    AuditWriter(RotatingFile(log)).write(record(name="db", path="/root/.ssh/id_rsa"))
+    doc = FakeDaemon().snapshot()
+    doc = doc.model_copy(update={"audit": doc.audit.model_copy(update={"log": str(log)})})
+    sock = tmp_path / "enforcer.sock"
+    with StatusServer(sock, lambda: doc):
+        code, out, _ = cli_run("audit", "--socket", str(sock), "--json")
+    assert code == 0 and json.loads(out)["target"]["path"] == "/root/.ssh/id_rsa"
+
+
+def test_without_log_or_daemon_it_reads_the_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    default = tmp_path / "audit.jsonl"
+    AuditWriter(RotatingFile(default)).write(record(name="web"))
+    monkeypatch.setattr("enforcer.commands.audit.DEFAULT_LOG", default)
+    code, out, _ = cli_run("audit", "--socket", str(tmp_path / "no-daemon.sock"), "--json")
+    assert code == 0 and json.loads(out)["container"]["name"] == "web"
 
 
 def test_cli_json_lines_with_since_and_policy(rotated_log: Path) -> None:

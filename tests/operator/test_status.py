@@ -23,10 +23,13 @@ from click.testing import CliRunner
 from enforcer.cli import cli
 from enforcer.errors import EnforcerError
 from enforcer.status.client import fetch_status
-from enforcer.status.collect import rule_action
+from enforcer.policy.loader import parse_text
+from enforcer.status.collect import TrackedContainer, rule_action, start_window_note
+from enforcer.status.render import render
+from rich.console import Console
 from enforcer.compiler.rules import RuleRef
 from enforcer.status.server import StatusServer
-from tests.operator.fakes import FakeDaemon, policy_set
+from tests.operator.fakes import FakeDaemon, container, policy_set
 
 NOBODY = 65534
 
@@ -191,6 +194,45 @@ def test_status_table(served: Path) -> None:
     for text in ("web", "nginx:1.25", "protect-credentials/file[0]", "deny", "broken.yaml:7:9: unknown key 'path'",
                  "device rules", "records dropped", "path_rules", "up 1h2m"):  # fmt: skip
         assert text in out, text
+
+
+SELECTED = """
+apiVersion: enforcer/v1
+kind: ContainerPolicy
+metadata: {name: web-only}
+spec:
+  selector: {containerNames: ["web*"]}
+  file:
+    - {action: deny, paths: [/etc/hosts]}
+"""
+
+
+def test_a_container_started_without_the_wrapper_shows_its_start_window_and_what_it_means() -> None:
+    every = policy_set().policies
+    loaded, errors = parse_text(SELECTED, "/etc/enforcer/policies/web.yaml")
+    assert not errors
+    selected = tuple(lp.policy for lp in loaded)
+    late = TrackedContainer(container("web"), ("protect-credentials", "web-only"), 1, start_window=1.25)
+    early = TrackedContainer(container("db", 7), ("protect-credentials",), 2, start_window=0.0)
+    note = start_window_note((*every, *selected), [late, early])
+    assert note is not None
+    assert note.startswith("1 container(s) started without the enforcer-runc runtime wrapper")
+    assert "policies with a selector (web-only)" in note and "1.250 s, web" in note
+    assert "enforcer install-runtime" in note
+    # every policy selects every container, or every container came through the wrapper: no window
+    assert start_window_note(every, [late]) is None
+    assert start_window_note((*every, *selected), [early]) is None
+
+
+def test_status_table_and_json_show_the_start_window(daemon: FakeDaemon) -> None:
+    doc = daemon.snapshot()
+    web = doc.containers[0].model_copy(update={"start_window_seconds": 0.75})
+    doc = doc.model_copy(update={"containers": (web,), "start_window": "1 container(s) started without"})
+    console = Console(record=True, width=200)
+    render(doc, console)
+    out = console.export_text()
+    assert "start window 0.750 s" in out and "Start window: 1 container(s) started without" in out
+    assert json.loads(doc.model_dump_json())["containers"][0]["start_window_seconds"] == 0.75
 
 
 def test_status_without_daemon_is_one_line_exit_1(tmp_path: Path) -> None:

@@ -150,15 +150,19 @@ CASES = [
     (X + "spec:\n  network:\n    - action: deny\n      direction: egress\n"
      "      cidrs: [10.0.0.0/8]\n      ports: [80, 0, '9-8', 65536, http]\n",
      "f.yaml:10:19: spec.network[0].ports[1]: port out of range: 0 (1..65535)"),
-    (X + "spec:\n  network:\n    - action: deny\n      direction: egress\n",
-     "f.yaml:7:7: spec.network[0]: missing required key 'cidrs'"),
+    (X + "spec:\n  network:\n    - action: deny\n      direction: egress\n      cidrs: []\n",
+     "f.yaml:9:14: spec.network[0].cidrs: an empty cidrs list matches no address; "
+     "omit the key to match any address"),
     # sockets
     (X + "spec:\n  socket:\n    - {action: deny, families: [inet, ipx6]}\n",
      "f.yaml:7:39: spec.socket[0].families[1]: unknown address family 'ipx6' "
      "(known: inet, inet6, unix, packet, netlink, ...)"),
     (X + "spec:\n  socket:\n    - {action: deny, families: [inet], types: [rawr]}\n",
      "f.yaml:7:48: spec.socket[0].types[0]: Input should be 'stream', 'dgram', 'raw', "
-     "'seqpacket' or 'any', got 'rawr'"),
+     "'seqpacket', 'packet' or 'any', got 'rawr'"),
+    (X + "spec:\n  socket:\n    - {action: deny, families: [inet6], types: [packet]}\n",
+     ("f.yaml:7:7: spec.socket[0]: type 'packet' (SOCK_PACKET) sockets are created as family "
+      "'packet', never 'inet6': write families: [packet]")),
     # YAML itself
     (X + "spec:\n  file: [\n",
      "f.yaml:7:1: YAML syntax error: expected the node content, but found '<stream end>'"),

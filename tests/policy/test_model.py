@@ -67,6 +67,17 @@ def test_cidr_rejects(bad: str) -> None:
         NetworkRule(action="deny", direction="egress", cidrs=(bad,))
 
 
+def test_cidrs_omitted_means_any_address_of_both_families() -> None:
+    r = NetworkRule(action="deny", direction="ingress", ports=("9000-9010",))  # type: ignore[arg-type]
+    assert r.cidrs is None
+    assert [str(n) for n in r.networks] == ["0.0.0.0/0", "::/0"]
+
+
+def test_cidrs_empty_list_is_an_error() -> None:
+    with pytest.raises(ValidationError, match="omit the key to match any address"):
+        NetworkRule(action="deny", direction="egress", cidrs=())
+
+
 @pytest.mark.parametrize(
     ("raw", "norm"), [(80, (80, 80)), ("8000-8100", (8000, 8100)), ("443", (443, 443)),
                       ("1-65535", (1, 65535)), ("5-5", (5, 5))],

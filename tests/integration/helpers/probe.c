@@ -5,17 +5,37 @@
  *   probe connect ADDR PORT tcp|udp     socket + connect (ADDR with ':' is IPv6)
  *   probe sendto ADDR PORT              unconnected UDP sendto (the sendmsg hooks)
  *   probe bind ADDR PORT tcp|udp
- *   probe socket FAMILY TYPE            FAMILY: inet inet6 packet unix; TYPE: stream dgram raw
+ *   probe socket FAMILY TYPE            FAMILY: inet inet6 packet unix; TYPE: stream dgram raw packet
  *   probe open PATH r|w|rw
  *   probe mknod PATH c|b MAJOR MINOR
  *   probe time-connect ADDR PORT N      N x (socket, connect, close); prints ns per iteration
  *   probe time-open PATH N              N x (open, close) read-only; prints ns per iteration
+ *   probe time-sendto ADDR PORT N       N x UDP sendto on one socket; prints ns per iteration
+ *   probe connect-from SRC ADDR PORT tcp|udp   bind to SRC:0 first (connect to 0.0.0.0 goes to SRC)
+ *   probe sendto-from SRC ADDR PORT     the same for an unconnected UDP sendto
+ *   probe raw ADDR PROTO PORT           SOCK_RAW of IP protocol PROTO, a hand-built L4 header
+ *                                       (source port, destination PORT, ...) sent to ADDR
+ *   probe ping ADDR                     ICMP (ICMPv6) echo request from a ping socket
+ *   probe tfo ADDR PORT                 TCP Fast Open: sendto(MSG_FASTOPEN) with data
+ *   probe mptcp ADDR PORT               connect an IPPROTO_MPTCP socket
+ *   probe uring-connect ADDR PORT       connect a TCP socket through io_uring (IORING_OP_CONNECT)
+ *   probe sctp ADDR PORT                connect an IPPROTO_SCTP stream socket
+ *   probe accept-via LISTEN ADDR PORT tcp|udp
+ *                                       a socket bound to LISTEN:PORT (0.0.0.0 or a dual-stack
+ *                                       ::) is reached at ADDR:PORT by a client in the same
+ *                                       process: prints "accepted" / "received", or "timeout"
+ *                                       when nothing arrived within 0.8 s (TCP retries its SYN
+ *                                       after 1 s: one SYN is sent)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +59,10 @@ static const char *errname(int e)
 	case ENOENT: return "ENOENT";
 	case EEXIST: return "EEXIST";
 	case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
+	case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
+	case ETIMEDOUT: return "ETIMEDOUT";
+	case EINPROGRESS: return "EINPROGRESS";
+	case ENOSYS: return "ENOSYS";
 	default: return strerror(e);
 	}
 }
@@ -80,6 +104,8 @@ static int sock_type(const char *t)
 		return SOCK_DGRAM;
 	if (!strcmp(t, "raw"))
 		return SOCK_RAW;
+	if (!strcmp(t, "packet"))
+		return SOCK_PACKET; /* obsolete; the kernel makes it an AF_PACKET socket */
 	exit(2);
 }
 
@@ -90,6 +116,119 @@ static int family(const char *f)
 	if (!strcmp(f, "packet")) return AF_PACKET;
 	if (!strcmp(f, "unix")) return AF_UNIX;
 	exit(2);
+}
+
+
+static long long now_ns(void);
+
+static int bind_src(int fd, const char *src)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = addr(src, 0, &ss);
+
+	return bind(fd, (struct sockaddr *)&ss, len);
+}
+
+/* One connect through io_uring: the kernel's IORING_OP_CONNECT, no liburing needed. */
+static int uring_connect(int fd, struct sockaddr *sa, socklen_t len)
+{
+	struct io_uring_params p;
+	memset(&p, 0, sizeof(p));
+	int ring = syscall(__NR_io_uring_setup, 4, &p);
+	if (ring < 0)
+		return -1;
+	size_t sq_sz = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+	size_t cq_sz = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+	char *sq = mmap(0, sq_sz, PROT_READ | PROT_WRITE, MAP_SHARED, ring, IORING_OFF_SQ_RING);
+	char *cq = mmap(0, cq_sz, PROT_READ | PROT_WRITE, MAP_SHARED, ring, IORING_OFF_CQ_RING);
+	struct io_uring_sqe *sqes = mmap(0, p.sq_entries * sizeof(struct io_uring_sqe),
+					 PROT_READ | PROT_WRITE, MAP_SHARED, ring, IORING_OFF_SQES);
+	if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED)
+		return -1;
+	memset(&sqes[0], 0, sizeof(sqes[0]));
+	sqes[0].opcode = IORING_OP_CONNECT;
+	sqes[0].fd = fd;
+	sqes[0].addr = (unsigned long)sa;
+	sqes[0].off = len;
+	unsigned *tail = (unsigned *)(sq + p.sq_off.tail);
+	unsigned *array = (unsigned *)(sq + p.sq_off.array);
+	array[*tail & *(unsigned *)(sq + p.sq_off.ring_mask)] = 0;
+	__atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+	if (syscall(__NR_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0)
+		return -1;
+	unsigned head = *(unsigned *)(cq + p.cq_off.head);
+	struct io_uring_cqe *cqe = (struct io_uring_cqe *)(cq + p.cq_off.cqes) +
+				   (head & *(unsigned *)(cq + p.cq_off.ring_mask));
+	if (cqe->res < 0) {
+		errno = -cqe->res;
+		return -1;
+	}
+	return 0;
+}
+
+/* The L4 header of a raw datagram: ports first (UDP, SCTP, DCCP, UDP-Lite all start so). */
+static int raw_send(const char *dst, int proto, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = addr(dst, 0, &ss);
+	unsigned char pkt[16] = { 0 };
+	int fd = socket(ss.ss_family, SOCK_RAW, proto);
+
+	if (fd < 0)
+		return result(fd);
+	pkt[0] = 0x9c; pkt[1] = 0x40;            /* source port 40000 */
+	pkt[2] = port >> 8; pkt[3] = port & 0xff;
+	if (proto == IPPROTO_UDP) {
+		pkt[5] = sizeof(pkt);            /* UDP length; checksum 0 (none, IPv4) */
+		pkt[8] = 'x';
+	}
+	return result(sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&ss, len));
+}
+
+static int ping(const char *dst)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = addr(dst, 0, &ss);
+	int v6 = ss.ss_family == AF_INET6;
+	unsigned char echo[16] = { v6 ? 128 : 8 };
+	int fd = socket(ss.ss_family, SOCK_DGRAM, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+
+	if (fd < 0)
+		return result(fd);
+	return result(sendto(fd, echo, sizeof(echo), 0, (struct sockaddr *)&ss, len));
+}
+
+static int accept_via(const char *listen_at, const char *dst, int port, int type)
+{
+	struct sockaddr_storage ls, ds;
+	socklen_t llen = addr(listen_at, port, &ls), dlen = addr(dst, port, &ds);
+	int srv = socket(ls.ss_family, type, 0), cli, off = 0, one = 1;
+
+	if (srv < 0)
+		return result(srv);
+	setsockopt(srv, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ls.ss_family == AF_INET6) /* dual-stack, as busybox nc -l and most servers are */
+		setsockopt(srv, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+	if (bind(srv, (struct sockaddr *)&ls, llen) < 0)
+		return result(-1);
+	if (type == SOCK_STREAM && listen(srv, 4) < 0)
+		return result(-1);
+	cli = socket(ds.ss_family, type | SOCK_NONBLOCK, 0);
+	if (cli < 0)
+		return result(cli);
+	if (type == SOCK_STREAM) {
+		if (connect(cli, (struct sockaddr *)&ds, dlen) < 0 && errno != EINPROGRESS)
+			return result(-1);
+	} else if (sendto(cli, "x", 1, 0, (struct sockaddr *)&ds, dlen) < 0) {
+		return result(-1);
+	}
+	struct pollfd pfd = { .fd = srv, .events = POLLIN };
+	if (poll(&pfd, 1, 800) == 1) {
+		printf(type == SOCK_STREAM ? "accepted\n" : "received\n");
+		return 0;
+	}
+	printf("timeout\n");
+	return 1;
 }
 
 static long long now_ns(void)
@@ -161,6 +300,54 @@ int main(int argc, char **argv)
 		long long t0 = now_ns();
 		for (long i = 0; i < n; i++)
 			close(open(argv[2], O_RDONLY));
+		printf("%lld\n", (now_ns() - t0) / n);
+		return 0;
+	}
+	if (!strcmp(op, "connect-from") && argc == 6) {
+		len = addr(argv[3], atoi(argv[4]), &ss);
+		fd = socket(ss.ss_family, sock_type(argv[5]), 0);
+		if (fd < 0 || bind_src(fd, argv[2]) < 0)
+			return result(-1);
+		return result(connect(fd, (struct sockaddr *)&ss, len));
+	}
+	if (!strcmp(op, "sendto-from") && argc == 5) {
+		len = addr(argv[3], atoi(argv[4]), &ss);
+		fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+		if (fd < 0 || bind_src(fd, argv[2]) < 0)
+			return result(-1);
+		return result(sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len));
+	}
+	if (!strcmp(op, "raw") && argc == 5)
+		return raw_send(argv[2], atoi(argv[3]), atoi(argv[4]));
+	if (!strcmp(op, "ping") && argc == 3)
+		return ping(argv[2]);
+	if (!strcmp(op, "tfo") && argc == 4) {
+		len = addr(argv[2], atoi(argv[3]), &ss);
+		fd = socket(ss.ss_family, SOCK_STREAM, 0);
+		if (fd < 0)
+			return result(fd);
+		return result(sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&ss, len));
+	}
+	if ((!strcmp(op, "mptcp") || !strcmp(op, "sctp") || !strcmp(op, "uring-connect")) && argc == 4) {
+		int proto = !strcmp(op, "mptcp") ? IPPROTO_MPTCP : !strcmp(op, "sctp") ? IPPROTO_SCTP : 0;
+
+		len = addr(argv[2], atoi(argv[3]), &ss);
+		fd = socket(ss.ss_family, SOCK_STREAM, proto);
+		if (fd < 0)
+			return result(fd);
+		if (!strcmp(op, "uring-connect"))
+			return result(uring_connect(fd, (struct sockaddr *)&ss, len));
+		return result(connect(fd, (struct sockaddr *)&ss, len));
+	}
+	if (!strcmp(op, "accept-via") && argc == 6)
+		return accept_via(argv[2], argv[3], atoi(argv[4]), sock_type(argv[5]));
+	if (!strcmp(op, "time-sendto") && argc == 5) {
+		long n = atol(argv[4]);
+		len = addr(argv[2], atoi(argv[3]), &ss);
+		fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+		long long t0 = now_ns();
+		for (long i = 0; i < n; i++)
+			sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len);
 		printf("%lld\n", (now_ns() - t0) / n);
 		return 0;
 	}
