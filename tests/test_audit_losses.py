@@ -150,3 +150,19 @@ def test_only_settled_differences_are_accounted() -> None:
     assert acc.check(lambda: None) == []  # settled, and every one of them itemised
     assert acc.unsettled() == 0 and acc.clear
 
+
+def test_events_counted_after_the_read_never_hide_an_earlier_loss() -> None:
+    """The drain runs after the counters are read, so it can bring events the read did not
+    count yet; a moving counter is checked again however complete its events look."""
+    counters = {(1, 7): 10}  # 10 counted, 2 of them lost from the ring
+    acc = LossAccountant(lambda: dict(counters), clock_ns=lambda: 0)
+    counters[(1, 7)] = 20
+
+    def drain() -> None:  # 8 of the first 10 arrive, and 12 counted just after the read
+        acc.itemised(1, 7, 10, "deny", count=8 + 12)
+        counters[(1, 7)] = 32
+
+    assert acc.check(drain) == [] and not acc.clear  # moving: never clear
+    assert acc.check(lambda: None) == []  # 20 -> 32: still moving
+    [loss] = acc.check(lambda: None)  # settled at 32
+    assert loss.count == 2 and acc.clear and acc.unsettled() == 0

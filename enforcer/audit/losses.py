@@ -54,7 +54,7 @@ class LossAccountant:
         self._accounted: dict[Key, int] = {}
         self._last: dict[Key, int] = {}
         self._actions: dict[Key, str] = {}
-        self.clear = True  # at the last check, no counter still moving was ahead of its events
+        self.clear = True  # at the last check every counter was settled (and its loss accounted)
 
     def itemised(self, cgroup_id: int, rule_id: int, ktime_ns: int, action: str = "unknown",
                  count: int = 1) -> None:  # fmt: skip
@@ -78,8 +78,9 @@ class LossAccountant:
                 self._forget(key)  # the container went away: its counters were removed
             for key, total in now.items():
                 if self._last.get(key) != total:  # still moving (or first seen): not settled yet
-                    if total - self._base.get(key, 0) > self._seen.get(key, 0) + self._accounted.get(key, 0):
-                        clear = False
+                    # Not clear even if its events look complete: the drain ran after the
+                    # counter was read, so events counted later can hide an earlier loss.
+                    clear = False
                     continue
                 counted = total - self._base.get(key, 0)
                 if counted < 0:  # the counter was reset under us: start again from here
