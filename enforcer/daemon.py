@@ -21,7 +21,7 @@ import structlog
 from enforcer.audit.events import Event, EventDecoder
 from enforcer.audit.losses import LossAccountant
 from enforcer.audit.records import UNRESOLVED, AuditFolder, AuditRecord, AuditWriter, LossRecord
-from enforcer.compiler.rules import RuleTable
+from enforcer.compiler.rules import RuleTable, reserved_refs
 from enforcer.containers.cgroups import cgroup_of_pid, container_cgroup_path
 from enforcer.containers.model import ContainerInfo
 from enforcer.containers.startwindow import process_age_seconds
@@ -196,6 +196,7 @@ class Daemon:
     def use_kernel(self, loaded: Loaded, policies: PolicySet | None = None) -> None:
         """Take the loaded objects' maps; run() does this, tests may call it directly."""
         self._loaded = loaded
+        self._table.reserve(reserved_refs(loaded.abi.consts))  # records name the kernel's own denials
         self._maps = PolicyMaps(loaded.abi, loaded.maps)
         self._losses = LossAccountant(self._maps.all_counters)
         self._enforcements = kernel_enforcements(loaded, self._maps, self._table, self._config.pin_root)

@@ -127,6 +127,8 @@ enum abi_rule_ids {
 	RULE_NONE = 0,
 	/* The path could not be resolved within ABI_MAX_DEPTH / ABI_MAX_PATH: denied. */
 	RULE_UNRESOLVED = 0xfffffffe,
+	/* A task of a container wrote to cgroupfs outside its container (a move out, mkdir). */
+	RULE_CGROUP_ESCAPE = 0xfffffffd,
 };
 
 enum abi_event_type {
@@ -299,6 +301,7 @@ enum file_op {
 	FOP_MMAP = 12,      /* mmap_file / file_mprotect with PROT_EXEC */
 	FOP_SETATTR = 13,   /* inode_setattr: timestamps (utimensat), also on an fd */
 	FOP_XATTR = 14,     /* inode_setxattr / inode_removexattr */
+	FOP_CGROUP_MOVE = 15, /* inode_permission: a cgroupfs write outside the container (a move, mkdir) */
 };
 
 /*

@@ -19,7 +19,8 @@ from enforcer.pybpf.btf import StructLayout
 
 # enum file_op names whose hook is not "path_<name>"
 _OP_HOOKS = {"FOP_OPEN": "file_open", "FOP_EXEC": "exec", "FOP_MMAP": "mmap_file",
-             "FOP_SETATTR": "inode_setattr", "FOP_XATTR": "inode_setxattr"}  # fmt: skip
+             "FOP_SETATTR": "inode_setattr", "FOP_XATTR": "inode_setxattr",
+             "FOP_CGROUP_MOVE": "inode_permission"}  # fmt: skip
 
 
 @dataclass(slots=True)

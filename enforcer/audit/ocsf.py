@@ -29,7 +29,7 @@ _FILE_ACTIVITY = {
     "path_mknod": (1, "Create"), "path_mkdir": (1, "Create"), "path_symlink": (1, "Create"),
     "path_chmod": (7, "Set Security"), "path_chown": (7, "Set Security"),
     "inode_setattr": (6, "Set Attributes"), "inode_setxattr": (6, "Set Attributes"),
-    "mmap_file": (99, "Other"),
+    "mmap_file": (99, "Other"), "inode_permission": (3, "Update"),
 }  # fmt: skip
 # network hook -> (activity_id, activity name, direction_id) of Network Activity
 _NET_ACTIVITY = {

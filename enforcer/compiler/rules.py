@@ -11,6 +11,15 @@ class RuleRef:
     rule: str    # "file[0]"
 
 
+# What records call the kernel's reserved rule ids (enum abi_rule_ids): policy "enforcer".
+RESERVED_RULES = {"RULE_UNRESOLVED": "unresolved-path", "RULE_CGROUP_ESCAPE": "leave-container-cgroup"}
+
+
+def reserved_refs(consts: dict[str, int]) -> dict[int, RuleRef]:
+    """Reserved id -> RuleRef, from the ABI's constants (Abi.consts)."""
+    return {consts[name]: RuleRef("enforcer", rule) for name, rule in RESERVED_RULES.items() if name in consts}
+
+
 @dataclass
 class RuleTable:
     """Stable ids for rules: the same (policy, rule) keeps its id across recompiles, so
@@ -21,6 +30,11 @@ class RuleTable:
     # The next free id (0 is RULE_NONE). A counter, not max(ids) + 1 per new rule: that
     # made compiling N new rules O(N^2) (100,000 rules took 140 s instead of 1 s).
     _next: int = 1
+    # The kernel's own reasons (enum abi_rule_ids above every compiled id): not persisted.
+    _reserved: dict[int, RuleRef] = field(default_factory=dict)
+
+    def reserve(self, refs: dict[int, RuleRef]) -> None:
+        self._reserved.update(refs)
 
     def id_for(self, ref: RuleRef) -> int:
         rid = self._ids.get(ref)
@@ -32,7 +46,7 @@ class RuleTable:
         return rid
 
     def ref_for(self, rule_id: int) -> RuleRef | None:
-        return self._refs.get(rule_id)
+        return self._refs.get(rule_id) or self._reserved.get(rule_id)
 
     def __len__(self) -> int:
         return len(self._ids)

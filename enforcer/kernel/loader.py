@@ -38,6 +38,8 @@ LSM_OBJECTS: dict[str, tuple[str, ...]] = {
     ),  # fmt: skip
     # socket rules for the families cgroup/sock_create never sees (packet, netlink, ...)
     "lsm_sock": ("enforcer_socket_create",),
+    # a container task may not move a task into a cgroup outside its container's subtree
+    "lsm_cgroup": ("enforcer_cgroup_write",),
 }
 
 # object -> its cgroup programs (attached per container cgroup by CgroupEnforcement). They

@@ -38,6 +38,7 @@ def _raw(abi: Abi, ev_type: str, op: str, path: bytes) -> bytes:
     ("EV_FILE", "FOP_MKNOD", "path_mknod"),
     ("EV_FILE", "FOP_SETATTR", "inode_setattr"),
     ("EV_FILE", "FOP_XATTR", "inode_setxattr"),
+    ("EV_FILE", "FOP_CGROUP_MOVE", "inode_permission"),
 ])  # fmt: skip
 def test_the_hook_comes_from_the_operation(abi: Abi, ev_type: str, op: str, hook: str) -> None:
     event = EventDecoder(abi).decode(_raw(abi, ev_type, op, b"/etc/group"))

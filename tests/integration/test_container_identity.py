@@ -5,7 +5,10 @@ runtime wrapper, the shipped credentials and sockets policies):
 - a systemd-style container, whose init moved into a child cgroup of its own, is tracked by
   its container's cgroup and policed from inside the child cgroup: at start, after an
   enforcer restart and after a dockerd restart; socket rules (packet, SOCK_PACKET) reach
-  the child cgroup like every other rule.
+  the child cgroup like every other rule;
+- a task of a container cannot move out of its container's cgroup subtree (a write to an
+  outside cgroup.procs, clone3 with CLONE_INTO_CGROUP), where nothing would judge it; moves
+  inside the subtree stay free.
 """
 
 from __future__ import annotations
@@ -157,3 +160,46 @@ def test_a_systemd_style_container_is_policed_in_its_child_cgroup_through_restar
     r = box.exec("sh", "-c", IN_CHILD + "/bin/probe socket packet packet")
     assert r.stdout.strip() == "EPERM", r
 
+
+
+CGROUP_OF_SELF = "sed -n 's/^0:://p' /proc/self/cgroup"
+
+
+def test_a_container_task_cannot_move_out_of_its_container_cgroup(
+    enforcer: EnforcerProcess, dockerd: PrivateDockerd, docker_run, probe_binary: Path  # type: ignore[no-untyped-def]
+) -> None:
+    # --privileged in the host's cgroup namespace: the whole host tree is visible and
+    # writable from inside, the way out that identity-by-cgroup has to close.
+    mark = len(enforcer.log())
+    box: Container = docker_run("sleep", "3600", name="escape-1",
+                                extra_args=("--privileged", "--cgroupns", "host"))  # fmt: skip
+    enforcer.wait_enforced("escape-1", after=mark)
+    dockerd.cli("cp", str(probe_binary), f"{box.id}:/bin/probe")
+    own = box.exec("sh", "-c", CGROUP_OF_SELF).stdout.strip()
+    assert own.count("/") >= 1 and box.id[:12] in own, own
+
+    write = box.exec("sh", "-c", f"echo $$ > /sys/fs/cgroup/cgroup.procs; {CGROUP_OF_SELF}")
+    assert "Operation not permitted" in write.stderr and write.stdout.strip() == own, write
+    clone = box.exec("/bin/probe", "clone-into", "/sys/fs/cgroup")
+    assert clone.stdout.strip() == "EPERM" and "child in" not in clone.stderr, clone
+    sibling = box.exec("sh", "-c", f"mkdir /sys/fs/cgroup{os.path.dirname(own)}/escape-1-out")
+    assert "Operation not permitted" in sibling.stderr, sibling  # no new cgroup outside either
+    shadow = box.exec("cat", "/etc/shadow")  # still judged as the container
+    assert "Operation not permitted" in shadow.stderr, shadow
+
+    # Inside its own subtree a container stays free (systemd's init.scope, nested runtimes).
+    inner = f"/sys/fs/cgroup{own}/inner"
+    moved = box.exec("sh", "-c", f"mkdir -p {inner} && echo $$ > {inner}/cgroup.procs && {CGROUP_OF_SELF}")
+    assert moved.returncode == 0 and moved.stdout.strip() == own + "/inner", moved
+    clone = box.exec("/bin/probe", "clone-into", inner)
+    assert clone.stdout.strip() == "ok" and f"child in {own}/inner" in clone.stderr, clone
+
+    records = enforcer.wait_records(lambda r: r["container"]["name"] == "escape-1"
+                                    and r["hook"] == "inode_permission", count=3, timeout=60)  # fmt: skip
+    assert {(r["policy"], r["rule"], r["action"]) for r in records} == {("enforcer", "leave-container-cgroup", "deny")}
+    # the write and the clone3 ask for the root's cgroup.procs, the mkdir for the parent directory
+    counts = {r["target"]["path"]: 0 for r in records}
+    for r in records:
+        counts[r["target"]["path"]] += r["count"]
+    assert counts == {"/cgroup.procs": 2, os.path.dirname(own): 1}, records
+    assert box.exec("rmdir", inner).returncode == 0  # empty again: the exec and the child are gone

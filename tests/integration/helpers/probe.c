@@ -20,6 +20,9 @@
  *   probe mptcp ADDR PORT               connect an IPPROTO_MPTCP socket
  *   probe uring-connect ADDR PORT       connect a TCP socket through io_uring (IORING_OP_CONNECT)
  *   probe sctp ADDR PORT                connect an IPPROTO_SCTP stream socket
+ *   probe clone-into DIR                clone3(CLONE_INTO_CGROUP) with the cgroup directory DIR;
+ *                                       the child prints the cgroup2 path it started in
+ *                                       on stderr and exits
  *   probe accept-via LISTEN ADDR PORT tcp|udp
  *                                       a socket bound to LISTEN:PORT (0.0.0.0 or a dual-stack
  *                                       ::) is reached at ADDR:PORT by a client in the same
@@ -32,10 +35,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
+#include <linux/sched.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +243,35 @@ static long long now_ns(void)
 	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* clone3 straight into the cgroup at dir; the child shows where it landed. */
+static int clone_into(const char *dir)
+{
+	struct clone_args args;
+	char line[512];
+	int cg = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	long pid;
+
+	if (cg < 0)
+		return result(cg);
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_INTO_CGROUP;
+	args.exit_signal = SIGCHLD;
+	args.cgroup = (__u64)cg;
+	pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0) {
+		FILE *f = fopen("/proc/self/cgroup", "r");
+
+		while (f && fgets(line, sizeof(line), f))
+			if (!strncmp(line, "0::", 3))
+				fprintf(stderr, "child in %s", line + 3);
+		_exit(0);
+	}
+	if (pid < 0)
+		return result(-1);
+	waitpid(pid, NULL, 0);
+	return result(0);
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_storage ss;
@@ -339,6 +373,8 @@ int main(int argc, char **argv)
 			return result(uring_connect(fd, (struct sockaddr *)&ss, len));
 		return result(connect(fd, (struct sockaddr *)&ss, len));
 	}
+	if (!strcmp(op, "clone-into") && argc == 3)
+		return clone_into(argv[2]);
 	if (!strcmp(op, "accept-via") && argc == 6)
 		return accept_via(argv[2], argv[3], atoi(argv[4]), sock_type(argv[5]));
 	if (!strcmp(op, "time-sendto") && argc == 5) {
