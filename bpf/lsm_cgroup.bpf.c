@@ -114,10 +114,9 @@ int BPF_PROG(enforcer_cgroup_write, struct inode *inode, int mask, int ret)
 	ev->access = ACCF_WRITE;
 	ev->flags = 0;
 	ev->op = FOP_CGROUP_MOVE;
-	ev->path_len = chain_path(chain, ev);
+	/* chain_path stays below ABI_MAX_PATH; the mask says so to the verifier */
+	ev->path_len = chain_path(chain, ev) & (ABI_MAX_PATH - 1);
 	size = offsetof(struct file_event, path) + ev->path_len;
-	if (size > sizeof(struct file_event))
-		size = sizeof(struct file_event);
 	emit(ev, size);
 	return -EPERM;
 }

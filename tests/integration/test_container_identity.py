@@ -197,9 +197,11 @@ def test_a_container_task_cannot_move_out_of_its_container_cgroup(
     records = enforcer.wait_records(lambda r: r["container"]["name"] == "escape-1"
                                     and r["hook"] == "inode_permission", count=3, timeout=60)  # fmt: skip
     assert {(r["policy"], r["rule"], r["action"]) for r in records} == {("enforcer", "leave-container-cgroup", "deny")}
-    # the write and the clone3 ask for the root's cgroup.procs, the mkdir for the parent directory
+    # The write and the clone3 ask for the root's cgroup.procs, the mkdir for the parent
+    # directory; the kernel may also ask for the root cgroup's directory itself ("/").
     counts = {r["target"]["path"]: 0 for r in records}
     for r in records:
         counts[r["target"]["path"]] += r["count"]
-    assert counts == {"/cgroup.procs": 2, os.path.dirname(own): 1}, records
+    assert counts.get("/cgroup.procs", 0) >= 2 and counts.get(os.path.dirname(own)) == 1, counts
+    assert set(counts) <= {"/cgroup.procs", "/", os.path.dirname(own)}, counts
     assert box.exec("rmdir", inner).returncode == 0  # empty again: the exec and the child are gone
