@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,11 @@ def test_a_flood_that_overflows_the_ring_is_accounted_in_full(
     stop = threading.Event()
 
     def consume() -> None:  # the daemon's ring-buffer thread, loss checks included
+        # Nothing reads the ring until it has overflowed, so that never depends on winning
+        # a race with the flood (a quiet machine's consumer kept up); then the flood goes on
+        # while the daemon's loop consumes.
+        while not stop.is_set() and d.kernel_stats()["STAT_EVENTS_LOST"] == lost_before:
+            time.sleep(0.001)
         while not stop.is_set():
             ring.poll(50)
             d.account_losses(ring.consume)
