@@ -30,8 +30,10 @@ from rich.console import Console
 from enforcer.compiler.rules import RuleRef
 from enforcer.status.server import StatusServer
 from tests.operator.fakes import FakeDaemon, container, policy_set
+from tests.unix_peer import request_as
 
 NOBODY = 65534
+STATUS_REQUEST = b'{"request": "status"}\n'
 
 
 @pytest.fixture
@@ -98,37 +100,8 @@ def test_socket_is_root_only(served: Path) -> None:
     assert served.stat().st_uid == os.geteuid() == 0
 
 
-def _request_as_nobody(path: Path) -> str:
-    """Connect and ask for status from a forked child running as nobody (no interpreter
-    start: /root's Python is not readable by nobody). Returns "ERR <errno>" or the reply."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: only socket calls, then _exit
-        try:
-            os.close(r)
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            s = socket.socket(socket.AF_UNIX)
-            try:
-                s.connect(str(path))
-                s.sendall(b'{"request": "status"}\n')
-                out = s.makefile("rb").readline()
-            except OSError as e:
-                out = f"ERR {e.errno}".encode()
-            os.write(w, out)
-        except BaseException as e:  # report, don't hide: the parent asserts on the text
-            os.write(w, f"CHILD {e!r}".encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    return data.decode()
-
-
 def test_other_users_cannot_connect(served: Path) -> None:
-    assert _request_as_nobody(served) == "ERR 13"  # EACCES from the 0700 directory / 0600 socket
+    assert request_as(NOBODY, served, STATUS_REQUEST) == "ERR 13"  # EACCES from the 0700 directory / 0600 socket
 
 
 def test_peer_uid_is_checked_even_if_the_file_mode_is_loosened(daemon: FakeDaemon) -> None:
@@ -138,7 +111,7 @@ def test_peer_uid_is_checked_even_if_the_file_mode_is_loosened(daemon: FakeDaemo
         with StatusServer(path, daemon.snapshot):
             for p, mode in ((base, 0o755), (path.parent, 0o755), (path, 0o666)):
                 os.chmod(p, mode)
-            reply = json.loads(_request_as_nobody(path))
+            reply = json.loads(request_as(NOBODY, path, STATUS_REQUEST))
         assert "permission denied" in reply["error"] and "pid" not in reply
     finally:
         shutil.rmtree(base)

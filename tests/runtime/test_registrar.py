@@ -20,6 +20,7 @@ from enforcer.runtime import registrar
 from enforcer.runtime.protocol import ShimConfig
 from enforcer.runtime.registrar import MAX_REQUEST, RegistrationServer
 from enforcer.runtime.shim import ask_enforcer
+from tests.unix_peer import request_as
 
 NOBODY = 65534
 
@@ -29,34 +30,6 @@ def base() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="enforcer-registrar-"))  # /tmp/pytest-of-root is 0700
     yield d
     shutil.rmtree(d)
-
-
-def _register_as(uid: int, path: Path, request: bytes) -> str:
-    """Send `request` from a forked child running as `uid`; the reply line, or "ERR errno"."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: only socket calls, then _exit
-        try:
-            os.close(r)
-            os.setgid(uid)
-            os.setuid(uid)
-            s = socket.socket(socket.AF_UNIX)
-            try:
-                s.connect(str(path))
-                s.sendall(request)
-                out = s.makefile("rb").readline()
-            except OSError as e:
-                out = f"ERR {e.errno}".encode()
-            os.write(w, out)
-        except BaseException as e:  # report, don't hide: the parent asserts on the text
-            os.write(w, f"CHILD {e!r}".encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    return data.decode()
 
 
 def _loosen(base: Path, path: Path) -> None:
@@ -70,9 +43,9 @@ def test_another_user_cannot_register_even_if_the_socket_mode_is_loosened(base: 
     server = RegistrationServer(path, lambda cid, pid, bundle: seen.append(cid))
     server.start()
     try:
-        assert _register_as(NOBODY, path, b'{"id": "c1", "pid": 1}\n') == "ERR 13"  # 0700 dir, 0600 socket
+        assert request_as(NOBODY, path, b'{"id": "c1", "pid": 1}\n') == "ERR 13"  # 0700 dir, 0600 socket
         _loosen(base, path)
-        reply = json.loads(_register_as(NOBODY, path, b'{"id": "c1", "pid": 1}\n'))
+        reply = json.loads(request_as(NOBODY, path, b'{"id": "c1", "pid": 1}\n'))
     finally:
         server.close()
     assert reply["ok"] is False and "permission denied" in reply["error"]
@@ -86,7 +59,7 @@ def test_a_uid_the_operator_allows_may_register(base: Path) -> None:
     server.start()
     try:
         _loosen(base, path)
-        reply = json.loads(_register_as(NOBODY, path, b'{"id": "c1", "pid": 1}\n'))
+        reply = json.loads(request_as(NOBODY, path, b'{"id": "c1", "pid": 1}\n'))
     finally:
         server.close()
     assert reply == {"ok": True} and seen == ["c1"]
