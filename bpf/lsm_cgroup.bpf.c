@@ -83,7 +83,8 @@ int BPF_PROG(enforcer_cgroup_write, struct inode *inode, int mask, int ret)
 		return ret; /* an earlier LSM already denied */
 	if (!(mask & MAY_WRITE))
 		return 0;
-	if (BPF_CORE_READ(inode, i_sb, s_magic) != CGROUP2_SUPER_MAGIC)
+	/* direct loads (the hook's inode is a BTF pointer): no helper call on this path */
+	if (inode->i_sb->s_magic != CGROUP2_SUPER_MAGIC)
 		return 0;
 	ct = current_or_starting_container(&cgid);
 	if (!ct)
