@@ -459,6 +459,12 @@ _TYPE_MESSAGES = {
 }
 
 
+def _is_origin_outside_exec(loc: Loc) -> bool:
+    """spec.<file|device|network|socket>[i].origin: a mistake worth its own words."""
+    return (len(loc) == 4 and loc[0] == "spec" and loc[-1] == "origin"
+            and loc[1] in ("file", "device", "network", "socket") and isinstance(loc[2], int))
+
+
 def _validation_errors(exc: ValidationError, file: str, pos: Positions) -> list[PolicyError]:
     out = []
     errors = exc.errors()
@@ -477,6 +483,13 @@ def _validation_errors(exc: ValidationError, file: str, pos: Positions) -> list[
             loc = loc[:-1]
             line, col = pos.key(loc)
             out.append(PolicyError(file, line, col, f"{_where(loc)}: key must be a string"))
+            continue
+        if kind == "extra_forbidden" and _is_origin_outside_exec(loc):
+            line, col = pos.key(loc)
+            out.append(PolicyError(
+                file, line, col, f"{_where(loc[:-1])}: 'origin' is for exec rules only "
+                "(origin: image says where an executable came from)"
+            ))
             continue
         if kind == "extra_forbidden":
             line, col = pos.key(loc)

@@ -18,13 +18,20 @@ tested against them, so they favour obviousness over speed:
 4. a request for several access bits (read+write) is decided per bit; the most severe
    outcome wins (deny > audit > allow > no match), ties reported for the first bit in
    (read, write) order. So read+write is denied if either read or write is denied.
-None means no rule matched: the default, allow, and nothing to record.
+None means no rule matched and the posture of the operation's class is allow (the default):
+nothing to record.
+
+Postures (SPEC "Postures"): `merge_postures()` gives, per class, the strictest effective
+posture of the selecting policies. Every decide_* takes it as `postures=`; when no rule
+matches, the class's posture decides, reported as rule "posture.<class>" of the policy that
+set it. A matching rule, of any action, always beats a posture. Files are decided per access
+bit (read -> fileRead, write -> fileWrite), so read+write takes the stricter of the two.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +46,7 @@ from enforcer.policy.model import (
     FileRule,
     NetworkRule,
     Policy,
+    PostureAction,
     RuleKind,
     SocketRule,
 )
@@ -84,6 +92,59 @@ def merge(policies: Iterable[Policy]) -> tuple[EffectiveRule, ...]:
                     declared_action=rule.action, rule=rule,
                 ))
     return tuple(out)
+
+
+# --- postures -----------------------------------------------------------------------------
+
+POSTURE_CLASSES = ("exec", "fileRead", "fileWrite", "egress", "ingress", "device", "socket")
+POSTURE_MATCHED = "*"  # Decision.matched of a posture decision: it covers whatever no rule did
+
+
+@dataclass(frozen=True)
+class PostureDecision:
+    action: str  # allow | audit | deny, after the policy's mode
+    policy: str  # the policy that set it; "" for the default allow
+
+
+Postures = Mapping[str, PostureDecision]
+
+
+def posture_rule_id(posture_class: str) -> str:
+    """The rule name audit records give a posture decision: "posture.fileWrite"."""
+    return f"posture.{posture_class}"
+
+
+def merge_postures(policies: Iterable[Policy]) -> dict[str, PostureDecision]:
+    """Per class (all of POSTURE_CLASSES), the strictest effective posture of `policies`
+    (deny > audit > allow); on a tie the first policy by name. A class no policy tightens
+    is PostureDecision("allow", "")."""
+    out = {c: PostureDecision("allow", "") for c in POSTURE_CLASSES}
+    for policy in sorted(policies, key=lambda p: p.name):
+        for c in POSTURE_CLASSES:
+            action = effective_action(policy.spec.posture.of(c), policy.spec.mode)
+            if SEVERITY[action] > SEVERITY[out[c].action]:
+                out[c] = PostureDecision(action, policy.name)
+    return out
+
+
+def _posture(
+    postures: Postures | None, posture_class: str, access: str | None = None
+) -> Decision | None:
+    """The decision of the class's posture for an operation no rule matched (None: allow)."""
+    if postures is None:
+        return None
+    p = postures.get(posture_class)
+    if p is None or p.action == "allow":
+        return None
+    action: PostureAction = "deny" if p.action == "deny" else "audit"
+    return Decision(action, p.policy, posture_rule_id(posture_class), POSTURE_MATCHED, access)
+
+
+def _or_posture(
+    decision: Decision | None, postures: Postures | None, posture_class: str,
+    access: str | None = None,
+) -> Decision | None:
+    return decision if decision is not None else _posture(postures, posture_class, access)
 
 
 def of_kind(rules: Iterable[EffectiveRule], kind: RuleKind) -> tuple[EffectiveRule, ...]:
@@ -149,11 +210,16 @@ def _path_match(rule: FileRule | ExecRule, path: str) -> tuple[Specificity, str]
     return best
 
 
+FILE_POSTURE = {"read": "fileRead", "write": "fileWrite"}
+
+
 def decide_file(
-    rules: Iterable[EffectiveRule], path: str, access: str | Iterable[str]
+    rules: Iterable[EffectiveRule], path: str, access: str | Iterable[str],
+    postures: Postures | None = None,
 ) -> Decision | None:
     """The decision for opening `path` (absolute, as resolved in the container) with
-    `access` ("read", "write" or both). Non-file rules in `rules` are ignored."""
+    `access` ("read", "write" or both). Non-file rules in `rules` are ignored. A bit no
+    rule matches is decided by its posture (read: fileRead, write: fileWrite)."""
     path = normalize_path(path)
     bits = access_bits(access, FILE_ACCESS_ORDER)
     file_rules = of_kind(rules, "file")
@@ -163,20 +229,31 @@ def decide_file(
             assert isinstance(r.rule, FileRule)
             return _path_match(r.rule, path) if bit in r.rule.access_set else None
 
-        return pick(file_rules, match, bit)
+        return _or_posture(pick(file_rules, match, bit), postures, FILE_POSTURE[bit], bit)
 
     return combine(per_bit(b) for b in bits)
 
 
-def decide_exec(rules: Iterable[EffectiveRule], path: str) -> Decision | None:
-    """The decision for executing `path` (absolute, resolved). Same specificity rules."""
+ORIGIN_SPECIFICITY: Specificity = (-1, 0)  # below every dir (0, depth) and exact path (1, 0)
+
+
+def decide_exec(
+    rules: Iterable[EffectiveRule], path: str, postures: Postures | None = None, *,
+    from_image: bool = False,
+) -> Decision | None:
+    """The decision for executing `path` (absolute, resolved). Same specificity rules;
+    an `origin: image` rule matches when `from_image` (the caller's finding: the file is
+    the image's, unchanged since start, not on a volume/tmpfs/bind mount) and is less
+    specific than any path or dir rule. No match: the exec posture decides."""
     path = normalize_path(path)
 
     def match(r: EffectiveRule) -> tuple[Specificity, str] | None:
         assert isinstance(r.rule, ExecRule)
+        if r.rule.origin == "image":
+            return (ORIGIN_SPECIFICITY, "origin:image") if from_image else None
         return _path_match(r.rule, path)
 
-    return pick(of_kind(rules, "exec"), match)
+    return _or_posture(pick(of_kind(rules, "exec"), match), postures, "exec")
 
 
 # --- devices ------------------------------------------------------------------------------
@@ -185,7 +262,8 @@ DEVICE_ACCESS_ORDER = ("read", "write", "mknod")
 
 
 def decide_device(
-    rules: Iterable[EffectiveRule], type: str, major: int, minor: int, access: str | Iterable[str]
+    rules: Iterable[EffectiveRule], type: str, major: int, minor: int, access: str | Iterable[str],
+    postures: Postures | None = None,
 ) -> Decision | None:
     """The decision for `access` (read, write, mknod or several) to device `type`
     ("char" | "block") major:minor. A rule matches when its type is the device's or any, its
@@ -208,7 +286,7 @@ def decide_device(
             spec = (rule.major != "*", rule.minor != "*", rule.type != "any")
             return spec, f"{rule.type} {rule.major}:{rule.minor}"
 
-        return pick(device_rules, match, bit)
+        return _or_posture(pick(device_rules, match, bit), postures, "device", bit)
 
     return combine(per_bit(b) for b in bits)
 
@@ -233,7 +311,8 @@ def network_specificity(prefixlen: int, ports: tuple[int, int], protocol: str) -
 
 
 def decide_network(
-    rules: Iterable[EffectiveRule], direction: str, address: str, port: int, protocol: str | int
+    rules: Iterable[EffectiveRule], direction: str, address: str, port: int, protocol: str | int,
+    postures: Postures | None = None,
 ) -> Decision | None:
     """The decision for a connect/sendmsg (direction egress) or bind (ingress) to
     address:port over `protocol` ("tcp", "udp" or an IP protocol number). A rule matches when
@@ -265,13 +344,18 @@ def decide_network(
                         best = cand
         return best
 
-    return pick(of_kind(rules, "network"), match)
+    if direction not in ("egress", "ingress"):
+        raise ValueError(f"direction must be egress or ingress, got {direction!r}")
+    return _or_posture(pick(of_kind(rules, "network"), match), postures, direction)
 
 
 # --- sockets ------------------------------------------------------------------------------
 
 
-def decide_socket(rules: Iterable[EffectiveRule], family: str | int, type: str | int) -> Decision | None:
+def decide_socket(
+    rules: Iterable[EffectiveRule], family: str | int, type: str | int,
+    postures: Postures | None = None,
+) -> Decision | None:
     """The decision for socket(family, type). A rule matches when it names the family and
     the type or every type; one naming the type is more specific than one for every type."""
     fam = ADDRESS_FAMILIES[family] if isinstance(family, str) else family
@@ -287,4 +371,4 @@ def decide_socket(rules: Iterable[EffectiveRule], family: str | int, type: str |
             return None
         return (types is not None,), f"{family}/{type if types is not None else 'any'}"
 
-    return pick(of_kind(rules, "socket"), match)
+    return _or_posture(pick(of_kind(rules, "socket"), match), postures, "socket")

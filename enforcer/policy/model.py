@@ -36,6 +36,9 @@ API_VERSION = "enforcer/v1"
 KIND = "ContainerPolicy"
 
 Action = Literal["deny", "audit", "allow"]
+# what happens to an operation no rule matches (SPEC "Postures"); allow is today's behaviour
+PostureAction = Literal["allow", "audit", "deny"]
+POSTURE_ACTIONS: tuple[PostureAction, ...] = ("allow", "audit", "deny")
 Mode = Literal["enforce", "audit"]
 RuleKind = Literal["file", "exec", "device", "network", "socket"]
 RULE_KINDS: tuple[RuleKind, ...] = ("file", "exec", "device", "network", "socket")
@@ -115,6 +118,15 @@ def _yaml_scalar(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _posture_action(value: Any) -> str:
+    # a custom message: "allowed:" like an unknown key, rather than pydantic's "Input should be"
+    if not isinstance(value, str) or value not in POSTURE_ACTIONS:
+        raise _err(
+            f"unknown posture {_yaml_scalar(value)!r} (allowed: {', '.join(POSTURE_ACTIONS)})"
+        )
+    return value
+
+
 def _device_number(limit: int) -> Any:
     def check(value: Any) -> int | str:
         if value == "*" and isinstance(value, str):
@@ -185,6 +197,7 @@ Minor = Annotated[int | str, BeforeValidator(_device_number(MAX_MINOR))]
 PortRange = Annotated[tuple[int, int], BeforeValidator(_port)]
 Cidr = Annotated[str, BeforeValidator(_cidr)]
 Family = Annotated[str, BeforeValidator(_family)]
+PostureValue = Annotated[PostureAction, BeforeValidator(_posture_action)]
 
 
 class _Frozen(BaseModel):
@@ -229,15 +242,28 @@ class FileRule(_Rule):
 
 
 class ExecRule(_Rule):
-    """Executables by exact path and/or everything below `dirs`."""
+    """Executables by exact path and/or everything below `dirs`, or by `origin: image`: any
+    file that came with the container's image, unchanged since the container started (the
+    caller of merge.decide_exec establishes that fact).
+
+    An origin rule names no paths: "this path, if from the image" would be a second,
+    conjunctive kind of match, and two plain rules say it without one. Being about where a
+    file came from rather than which file, it is less specific than any path or dir rule.
+    """
 
     paths: tuple[AbsPath, ...] = ()
     dirs: tuple[AbsPath, ...] = ()
+    origin: Literal["image"] | None = None
 
     @model_validator(mode="after")
     def _needs_target(self) -> ExecRule:
-        if not self.paths and not self.dirs:
-            raise _err("an exec rule needs at least one of 'paths' or 'dirs'")
+        if self.origin is not None and (self.paths or self.dirs):
+            raise _err(
+                "'origin' matches every file of the image, not given paths: put "
+                "'origin: image' in an exec rule of its own, without 'paths' or 'dirs'"
+            )
+        if not self.paths and not self.dirs and self.origin is None:
+            raise _err("an exec rule needs at least one of 'paths', 'dirs' or 'origin'")
         return self
 
 
@@ -333,9 +359,35 @@ class Selector(_Frozen):
         return hash(repr(self.model_dump()))
 
 
+POSTURE_FIELDS: dict[str, str] = {  # YAML class name -> Posture attribute
+    "exec": "exec", "fileRead": "file_read", "fileWrite": "file_write", "egress": "egress",
+    "ingress": "ingress", "device": "device", "socket": "socket",
+}  # fmt: skip
+
+
+class Posture(_Frozen):
+    """Per class, what happens to an operation that no rule of the selecting policies
+    matches. allow (every class's default) is the deny-list behaviour; a policy's `mode:
+    audit` turns deny into audit (merge.merge_postures)."""
+
+    exec: PostureValue = "allow"
+    file_read: PostureValue = Field(default="allow", alias="fileRead")
+    file_write: PostureValue = Field(default="allow", alias="fileWrite")
+    egress: PostureValue = "allow"
+    ingress: PostureValue = "allow"
+    device: PostureValue = "allow"
+    socket: PostureValue = "allow"
+
+    def of(self, posture_class: str) -> PostureAction:
+        """The action for a class by its YAML name ("fileWrite")."""
+        action: PostureAction = getattr(self, POSTURE_FIELDS[posture_class])
+        return action
+
+
 class Spec(_Frozen):
     selector: Selector = Selector()
     mode: Mode = "enforce"
+    posture: Posture = Posture()
     file: tuple[FileRule, ...] = ()
     exec: tuple[ExecRule, ...] = ()
     device: tuple[DeviceRule, ...] = ()
