@@ -111,6 +111,24 @@ static __always_inline struct verdict judge(struct container *ct, __u32 dir, con
 	return v;
 }
 
+/*
+ * No rule matched: the direction's posture decides (allow when none is set). The runtime
+ * makes no connections of a container's own, so every task of the container is judged.
+ */
+static __always_inline void net_posture(struct container *ct, __u32 dir, struct verdict *v)
+{
+	__u32 cls = dir == NET_EGRESS ? PST_EGRESS : PST_INGRESS;
+	__u8 p;
+
+	if (v->action != ACT_NONE || !ct->postures)
+		return;
+	p = posture_of(ct, cls);
+	if (p >= ACT_AUDIT) {
+		v->action = p;
+		v->rule_id = RULE_POSTURE_BASE + cls;
+	}
+}
+
 static __always_inline bool is_mapped(const __u32 *a)
 {
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
@@ -170,6 +188,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, __u32 dir, __u16 ev
 		key[0] = mapped ? ev.addr[3] : ev.addr[0];
 		vd = judge(ct, dir, key, false, protocol, port, true);
 	}
+	net_posture(ct, dir, &vd);
 	if (vd.action != ACT_DENY && vd.action != ACT_AUDIT)
 		return 1;
 
@@ -427,6 +446,8 @@ static __always_inline int decide_skb(struct __sk_buff *skb, __u32 dir, __u16 ev
 	} else {
 		vd = judge(ct, dir, p.addr, p.v6, p.protocol, p.port, p.port_known);
 	}
+	if (p.port_known)
+		net_posture(ct, dir, &vd); /* an unreadable port matched deny entries only */
 	if (vd.action != ACT_DENY && (vd.action != ACT_AUDIT || hooked))
 		return 1; /* a socket hook's audit record stands for the operation: no second one */
 

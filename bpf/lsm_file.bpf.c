@@ -36,6 +36,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define PROT_EXEC 0x4
 #define RENAME_EXCHANGE 2
 
+#define ENOMEM 12
+#define CLONE_THREAD 0x00010000
 #define MNT_INTERNAL_FLAG 0x4000            /* MNT_INTERNAL: a kern_mount (pipefs, sockfs...) */
 #define MNT_NS_INTERNAL_PTR ((void *)-22)    /* mnt_ns of kern_mount and of private clones */
 
@@ -69,6 +71,32 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } inode_rules SEC(".maps");
 
+/*
+ * Which tasks postures judge (enum abi_task_flags). Task storage: the flag lives and dies
+ * with the task, and the daemon writes it by pidfd for containers that ran before the
+ * programs did. Pinned, so a restarted daemon's programs see the same flags.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} judged_tasks SEC(".maps");
+
+/*
+ * image_times: key = container cgroup id, value = when the container was created
+ * (CLOCK_REALTIME ns, Docker's Created), written by the daemon. A file on the container's
+ * root mount whose inode changed (ctime) before then came with the image: `origin: image`.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ABI_MAX_CONTAINERS);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} image_times SEC(".maps");
+
 /* Puts this object's own ABI types into BTF (Python reads them). Never used at run time. */
 struct file_abi_anchor {
 	struct inode_key a;
@@ -77,12 +105,22 @@ struct file_abi_anchor {
 struct file_abi_anchor *file_abi_anchor_unused __attribute__((unused));
 
 /* Per-CPU working memory, too big for the 512-byte stack. */
+/* d_parent and d_name (hash, len, name), adjacent in struct dentry: one read per component. */
+struct dentry_link {
+	struct dentry *parent;
+	__u32 hash;
+	__u32 len;
+	const unsigned char *name;
+};
+
 struct scratch {
 	__u64 busy;                      /* claimed with cmpxchg, released at the end */
 	__u64 names[ABI_MAX_DEPTH];       /* component name pointers, leaf first */
 	__u32 lens[ABI_MAX_DEPTH];
 	__u64 hashes[ABI_MAX_DEPTH + 1];  /* finalised hash of the prefix of each depth */
 	__u16 plens[ABI_MAX_DEPTH + 1];   /* its length in bytes */
+	struct dentry_link link;          /* walk_up's read: on the stack it made the deepest
+					   call chain (rename) exceed the 512-byte stack */
 	struct file_event ev;
 	char slack[512];                  /* lets the verifier see in-bounds component copies */
 };
@@ -108,14 +146,6 @@ struct walk_ctx {
 	struct dentry *root_dentry;
 	struct mount *root_mnt;
 	bool no_mount;      /* only a dentry is known (inode hooks): the walk ends at its sb root */
-};
-
-/* d_parent and d_name (hash, len, name), adjacent in struct dentry: one read per component. */
-struct dentry_link {
-	struct dentry *parent;
-	__u32 hash;
-	__u32 len;
-	const unsigned char *name;
 };
 
 static __always_inline struct mount *real_mount(struct vfsmount *v)
@@ -159,8 +189,8 @@ static long walk_up(__u64 i, struct walk_ctx *c)
 {
 	struct dentry *d = c->dentry;
 	struct mount *m = c->mnt, *mparent;
-	struct dentry_link link = {};
-	struct scratch *s;
+	struct scratch *s = c->s;
+	struct dentry_link *link;
 	__u32 idx;
 
 	if (!d) {
@@ -188,40 +218,51 @@ static long walk_up(__u64 i, struct walk_ctx *c)
 			c->status = WALK_UNREADABLE;
 		return c->status ? 1 : 0;
 	}
+	if (!s) {
+		c->status = WALK_UNREADABLE;
+		return 1;
+	}
+	link = &s->link;
 	if (bpf_core_field_offset(struct dentry, d_name) ==
 		    bpf_core_field_offset(struct dentry, d_parent) + 8 &&
 	    bpf_core_field_offset(struct qstr, name) == 8 &&
 	    bpf_core_field_size(struct qstr, hash_len) == 8) {
-		if (bpf_probe_read_kernel(&link, sizeof(link),
+		if (bpf_probe_read_kernel(link, sizeof(*link),
 					  (void *)d + bpf_core_field_offset(struct dentry, d_parent))) {
 			c->status = WALK_UNREADABLE; /* denied as unresolved, never allowed */
 			return 1;
 		}
 	} else {
-		link.parent = BPF_CORE_READ(d, d_parent);
-		link.name = BPF_CORE_READ(d, d_name.name);
-		link.len = BPF_CORE_READ(d, d_name.len);
+		link->parent = BPF_CORE_READ(d, d_parent);
+		link->name = BPF_CORE_READ(d, d_name.name);
+		link->len = BPF_CORE_READ(d, d_name.len);
 	}
-	if (!link.parent || !link.name) {
+	if (!link->parent || !link->name) {
 		c->status = WALK_UNREADABLE;
 		return 1;
 	}
-	if (link.parent == d) {
+	if (link->parent == d) {
 		/* The root of its file system but not of the mount: a dentry of a second mount
 		 * of the same file system (open_by_handle_at), or a disconnected one. */
 		c->status = c->no_mount ? WALK_DONE : classify_end(m, false);
+		/* A kernel-private file's own name ("memfd:payload") is all its record can say */
+		if (c->status == WALK_OUTSIDE && c->n < ABI_MAX_DEPTH) {
+			idx = c->n & (ABI_MAX_DEPTH - 1);
+			s->names[idx] = (__u64)link->name;
+			s->lens[idx] = link->len;
+			c->n++;
+		}
 		return 1;
 	}
 	if (c->n >= ABI_MAX_DEPTH) {
 		c->status = WALK_TOO_DEEP;
 		return 1;
 	}
-	s = c->s;
 	idx = c->n & (ABI_MAX_DEPTH - 1);
-	s->names[idx] = (__u64)link.name;
-	s->lens[idx] = link.len;
+	s->names[idx] = (__u64)link->name;
+	s->lens[idx] = link->len;
 	c->n++;
-	c->dentry = link.parent;
+	c->dentry = link->parent;
 	return 0;
 }
 
@@ -375,7 +416,12 @@ enum judge_ns {
 struct verdict {
 	__u8 action;
 	__u32 rule_id;
+	__u32 matched;  /* bit per access slot some rule (allow included) decided: no posture */
 };
+
+/* decide()'s posture classes: the class judging slot ACC_READ, and slot ACC_WRITE. */
+#define PCLS(read_cls, write_cls) ((read_cls) | ((write_cls) << 4))
+#define PCLS_NONE PCLS(PST_NO_CLASS, PST_NO_CLASS)
 
 /* deny beats audit; allow and no-match leave the verdict alone */
 static __always_inline void stronger(struct verdict *v, __u8 action, __u32 rule_id)
@@ -418,8 +464,11 @@ static __always_inline void match_ns(struct walk_ctx *w, struct container *ct, _
 			bpf_loop(ABI_MAX_DEPTH, match_dir_level, &mc, 0);
 		}
 	}
-	for (int a = 0; a < ACC_SLOTS; a++)
+	for (int a = 0; a < ACC_SLOTS; a++) {
+		if (mc.action[a] != ACT_NONE)
+			v->matched |= 1u << a;
 		stronger(v, mc.action[a], mc.rule_id[a]);
+	}
 }
 
 /* The same inode under any name: exact rules pinned to (dev, ino) for this container. */
@@ -439,9 +488,105 @@ static __always_inline void match_inode(struct inode *inode, __u64 cgid, struct 
 	r = bpf_map_lookup_elem(&inode_rules, &k);
 	if (!r)
 		return;
-	for (int a = 0; a < ACC_SLOTS; a++)
-		if (need & (1u << a))
-			stronger(v, r->action[a], r->rule_id[a]);
+	for (int a = 0; a < ACC_SLOTS; a++) {
+		if (!(need & (1u << a)) || r->action[a] == ACT_NONE)
+			continue;
+		v->matched |= 1u << a;
+		stronger(v, r->action[a], r->rule_id[a]);
+	}
+}
+
+/* Three layouts of an inode's change time: i_ctime (to 6.5), __i_ctime (6.6-6.10), split. */
+struct inode___ctime_old {
+	struct timespec64 i_ctime;
+} __attribute__((preserve_access_index));
+struct inode___ctime_mid {
+	struct timespec64 __i_ctime;
+} __attribute__((preserve_access_index));
+struct inode___ctime_new {
+	time64_t i_ctime_sec;
+	u32 i_ctime_nsec;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 inode_ctime_ns(struct inode *inode)
+{
+	__s64 sec;
+	__u64 nsec;
+
+	if (bpf_core_field_exists(struct inode___ctime_new, i_ctime_sec)) {
+		sec = BPF_CORE_READ((struct inode___ctime_new *)inode, i_ctime_sec);
+		nsec = BPF_CORE_READ((struct inode___ctime_new *)inode, i_ctime_nsec);
+	} else if (bpf_core_field_exists(struct inode___ctime_mid, __i_ctime)) {
+		sec = BPF_CORE_READ((struct inode___ctime_mid *)inode, __i_ctime.tv_sec);
+		nsec = BPF_CORE_READ((struct inode___ctime_mid *)inode, __i_ctime.tv_nsec);
+	} else {
+		sec = BPF_CORE_READ((struct inode___ctime_old *)inode, i_ctime.tv_sec);
+		nsec = BPF_CORE_READ((struct inode___ctime_old *)inode, i_ctime.tv_nsec);
+	}
+	return sec < 0 ? 0 : (__u64)sec * 1000000000ULL + nsec;
+}
+
+/*
+ * `origin: image`: the file is on the container's root mount (the image's file system, not
+ * a volume, tmpfs or bind mount, which are mounts of their own) and its inode has not
+ * changed since the container was created. Creating, copying, writing, chmod, link and
+ * rename all set ctime to now, and nothing in a container can set it back (that takes
+ * CAP_SYS_TIME over the clock). No created time written: nothing is from the image.
+ *
+ * The root mount is the one pivot_root put on the root of the namespace's first mount
+ * (`ns_root`, which stays the namespace's root). Not the task's fs root: a chroot into a
+ * volume would make the volume's old files the image's. A mount stacked on top of it has
+ * it as parent, not `ns_root`, so it is not the image either.
+ */
+static __always_inline bool from_image(struct inode *inode, struct vfsmount *vfsmnt,
+				       struct mount *ns_root, __u64 cgid)
+{
+	__u64 *created = bpf_map_lookup_elem(&image_times, &cgid);
+	struct mount *m;
+
+	if (!created || !*created || !inode || !vfsmnt || !ns_root)
+		return false;
+	m = real_mount(vfsmnt);
+	if (BPF_CORE_READ(m, mnt_parent) != ns_root ||
+	    BPF_CORE_READ(m, mnt_mountpoint) != BPF_CORE_READ(ns_root, mnt.mnt_root))
+		return false;
+	return inode_ctime_ns(inode) < *created;
+}
+
+/* Does a posture judge this task (enum abi_task_flags)? One task storage lookup. */
+static __always_inline bool task_judged(struct task_struct *task)
+{
+	__u32 *f = bpf_task_storage_get(&judged_tasks, task, 0, 0);
+
+	return f && (*f & TASK_JUDGED);
+}
+
+/*
+ * The posture of each requested slot no rule decided (`pclasses`: its class, or none),
+ * for a task postures judge. Called only when the container has a posture other than
+ * allow; a task is looked up once, and only when a posture would change the verdict.
+ */
+static __always_inline void apply_postures(struct task_struct *task, struct container *ct,
+					   __u32 need, __u32 pclasses, struct verdict *v)
+{
+	int judged = -1;
+
+	for (int a = 0; a < ACC_SLOTS; a++) {
+		__u32 cls = (pclasses >> (4 * a)) & 0xf;
+		__u8 p;
+
+		if (!(need & (1u << a)) || (v->matched & (1u << a)) || cls >= PST_CLASSES)
+			continue;
+		p = posture_of(ct, cls);
+		if (p < ACT_AUDIT || p <= v->action)
+			continue;
+		if (judged < 0)
+			judged = task_judged(task);
+		if (!judged)
+			return;
+		v->action = p;
+		v->rule_id = RULE_POSTURE_BASE + cls;
+	}
 }
 
 /*
@@ -451,7 +596,7 @@ static __always_inline void match_inode(struct inode *inode, __u64 cgid, struct 
  */
 static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt, __u64 cgid,
 				  struct container *ct, __u32 need, __u32 accf, __u32 ns,
-				  __u32 op, __u16 type)
+				  __u32 pclasses, __u32 op, __u16 type)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct walk_ctx w = {};
@@ -460,7 +605,8 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 	__u32 zero = 0, flags = 0;
 	struct settings *cfg;
 	struct inode *inode;
-	struct mount *ns_root;
+	struct mount *ns_root = NULL;
+	bool outside;
 	int slot, ret = 0;
 
 	slot = claim_slot();
@@ -498,8 +644,13 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 
 	if (!w.status)
 		bpf_loop(ABI_MAX_DEPTH + 64, walk_up, &w, 0);
-	if (w.status == WALK_OUTSIDE)
-		goto out; /* a kernel-private file (pipe, socket, anon inode): no path names it */
+	/*
+	 * A kernel-private file (pipe, socket, anon inode, memfd): no path names it, so no rule
+	 * does. Only the exec posture judges it (code from a memfd is never the image's).
+	 */
+	outside = w.status == WALK_OUTSIDE;
+	if (outside && (!(ns & NS_EXEC) || posture_of(ct, PST_EXEC) < ACT_AUDIT))
+		goto out;
 	/*
 	 * runc execs a sealed copy of itself (1.1: a read-only bind mount of its binary, lazily
 	 * unmounted; 1.2: a private overlay) while it is still in the host's mount namespace,
@@ -548,9 +699,15 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 			match_ns(&w, ct, 1u << ACC_READ, PK_EXEC_EXACT, PK_EXEC_DIR,
 				 ct->exec_dir_depths, &v);
 			match_inode(inode, cgid, ct, PK_EXEC_EXACT, 1u << ACC_READ, &v);
+			/* `origin: image` is less specific than any path rule: asked last */
+			if (!(v.matched & (1u << ACC_READ)) && (ct->flags & CT_EXEC_ORIGIN_IMAGE) &&
+			    w.status == WALK_DONE && from_image(inode, vfsmnt, ns_root, cgid))
+				v.matched |= 1u << ACC_READ;
 		}
 		if (ns & NS_GUARD)
 			match_ns(&w, ct, 1u << ACC_READ, PK_GUARD, 0, 0, &v);
+	} else if (outside) {
+		/* no rule names it: the exec posture below decides */
 	} else {
 		/* Fail closed: a path we cannot resolve is denied and reported. */
 		v.action = ACT_DENY;
@@ -558,6 +715,10 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 		flags = FEV_TRUNCATED;
 		stat_add(STAT_UNRESOLVED);
 	}
+
+	/* Inode hooks without a mount (a volume's timestamps) have no path for a posture. */
+	if (ct->postures && v.action != ACT_DENY && !(ns & NS_INODE_ONLY))
+		apply_postures(task, ct, need, pclasses, &v);
 
 	if (v.action == ACT_DENY || v.action == ACT_AUDIT) {
 		__u64 size;
@@ -622,24 +783,63 @@ int BPF_PROG(enforcer_file_open, struct file *file, int ret)
 		accf = ACCF_READ;
 	}
 	return decide(file->f_path.dentry, BPF_CORE_READ(file, f_path.mnt), cgid,
-		      ct, need, accf, NS_FILE, FOP_OPEN, EV_FILE);
+		      ct, need, accf, NS_FILE, PCLS(PST_FILE_READ, PST_FILE_WRITE), FOP_OPEN, EV_FILE);
 }
 
+/* Is the task in the host's mount namespace: the runtime setting a container up? */
+static __always_inline bool in_host_mnt_ns(struct task_struct *task)
+{
+	__u32 zero = 0;
+	struct settings *cfg = bpf_map_lookup_elem(&settings, &zero);
+
+	return cfg && cfg->host_mnt_ns &&
+	       BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum) == cfg->host_mnt_ns;
+}
+
+/*
+ * An exec in the container's mount namespace (the entrypoint's, a `docker exec` command's)
+ * makes the task one postures judge, from this exec on: what runc did before it (set-up
+ * from its sealed copy, still in the host's namespace) stays unjudged. Every container's
+ * tasks are flagged, postures or not, so a policy that adds one later holds at once.
+ */
 SEC("lsm/bprm_check_security")
 int BPF_PROG(enforcer_bprm_check, struct linux_binprm *bprm, int ret)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 judged = TASK_JUDGED;
 	struct container *ct;
 	struct file *file;
 	__u64 cgid;
 
 	if (ret)
 		return ret;
-	ct = ruled_container(&cgid, CT_EXEC_RULES);
+	ct = current_or_starting_container(&cgid);
 	if (!ct)
+		return 0;
+	if (!in_host_mnt_ns(task) &&
+	    !bpf_task_storage_get(&judged_tasks, task, &judged, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		return -ENOMEM; /* unflagged it would escape every posture: fail closed */
+	if (!(ct->flags & CT_EXEC_RULES))
 		return 0;
 	file = bprm->file;
 	return decide(file->f_path.dentry, BPF_CORE_READ(file, f_path.mnt), cgid,
-		      ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC, FOP_EXEC, EV_EXEC);
+		      ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC, PCLS(PST_EXEC, PST_NO_CLASS), FOP_EXEC,
+		      EV_EXEC);
+}
+
+/* A judged task's children are judged (threads too: each task carries its own flag). */
+SEC("lsm/task_alloc")
+int BPF_PROG(enforcer_task_alloc, struct task_struct *task, unsigned long clone_flags, int ret)
+{
+	__u32 judged = TASK_JUDGED;
+
+	if (ret)
+		return ret;
+	if (!task_judged(bpf_get_current_task_btf()))
+		return 0; /* host tasks leave here: one task storage lookup */
+	if (!bpf_task_storage_get(&judged_tasks, task, &judged, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		return -ENOMEM;
+	return 0;
 }
 
 /*
@@ -684,7 +884,8 @@ static __always_inline int judge_exec_mapping(struct file *file, unsigned long p
 			return -EPERM;
 		}
 	}
-	return decide(dentry, mnt, cgid, ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC, FOP_MMAP, EV_EXEC);
+	return decide(dentry, mnt, cgid, ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC,
+		      PCLS(PST_EXEC, PST_NO_CLASS), FOP_MMAP, EV_EXEC);
 }
 
 SEC("lsm/mmap_file")
@@ -723,7 +924,7 @@ static __always_inline int judge_write(struct dentry *dentry, struct vfsmount *m
 	if (!ct)
 		return 0;
 	return decide(dentry, mnt, cgid, ct, 1u << ACC_WRITE, ACCF_WRITE,
-		      NS_FILE | (guard ? NS_GUARD : 0), op, EV_FILE);
+		      NS_FILE | (guard ? NS_GUARD : 0), PCLS(PST_NO_CLASS, PST_FILE_WRITE), op, EV_FILE);
 }
 
 SEC("lsm/path_truncate")
@@ -797,58 +998,83 @@ int BPF_PROG(enforcer_path_symlink, const struct path *dir, struct dentry *dentr
 }
 
 /*
- * Link and rename judge two names. The container is looked up once and the second name's
- * judgement is one decide() whose arguments say which kind it is: every inlined decide()
- * and container lookup multiplies what the verifier walks (three of each were too many).
+ * Link and rename judge two names, each in a program of its own on the same hook (the
+ * trampoline runs them in turn and stops at the first refusal, so an operation still gets
+ * one verdict and at most one record). One program per name keeps each within the
+ * verifier's budget: with both names in one program, path_rename went past the
+ * 1M-instruction limit on 6.12 once postures were added (each judgement is verified once
+ * for every way the one before it ended).
  */
 #define NS_RENAME_SOURCE (NS_FILE | NS_EXEC | NS_GUARD)
+/* A new name is a write to the directory: the fileWrite posture; the exec posture never
+ * judges a rename (only what is run). */
+#define PCLS_WRITE PCLS(PST_NO_CLASS, PST_FILE_WRITE)
 
+/* A name a link or rename takes away or gives out: judged for every access it could grant. */
+static __always_inline int judge_name(struct dentry *dentry, struct vfsmount *mnt, __u32 need,
+				      __u32 ns, __u32 op)
+{
+	struct container *ct;
+	__u64 cgid;
+
+	ct = ruled_container(&cgid, CT_FILE_RULES | CT_EXEC_RULES);
+	if (!ct || !dentry)
+		return 0;
+	return decide(dentry, mnt, cgid, ct, need, ACCF_WRITE, ns, PCLS_WRITE, op, EV_FILE);
+}
+
+/* The source: a new name for a protected file is a way to every access the file allows. */
 SEC("lsm/path_link")
 int BPF_PROG(enforcer_path_link, struct dentry *old_dentry, const struct path *new_dir,
 	     struct dentry *new_dentry, int ret)
 {
-	struct vfsmount *mnt = BPF_CORE_READ(new_dir, mnt); /* links never cross mounts */
-	struct container *ct;
-	__u64 cgid;
-
 	if (ret)
 		return ret;
-	ct = ruled_container(&cgid, CT_FILE_RULES | CT_EXEC_RULES);
-	if (!ct)
-		return 0;
-	ret = decide(old_dentry, mnt, cgid, ct, ALL_SLOTS, ACCF_WRITE, NS_RENAME_SOURCE, FOP_LINK,
-		     EV_FILE);
-	if (ret)
-		return ret;
-	return decide(new_dentry, mnt, cgid, ct, 1u << ACC_WRITE, ACCF_WRITE, NS_FILE, FOP_LINK,
-		      EV_FILE);
+	/* links never cross mounts: the new name's mount is the source's */
+	return judge_name(old_dentry, new_dir->mnt, ALL_SLOTS, NS_RENAME_SOURCE, FOP_LINK);
 }
 
+/* The new name: a write to it. */
+SEC("lsm/path_link")
+int BPF_PROG(enforcer_path_link_new, struct dentry *old_dentry, const struct path *new_dir,
+	     struct dentry *new_dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return judge_name(new_dentry, new_dir->mnt, 1u << ACC_WRITE, NS_FILE, FOP_LINK);
+}
+
+/* The source, and under RENAME_EXCHANGE also the target (both names move): any access. */
 SEC("lsm/path_rename")
 int BPF_PROG(enforcer_path_rename, const struct path *old_dir, struct dentry *old_dentry,
 	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
 {
-	struct vfsmount *mnt = BPF_CORE_READ(old_dir, mnt); /* renames never cross mounts */
-	__u32 need = 1u << ACC_WRITE, ns = NS_FILE;
-	struct container *ct;
-	__u64 cgid;
+	if (ret)
+		return ret;
+	/* renames never cross mounts; a direct read keeps the frame small */
+	return judge_name(old_dentry, old_dir->mnt, ALL_SLOTS, NS_RENAME_SOURCE, FOP_RENAME);
+}
 
-	if (ret)
+SEC("lsm/path_rename")
+int BPF_PROG(enforcer_path_rename_swap, const struct path *old_dir, struct dentry *old_dentry,
+	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	if (ret || !(flags & RENAME_EXCHANGE))
 		return ret;
-	ct = ruled_container(&cgid, CT_FILE_RULES | CT_EXEC_RULES);
-	if (!ct)
-		return 0;
-	ret = decide(old_dentry, mnt, cgid, ct, ALL_SLOTS, ACCF_WRITE, NS_RENAME_SOURCE, FOP_RENAME,
-		     EV_FILE);
-	if (ret)
+	return judge_name(new_dentry, old_dir->mnt, ALL_SLOTS, NS_RENAME_SOURCE, FOP_RENAME);
+}
+
+/* The target of a plain rename: its name is written; a file it replaces is removed. */
+SEC("lsm/path_rename")
+int BPF_PROG(enforcer_path_rename_target, const struct path *old_dir, struct dentry *old_dentry,
+	     const struct path *new_dir, struct dentry *new_dentry, unsigned int flags, int ret)
+{
+	if (ret || (flags & RENAME_EXCHANGE))
 		return ret;
-	if (flags & RENAME_EXCHANGE) { /* both names move */
-		need = ALL_SLOTS;
-		ns = NS_RENAME_SOURCE;
-	} else if (new_dentry->d_inode) {
-		ns |= NS_GUARD; /* the target name is written; a file it replaces is removed */
-	}
-	return decide(new_dentry, mnt, cgid, ct, need, ACCF_WRITE, ns, FOP_RENAME, EV_FILE);
+	if (new_dentry && new_dentry->d_inode)
+		return judge_name(new_dentry, old_dir->mnt, 1u << ACC_WRITE, NS_FILE | NS_GUARD,
+				  FOP_RENAME);
+	return judge_name(new_dentry, old_dir->mnt, 1u << ACC_WRITE, NS_FILE, FOP_RENAME);
 }
 
 /*
@@ -873,7 +1099,8 @@ static __always_inline int judge_inode_write(struct dentry *dentry, __u32 op)
 	if (!root || BPF_CORE_READ(root, mnt_sb) != BPF_CORE_READ(dentry, d_sb) ||
 	    BPF_CORE_READ(root, mnt_root) != BPF_CORE_READ(dentry, d_sb, s_root))
 		root = NULL;
-	return decide(dentry, root, cgid, ct, 1u << ACC_WRITE, ACCF_WRITE, NS_FILE, op, EV_FILE);
+	return decide(dentry, root, cgid, ct, 1u << ACC_WRITE, ACCF_WRITE, NS_FILE, PCLS_WRITE, op,
+		      EV_FILE);
 }
 
 /*

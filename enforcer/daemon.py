@@ -21,14 +21,18 @@ import structlog
 from enforcer.audit.events import Event, EventDecoder
 from enforcer.audit.losses import LossAccountant
 from enforcer.audit.records import UNRESOLVED, AuditFolder, AuditRecord, AuditWriter, LossRecord
-from enforcer.compiler.rules import RuleTable, reserved_refs
+from enforcer.compiler.postures import CompiledPostures, compile_postures, posture_ref
+from enforcer.compiler.rules import RuleRef, RuleTable, reserved_refs
 from enforcer.containers.cgroups import cgroup_of_pid, container_cgroup_path
-from enforcer.containers.model import ContainerInfo
+from enforcer.containers.model import ContainerInfo, docker_time_ns
 from enforcer.containers.startwindow import process_age_seconds
 from enforcer.containers.tracker import DockerTracker
 from enforcer.errors import EnforcerError
 from enforcer.kernel.build import ensure_built
+from enforcer.learn.recording import ContainerFacts
+from enforcer.learn.session import Channel, LearnSessions, LearnTarget, serve_learn
 from enforcer.kernel.enforcement import (
+    RulesetPart,
     Enforcement,
     PerContainerRules,
     RulesetPart,
@@ -36,6 +40,7 @@ from enforcer.kernel.enforcement import (
 )  # fmt: skip
 from enforcer.kernel.loader import DEFAULT_PIN_ROOT, Loaded
 from enforcer.kernel.policy_maps import PolicyMaps
+from enforcer.kernel.postures import PostureState
 from enforcer.kernel.startup import kernel_enforcements, load_kernel
 from enforcer.kernel.state import (
     STATE_DIR,
@@ -45,7 +50,7 @@ from enforcer.kernel.state import (
     state_file,
 )
 from enforcer.policy.loader import ParseCache, PolicySet, load_directory, policy_digest
-from enforcer.policy.merge import merge
+from enforcer.policy.merge import merge, merge_postures
 from enforcer.policy.model import Policy
 from enforcer.policy.selector import every_container_policies, policies_for
 from enforcer.policy.watch import PolicyWatcher
@@ -78,9 +83,15 @@ class _Ruleset:
     id: int
     parts: dict[str, RulesetPart]
     users: set[str] = field(default_factory=set)  # container ids
+    postures: CompiledPostures = field(default_factory=CompiledPostures)
 
-    def container_fields(self) -> dict[str, int]:
-        return merge_container_fields(list(self.parts.values()))
+    def container_fields(self, abi: Any = None) -> dict[str, int]:
+        """The container entry's fields: every enforcement's, and (given the ABI) the
+        postures word with the flags of the hooks the postures need."""
+        parts = list(self.parts.values())
+        if abi is not None:
+            parts.append(RulesetPart(None, self.postures.container_fields(abi)))
+        return merge_container_fields(parts)
 
 
 @dataclass(frozen=True)
@@ -128,9 +139,11 @@ class Daemon:
         self._loss_marks: tuple[int, ...] | None = None  # kernel stats at the last loss check
         self._docker: Any = None  # client for the runtime shim's lookups (lazy)
         self._starting_key: RulesetKey | None = None  # ruleset of the CT_KEY_STARTING entry
+        self._list_created: dict[str, int] = {}  # container id -> Created from Docker's list
         self._starting_retry_at: float | None = None  # its last write failed: retry then
         self._registered_early: set[str] = set()  # container ids enforcer-runc registered
         self._start_windows: dict[str, float | None] = {}  # container id -> seconds (status)
+        self.learning = LearnSessions()  # containers under `enforcer learn`
 
     # ----- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -333,7 +346,8 @@ class Daemon:
             )
         name, image, labels = self._created_container(container_id)
         info = ContainerInfo(id=container_id, name=name, image=image, labels=labels,
-                             pid=pid, cgroup=cgroup)  # fmt: skip
+                             pid=pid, cgroup=cgroup,
+                             created_ns=self._list_created.pop(container_id, 0))  # fmt: skip
         with self._lock:
             self._registered_early.add(container_id)  # before its first instruction: no window
         try:
@@ -362,6 +376,8 @@ class Daemon:
             raise EnforcerError(f"container {container_id[:12]} is not known to Docker")
         c = match[0]
         names = c.get("Names") or ["/"]
+        # Created, to the second (the list has no more): when origin: image starts counting
+        self._list_created[container_id] = docker_time_ns(c.get("Created"))
         return str(names[0]).lstrip("/"), str(c.get("Image", "")), dict(c.get("Labels") or {})
 
     # ----- containers (ContainerListener) ---------------------------------------------------
@@ -381,12 +397,13 @@ class Daemon:
         assert self._maps is not None
         with self._lock:
             assert self._policies is not None
-            selected = policies_for(self._policies, info.name, info.image, info.labels)
+            selected = self.learning.selection(
+                info.id, policies_for(self._policies, info.name, info.image, info.labels))
             key = tuple(f"{p.name}@{policy_digest(p)}" for p in selected)
             previous = self._containers.get(info.id)
             rs = self._rulesets.get(key)
             if rs is None:
-                rs = self._write_ruleset(merge(selected))
+                rs = self._write_ruleset(selected)
                 self._rulesets[key] = rs
                 self._store.save(self._table)  # new rule ids must survive a kill -9
             # Attachments made here are undone on failure, unless the cgroup was already
@@ -399,8 +416,9 @@ class Daemon:
                 for enf in self._enforcements:
                     if isinstance(enf, PerContainerRules):
                         enf.assign(info, rs.id, rs.parts[enf.name])
+                self._posture_state(info, first=previous is None)
                 # One update flips the container from its old ruleset (if any) to the new one.
-                self._maps.set_container(info.cgroup.id, rs.id, rs.container_fields())
+                self._maps.set_container(info.cgroup.id, rs.id, rs.container_fields(self._abi()))
             except Exception:  # (a BaseException is the process dying: a restart takes over)
                 if fresh:
                     for enf in self._enforcements:
@@ -478,6 +496,7 @@ class Daemon:
 
     def container_stopped(self, container_id: str) -> None:
         assert self._maps is not None
+        self.learning.container_gone(container_id)
         with self._lock:
             failed = self._failed.pop(container_id, None)
             entry = self._containers.pop(container_id, None)
@@ -533,17 +552,34 @@ class Daemon:
             else:
                 rs = self._rulesets.get(key)
                 if rs is None:
-                    rs = self._write_ruleset(merge(selected))
+                    rs = self._write_ruleset(selected)
                     self._rulesets[key] = rs
                     self._store.save(self._table)
                 rs.users.add(STARTING)
-                maps.set_container(cgroup_key, rs.id, rs.container_fields())
+                maps.set_container(cgroup_key, rs.id, rs.container_fields(self._abi()))
                 self._starting_key = key
             if previous is not None and previous != self._starting_key:
                 self._release_ruleset(previous, STARTING)
 
     # ----- rulesets -------------------------------------------------------------------------
-    def _write_ruleset(self, rules: tuple) -> _Ruleset:  # type: ignore[type-arg]
+    def _abi(self) -> Any:
+        return self._loaded.abi if self._loaded is not None else None
+
+    def _posture_state(self, info: ContainerInfo, first: bool) -> None:
+        """Before the container's entry is written: its created time (what `origin: image`
+        compares a file's ctime with) and, the first time this run sees it, the posture
+        flag of tasks that started before the programs could flag them."""
+        if self._loaded is None:
+            return
+        state = PostureState(self._loaded.maps)
+        state.set_image_time(info.cgroup.id, info.created_ns)
+        if first:
+            state.mark_judged(Path(info.cgroup.path), self._loaded.abi.const("TASK_JUDGED"))
+
+    def _write_ruleset(self, selected: Sequence[Policy]) -> _Ruleset:
+        rules = merge(selected)
+        # Refused before anything is written: a posture the kernel cannot enforce.
+        postures = compile_postures(rules, merge_postures(selected))
         rid = self._next_ruleset
         self._next_ruleset += 1
         parts: dict[str, RulesetPart] = {}
@@ -555,7 +591,7 @@ class Daemon:
                 if enf.name in parts:
                     self._quietly(enf.delete_ruleset, rid, parts[enf.name])
             raise
-        return _Ruleset(rid, parts)
+        return _Ruleset(rid, parts, postures=postures)
 
     def _release_ruleset(self, key: RulesetKey, container_id: str) -> None:
         rs = self._rulesets.get(key)
@@ -597,9 +633,13 @@ class Daemon:
         self._loss_marks = marks
         total = 0
         for loss in self._losses.check(drain):
-            rule = self._table.ref_for(loss.rule_id) or UNRESOLVED
             with self._lock:
                 container = self._by_cgroup.get(loss.cgroup_id)
+                ref = self._rule_ref(loss.cgroup_id, loss.rule_id)
+            routed = self.learning.route_loss(loss.cgroup_id, ref, loss.count)
+            if routed is None:
+                continue  # lost learning events: the learn session reports them
+            rule = routed
             log.warning("denials not itemised in the audit trail (accounted as an audit_loss record)",
                         policy=rule.policy, rule=rule.rule, cgroup_id=loss.cgroup_id, count=loss.count)  # fmt: skip
             self._writer.write(LossRecord(loss, rule, container, time.clock_gettime_ns(time.CLOCK_BOOTTIME)))
@@ -609,10 +649,52 @@ class Daemon:
     def _on_event(self, event: Event | None) -> None:
         if event is None:
             return
-        rule = self._table.ref_for(event.rule_id) or UNRESOLVED
         with self._lock:
             container = self._by_cgroup.get(event.cgroup_id)
-        self._audit.add(AuditRecord(event, rule, container))
+            rule = self._rule_ref(event.cgroup_id, event.rule_id)
+        routed = self.learning.route(event.cgroup_id, rule, event.action, event.hook,
+                                     event.target(), event.comm)  # fmt: skip
+        if routed is None:
+            return  # seen only because the container learns: the session's, not the log's
+        self._audit.add(AuditRecord(event, routed, container))
+
+    # ----- enforcer learn ------------------------------------------------------------------
+    def learn(self, request: dict[str, Any], channel: Channel) -> None:
+        """A learn request from the status socket (enforcer.learn.session.serve_learn)."""
+        serve_learn(self.learning, request, channel, self._learn_target, self._reenforce)
+
+    def _learn_target(self, name: str) -> LearnTarget | None:
+        with self._lock:
+            if self._policies is None:
+                return None
+            for info, _key in self._containers.values():
+                if info.name == name.lstrip("/") or (len(name) >= 12 and info.id.startswith(name)):
+                    selected = policies_for(self._policies, info.name, info.image, info.labels)
+                    facts = ContainerFacts(info.name, info.image, info.id, dict(info.labels))
+                    return LearnTarget(facts, info.id, info.cgroup.id, selected)
+        return None
+
+    def _reenforce(self, container_id: str) -> None:
+        with self._lock:
+            entry = self._containers.get(container_id)
+        if entry is None:
+            raise EnforcerError("the container is no longer enforced by this daemon")
+        self.enforce(entry[0])
+
+    def _rule_ref(self, cgroup_id: int, rule_id: int) -> RuleRef:
+        """The policy and rule a kernel rule id names. A posture's id is one per class
+        for every ruleset: the container's ruleset says which policy set the posture."""
+        ref = self._table.ref_for(rule_id)
+        if ref is not None or self._loaded is None:
+            return ref or UNRESOLVED
+        return posture_ref(rule_id, self._loaded.abi, self._postures_of(cgroup_id)) or UNRESOLVED
+
+    def _postures_of(self, cgroup_id: int) -> CompiledPostures | None:
+        info = self._by_cgroup.get(cgroup_id)
+        key = self._containers[info.id][1] if info is not None and info.id in self._containers \
+            else self._starting_key  # not registered yet: judged by the starting entry
+        rs = self._rulesets.get(key) if key is not None else None
+        return rs.postures if rs is not None else None
 
     # ----- operator view (enforcer status, metrics) ---------------------------------------
     def kernel_stats(self) -> dict[str, int]:

@@ -87,6 +87,8 @@ struct abi_anchor {
 	enum abi_dev_match ac;
 	enum abi_net_direction ad;
 	enum abi_container_keys ae;
+	enum abi_posture af;
+	enum abi_task_flags ag;
 };
 struct abi_anchor *abi_anchor_unused __attribute__((unused));
 
@@ -231,6 +233,12 @@ static __always_inline struct container *current_or_starting_container(__u64 *cg
 		return NULL;
 	*cgid = bpf_get_current_cgroup_id();
 	return ct;
+}
+
+/* The posture (enum abi_action) of `cls` for the container: ACT_NONE/ACT_ALLOW allow. */
+static __always_inline __u8 posture_of(const struct container *ct, __u32 cls)
+{
+	return (ct->postures >> (PST_BITS * (cls & 7))) & PST_MASK;
 }
 
 /* Exact count per (container, rule). Hash inserts can race between CPUs: retry once. */

@@ -110,6 +110,41 @@ enum abi_container_flags {
 	 * the marks (and the flag): its dir rules are looked up at every depth instead.
 	 */
 	CT_PATH_MARKERS = 64,
+	/* An exec allow rule with `origin: image`: a file of the container's image, unchanged
+	 * since the container was created, is allowed (image_times holds the created time). */
+	CT_EXEC_ORIGIN_IMAGE = 128,
+};
+
+/*
+ * Postures: what decides an operation no rule matched. struct container.postures holds
+ * PST_BITS per class at bit PST_BITS * class, as an enum abi_action (ACT_NONE and
+ * ACT_ALLOW: allowed, as without postures). A container whose postures are all allow has
+ * postures == 0 and the programs never look further. A posture decision is recorded and
+ * counted under rule id RULE_POSTURE_BASE + class.
+ */
+enum abi_posture {
+	PST_EXEC = 0,           /* bprm_check, executable mappings */
+	PST_FILE_READ = 1,
+	PST_FILE_WRITE = 2,
+	PST_EGRESS = 3,
+	PST_INGRESS = 4,
+	PST_DEVICE = 5,
+	PST_SOCKET = 6,
+	PST_CLASSES = 7,
+	PST_BITS = 2,
+	PST_MASK = 3,
+	PST_NO_CLASS = 15,      /* an access slot no posture judges (e.g. a rename's read side) */
+};
+
+/* judged_tasks (task storage) values: which tasks postures judge. */
+enum abi_task_flags {
+	/*
+	 * Set on a task of a container when it execs in the container's mount namespace (the
+	 * entrypoint, a `docker exec` command) and inherited by its children; written by the
+	 * daemon for tasks of containers that ran before the programs were loaded. The
+	 * runtime's set-up (runc init before its exec) is never flagged: postures skip it.
+	 */
+	TASK_JUDGED = 1,
 };
 
 /*
@@ -129,6 +164,9 @@ enum abi_rule_ids {
 	RULE_UNRESOLVED = 0xfffffffe,
 	/* A task of a container wrote to cgroupfs outside its container (a move out, mkdir). */
 	RULE_CGROUP_ESCAPE = 0xfffffffd,
+	/* RULE_POSTURE_BASE + enum abi_posture class: the posture of that class decided. The
+	 * daemon names the policy that set it from the container's ruleset. */
+	RULE_POSTURE_BASE = 0xffffff00,
 };
 
 enum abi_event_type {
@@ -161,7 +199,7 @@ struct container {
 	__u64 file_dir_depths;  /* bit d: a PK_FILE_DIR rule exists at depth d (bit 63: >= 63) */
 	__u64 exec_dir_depths;  /* same for PK_EXEC_DIR */
 	__u32 dev_levels;       /* bit l: dev_rules has entries at wildcard level l (enum abi_dev_match) */
-	__u32 pad;
+	__u32 postures;         /* enum abi_posture: an enum abi_action per class (0: allow) */
 };
 
 /* path_rules: one entry per (ruleset, kind, path prefix) that any rule names. */

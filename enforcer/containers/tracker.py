@@ -31,7 +31,7 @@ from enforcer.containers.cgroups import (
     container_cgroup_path,
     find_cgroup2_mount,
 )
-from enforcer.containers.model import ContainerInfo
+from enforcer.containers.model import ContainerInfo, docker_time_ns
 from enforcer.errors import EnforcerError
 
 log = structlog.get_logger(__name__)
@@ -296,6 +296,7 @@ class DockerTracker:
             labels=dict(config.get("Labels") or {}),
             pid=pid,
             cgroup=cgroup,
+            created_ns=docker_time_ns(data.get("Created")),
         )
 
     def _report_unplaceable(self, cid: str, why: str, pid: int) -> None:

@@ -29,11 +29,14 @@ DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/enforcer")
 # object -> its LSM programs (attached globally; they filter by container cgroup themselves)
 LSM_OBJECTS: dict[str, tuple[str, ...]] = {
     "lsm_file": (
-        "enforcer_file_open", "enforcer_bprm_check", "enforcer_mmap_file",
+        "enforcer_file_open", "enforcer_bprm_check", "enforcer_task_alloc", "enforcer_mmap_file",
         "enforcer_file_mprotect", "enforcer_path_truncate", "enforcer_path_chmod",
         "enforcer_path_chown", "enforcer_path_unlink", "enforcer_path_rmdir",
         "enforcer_path_mknod", "enforcer_path_mkdir", "enforcer_path_symlink",
-        "enforcer_path_link", "enforcer_path_rename", "enforcer_inode_setattr",
+        # A hook's programs run last-attached first and the first denial ends the call: the
+        # new name's programs attach before the source's, so a denial names the source.
+        "enforcer_path_link_new", "enforcer_path_link", "enforcer_path_rename_target",
+        "enforcer_path_rename_swap", "enforcer_path_rename", "enforcer_inode_setattr",
         "enforcer_inode_setxattr", "enforcer_inode_removexattr",
     ),  # fmt: skip
     # socket rules for the families cgroup/sock_create never sees (packet, netlink, ...)

@@ -124,6 +124,8 @@ class PolicyMaps:
     def remove_container(self, cgroup_id: int) -> dict[int, int]:
         """Forget a container; returns its final per-rule counts (rule id -> count)."""
         self._maps["containers"].delete(cgroup_id.to_bytes(8, "little"))
+        if "image_times" in self._maps:  # its created time (origin: image) goes with it
+            self._maps["image_times"].delete(cgroup_id.to_bytes(8, "little"))
         counts = self.counters(cgroup_id)
         key = self._abi.layout("counter_key")
         for rule_id in counts:

@@ -176,6 +176,28 @@ static int run(int argc, char **argv)
 		syscall(SYS_execveat, fd, "", argv + 2, (char *[]){ NULL }, AT_EMPTY_PATH);
 		return fail("execveat");
 	}
+	if (!strcmp(cmd, "memfd-exec") && argc >= 3) { /* memfd-exec SRC ARGV0 ARGS: code from no file */
+		char buf[65536];
+		ssize_t n;
+		int src = open(argv[1], O_RDONLY), mfd = memfd_create("payload", MFD_CLOEXEC);
+		if (src < 0 || mfd < 0)
+			return fail("open/memfd_create");
+		while ((n = read(src, buf, sizeof(buf))) > 0)
+			if (write(mfd, buf, n) != n)
+				return fail("write");
+		syscall(SYS_execveat, mfd, "", argv + 2, (char *[]){ NULL }, AT_EMPTY_PATH);
+		return fail("execveat");
+	}
+	if (!strcmp(cmd, "memfd-mmap-exec") && argc >= 2) { /* memfd-mmap-exec SRC: map it PROT_EXEC */
+		char buf[4096];
+		int src = open(argv[1], O_RDONLY), mfd = memfd_create("payload", 0);
+		if (src < 0 || mfd < 0 || read(src, buf, sizeof(buf)) != sizeof(buf) ||
+		    write(mfd, buf, sizeof(buf)) != sizeof(buf))
+			return fail("copy to memfd");
+		if (mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, mfd, 0) == MAP_FAILED)
+			return fail("mmap");
+		return 0;
+	}
 	if (!strcmp(cmd, "utimens") && argc >= 2) /* utimensat: timestamps, no path hook */
 		return utimensat(AT_FDCWD, argv[1], NULL, 0) ? fail("utimensat") : 0;
 	if (!strcmp(cmd, "futimens") && argc >= 2) { /* the same on a read-only descriptor */
