@@ -23,6 +23,8 @@ _COMMANDS: dict[str, str] = {
     "audit": "audit",
     "unload": "unload",
     "schema": "schema",
+    "replay": "replay",
+    "learn": "learn",
     "install-service": "install_service",
     "install-runtime": "install_runtime",
     "uninstall-runtime": "install_runtime:uninstall_command",

@@ -111,6 +111,7 @@ def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int,
         daemon.snapshot, daemon.kernel_stats,
         status_socket=Path(status_socket) if status_socket else None,
         metrics_addr=parse_addr(metrics_addr) if metrics_addr else None,
+        streams={"learn": daemon.learn},  # enforcer learn
     )  # fmt: skip
     try:
         with services:

@@ -15,6 +15,7 @@ from typing import Protocol
 from enforcer.compiler.rules import RuleRef, RuleTable
 from enforcer.containers.model import ContainerInfo
 from enforcer.policy.loader import PolicySet
+from enforcer.policy.merge import POSTURE_CLASSES, PostureDecision, merge_postures, posture_rule_id
 from enforcer.policy.model import RULE_KINDS, Policy
 from enforcer.status.model import (
     AuditStats,
@@ -75,15 +76,42 @@ def rule_action(policies: PolicySet | None, ref: RuleRef) -> str:
     return "deny"
 
 
+# enum abi_posture follows POSTURE_CLASSES; a posture decision counts under this base + class
+RULE_POSTURE_BASE = 0xFFFFFF00
+
+
+def _selected_postures(tracked: TrackedContainer, policies: PolicySet | None) -> dict[str, PostureDecision]:
+    selected = [p for name in tracked.policies if policies and (p := policies.get(name)) is not None]
+    return merge_postures(selected)
+
+
+def _posture_ref(rule_id: int, tracked: TrackedContainer, policies: PolicySet | None) -> RuleRef | None:
+    """A posture counter ("posture.exec") named after the selecting policy that set it."""
+    offset = rule_id - RULE_POSTURE_BASE
+    if not 0 <= offset < len(POSTURE_CLASSES):
+        return None
+    cls = POSTURE_CLASSES[offset]
+    decision = _selected_postures(tracked, policies).get(cls)
+    return RuleRef(decision.policy if decision and decision.policy else "enforcer", posture_rule_id(cls))
+
+
+def _posture_action(ref: RuleRef, tracked: TrackedContainer, policies: PolicySet | None) -> str | None:
+    if not ref.rule.startswith("posture."):
+        return None
+    decision = _selected_postures(tracked, policies).get(ref.rule.removeprefix("posture."))
+    return "audit" if decision is not None and decision.action == "audit" else "deny"
+
+
 def container_status(
     tracked: TrackedContainer, counts: Mapping[int, int], table: RuleTable,
     policies: PolicySet | None,
 ) -> ContainerStatus:  # fmt: skip
     counters = []
     for rule_id, n in sorted(counts.items()):
-        ref = table.ref_for(rule_id) or RuleRef("enforcer", f"rule#{rule_id}")
-        counters.append(RuleCounter(policy=ref.policy, rule=ref.rule,
-                                    action=rule_action(policies, ref), count=n))  # fmt: skip
+        ref = table.ref_for(rule_id) or _posture_ref(rule_id, tracked, policies) \
+            or RuleRef("enforcer", f"rule#{rule_id}")
+        action = _posture_action(ref, tracked, policies) or rule_action(policies, ref)
+        counters.append(RuleCounter(policy=ref.policy, rule=ref.rule, action=action, count=n))
     info = tracked.info
     return ContainerStatus(
         id=info.id, name=info.name, image=info.image, cgroup_id=info.cgroup.id,

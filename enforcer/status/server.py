@@ -2,7 +2,8 @@
 
 Protocol (one request per connection): the client sends one JSON line
 `{"request": "status"}`; the server answers with the StatusDocument as one JSON line and
-closes. Access control is layered: the socket's directory is 0700 and the socket 0600
+closes. A streaming request (`{"request": "learn", ...}`, see enforcer.learn.session) is
+answered with JSON lines until it ends; the client ends it early by closing its side. Access control is layered: the socket's directory is 0700 and the socket 0600
 (owner root), and the peer's uid is checked with SO_PEERCRED (root or the daemon's own uid).
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import socketserver
 import stat
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 from pathlib import Path
 
 import structlog
@@ -29,6 +32,30 @@ DEFAULT_SOCKET = Path("/run/enforcer/enforcer.sock")
 MAX_REQUEST = 4096
 
 Snapshot = Callable[[], StatusDocument]
+
+
+class SocketChannel:
+    """A streaming request's connection: JSON lines out, and whether the client is done."""
+
+    def __init__(self, sock: socket.socket, out: Any) -> None:
+        self._sock = sock
+        self._out = out
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self._out.write(json.dumps(message).encode() + b"\n")
+        self._out.flush()
+
+    def client_done(self) -> bool:
+        """The client closed (or half-closed) its side, or sent anything more."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+            return bool(readable)
+        except (OSError, ValueError):
+            return True
+
+
+# request name -> handler of a streaming request (the request object, its channel)
+Streams = Mapping[str, Callable[[dict[str, Any], SocketChannel], None]]
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -86,6 +113,17 @@ class _Handler(socketserver.StreamRequestHandler):
         except ValueError:
             self._reply({"error": "bad request: send one JSON line {\"request\": \"status\"}"})
             return
+        stream = self.server.streams.get(str(request.get("request")))
+        if stream is not None:
+            try:
+                stream(request, SocketChannel(sock, self.wfile))
+            except Exception as exc:  # a bug in one stream must not take the daemon down
+                log.exception("streaming request failed", request=request.get("request"))
+                try:
+                    self._reply({"error": f"{request.get('request')} failed: {exc}"})
+                except OSError:
+                    pass
+            return
         if request.get("request", "status") != "status":
             self._reply({"error": f"unknown request {request.get('request')!r}"})
             return
@@ -104,8 +142,9 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: Path, snapshot: Snapshot) -> None:
+    def __init__(self, path: Path, snapshot: Snapshot, streams: Streams) -> None:
         self.snapshot = snapshot
+        self.streams = streams
         old = os.umask(0o177)  # the socket is born 0600: no window where others can connect
         try:
             super().__init__(str(path), _Handler)
@@ -117,16 +156,17 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class StatusServer:
     """`start()` binds and serves from a thread; `stop()` stops and removes the socket."""
 
-    def __init__(self, path: Path, snapshot: Snapshot) -> None:
+    def __init__(self, path: Path, snapshot: Snapshot, streams: Streams | None = None) -> None:
         self.path = path
         self._snapshot = snapshot
+        self._streams: Streams = streams or {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         prepare_socket_path(self.path)
         try:
-            self._server = _Server(self.path, self._snapshot)
+            self._server = _Server(self.path, self._snapshot, self._streams)
         except OSError as exc:
             raise EnforcerError(f"cannot listen on {self.path}: {exc.strerror}",
                                 hint="run as root, or pass --status-socket PATH") from exc  # fmt: skip

@@ -10,7 +10,7 @@ from pathlib import Path
 from enforcer.audit.drops import DropWatch
 from enforcer.status.metrics import MetricsServer
 from enforcer.status.model import StatusDocument
-from enforcer.status.server import StatusServer
+from enforcer.status.server import StatusServer, Streams
 
 
 class OperatorServices:
@@ -21,8 +21,9 @@ class OperatorServices:
         status_socket: Path | None,
         metrics_addr: tuple[str, int] | None,
         drop_interval: float = 5.0,
+        streams: Streams | None = None,
     ) -> None:
-        self.status = StatusServer(status_socket, snapshot) if status_socket else None
+        self.status = StatusServer(status_socket, snapshot, streams) if status_socket else None
         self.metrics = MetricsServer(metrics_addr, snapshot) if metrics_addr else None
         self._drops = DropWatch(kernel_stats, drop_interval)
         self._stop = threading.Event()

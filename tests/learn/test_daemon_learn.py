@@ -1,0 +1,146 @@
+"""A learn session in the daemon, against the real policy maps (host kernel; LSM programs
+not loaded): the container moves to its learning ruleset and back, learning-only events
+stay out of the audit log, real denials stay in it under the real policy's name."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from enforcer.audit.events import FileEvent
+from enforcer.audit.records import AuditWriter
+from enforcer.compiler.rules import RuleRef
+from enforcer.containers.cgroups import CgroupRef
+from enforcer.containers.model import ContainerInfo
+from enforcer.daemon import Daemon, DaemonConfig
+from enforcer.kernel.abi import Abi
+from enforcer.kernel.build import ensure_built
+from enforcer.kernel.loader import Loaded
+from enforcer.learn.session import SESSION_POLICY
+from enforcer.policy.loader import PolicySet, parse_text
+from enforcer.pybpf import BpfObject
+
+pytestmark = pytest.mark.host_bpf
+
+POLICIES = """
+apiVersion: enforcer/v1
+kind: ContainerPolicy
+metadata: {name: web}
+spec:
+  selector: {containerNames: ["web"]}
+  file:
+    - {action: deny, paths: [/etc/shadow]}
+    - {action: allow, dirs: [/srv]}
+"""
+CGROUP = 20_016
+INFO = ContainerInfo(id="ab" * 32, name="web", image="busybox:latest", labels={}, pid=1,
+                     cgroup=CgroupRef(Path(f"/sys/fs/cgroup/docker/{'ab' * 32}"), CGROUP))  # fmt: skip
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded, io.StringIO]]:
+    if not os.path.ismount("/sys/fs/bpf"):
+        os.makedirs("/sys/fs/bpf", exist_ok=True)
+        os.system("mount -t bpf bpf /sys/fs/bpf")
+    pin_root = Path(f"/sys/fs/bpf/enforcer-test-learn-{os.getpid()}")
+    pin_root.mkdir()
+    path = ensure_built().path("lsm_file")
+    obj = BpfObject(str(path), pin_root_path=str(pin_root))
+    try:
+        for name in obj.programs:
+            obj.program(name).autoload = False  # this host refuses LSM programs; maps suffice
+        obj.load()
+        loaded = Loaded(Abi.from_object(path), [obj])
+        parsed, errors = parse_text(POLICIES, "test.yaml")
+        assert not errors
+        log = io.StringIO()
+        d = Daemon(DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state",
+                                fold_window=0.0), AuditWriter(log))  # fmt: skip
+        d.use_kernel(loaded, PolicySet(tuple(parsed)))
+        yield d, loaded, log
+    finally:
+        obj.close()
+        for pin in pin_root.iterdir():
+            pin.unlink()
+        pin_root.rmdir()
+
+
+def _ruleset(loaded: Loaded) -> int:
+    value = loaded.maps["containers"].lookup(CGROUP.to_bytes(8, "little"))
+    assert value is not None
+    return int(loaded.abi.layout("container").decode(value)["ruleset"])
+
+
+class Channel:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.started = threading.Event()
+        self.done = threading.Event()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if "learning" in message:
+            self.started.set()
+
+    def client_done(self) -> bool:
+        return self.done.is_set()
+
+
+def _event(d: Daemon, ref: RuleRef, action: str, path: str) -> FileEvent:
+    return FileEvent("file_open", action, CGROUP, 42, 0, "cat", d._table.id_for(ref), 0, path,
+                     frozenset({"read"}), False)  # fmt: skip
+
+
+def test_a_learning_container_moves_to_its_learning_ruleset_and_back(
+        daemon: tuple[Daemon, Loaded, io.StringIO]) -> None:  # fmt: skip
+    d, loaded, log = daemon
+    d.container_started(INFO)
+    real = _ruleset(loaded)
+    channel = Channel()
+    session = threading.Thread(target=d.learn, args=({"request": "learn", "container": "web"}, channel))
+    session.start()
+    try:
+        assert channel.started.wait(10), channel.sent
+        learning = _ruleset(loaded)
+        assert learning != real
+        copy = next(n for n, p in d.learning._by_id[INFO.id].copies.items() if p.name == "web")
+        # seen only because it learns: to the session, not the audit log
+        d._on_event(_event(d, RuleRef(copy, "file[1]"), "audit", "/srv/index.html"))
+        d._on_event(_event(d, RuleRef(SESSION_POLICY, "file[0]"), "audit", "/etc/hosts"))
+        # a real denial: the audit log, under the real policy's name
+        d._on_event(_event(d, RuleRef(copy, "file[0]"), "deny", "/etc/shadow"))
+    finally:
+        channel.done.set()
+        session.join(10)
+    assert not session.is_alive()
+    records = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [(r["policy"], r["rule"], r["target"]["path"]) for r in records] == [
+        ("web", "file[0]", "/etc/shadow")]
+    ops = [op for m in channel.sent for op in m.get("ops", [])]
+    denied = [x for m in channel.sent for x in m.get("denied", [])]
+    assert sorted(op[1]["path"] for op in ops) == ["/etc/hosts", "/srv/index.html"]
+    assert [(x[1]["path"], x[3], x[4]) for x in denied] == [("/etc/shadow", "web", "file[0]")]
+    assert channel.sent[-1]["end"]["reason"] == "stopped by the client"
+    # back on a ruleset of the real policies, and the learning ruleset is gone
+    assert _ruleset(loaded) != learning
+    assert [k.split("@")[0] for k in d._containers[INFO.id][1]] == ["web"]
+    assert not any("enforcer-learn" in k for key in d._rulesets for k in key)
+
+
+def test_learning_an_unknown_container_changes_nothing(
+        daemon: tuple[Daemon, Loaded, io.StringIO]) -> None:  # fmt: skip
+    d, loaded, _ = daemon
+    d.container_started(INFO)
+    before = _ruleset(loaded)
+    channel = Channel()
+    d.learn({"request": "learn", "container": "db"}, channel)
+    assert channel.sent == [{"error": "no running container named 'db' is enforced by this "
+                                      "daemon (see enforcer status)"}]
+    assert _ruleset(loaded) == before
