@@ -5,7 +5,6 @@ behind, and containers selecting the same policies share one ruleset."""
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +14,9 @@ from enforcer.audit.records import AuditWriter
 from enforcer.containers.cgroups import CgroupRef
 from enforcer.containers.model import ContainerInfo
 from enforcer.daemon import Daemon, DaemonConfig
-from enforcer.kernel.abi import Abi
-from enforcer.kernel.build import ensure_built
 from enforcer.kernel.loader import Loaded
 from enforcer.policy.loader import PolicySet, parse_text
-from enforcer.pybpf import BpfObject
+from tests.lsm_maps import lsm_maps
 
 pytestmark = pytest.mark.host_bpf
 
@@ -43,30 +40,14 @@ spec:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded]]:
-    if not os.path.ismount("/sys/fs/bpf"):
-        os.makedirs("/sys/fs/bpf", exist_ok=True)
-        os.system("mount -t bpf bpf /sys/fs/bpf")
-    pin_root = Path(f"/sys/fs/bpf/enforcer-test-churn-{os.getpid()}")
-    pin_root.mkdir()
-    path = ensure_built().path("lsm_file")
-    obj = BpfObject(str(path), pin_root_path=str(pin_root))
-    try:
-        for name in obj.programs:
-            obj.program(name).autoload = False  # this host refuses LSM programs; maps suffice
-        obj.load()
-        loaded = Loaded(Abi.from_object(path), [obj])
+    with lsm_maps("churn") as (loaded, pin_root):
         parsed, errors = parse_text(POLICIES, "test.yaml")
         assert not errors
         policies = PolicySet(tuple(parsed))
         d = Daemon(DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state"),
-                   AuditWriter(io.StringIO()))
+                   AuditWriter(io.StringIO()))  # fmt: skip
         d.use_kernel(loaded, policies)
         yield d, loaded
-    finally:
-        obj.close()
-        for pin in pin_root.iterdir():
-            pin.unlink()
-        pin_root.rmdir()
 
 
 def _info(n: int, name: str) -> ContainerInfo:

@@ -9,10 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from enforcer.kernel.abi import Abi
 from enforcer.kernel.build import ensure_built
@@ -29,6 +32,15 @@ class EnforcerProcess:
     pin_root: Path = field(default_factory=lambda: Path(f"/sys/fs/bpf/enforcer-test-{os.getpid()}"))
     extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def with_policies(cls, tmp: pytest.TempPathFactory, docker_host: str, files: Mapping[str, str],
+                      extra_args: tuple[str, ...] = ()) -> EnforcerProcess:  # fmt: skip
+        """A daemon whose policy directory holds these files (name -> YAML text)."""
+        policies = tmp.mktemp("policies")
+        for name, text in files.items():
+            (policies / name).write_text(text)
+        return cls(policies, tmp.mktemp("enforcer"), docker_host, extra_args=extra_args)
 
     @property
     def audit_log(self) -> Path:
@@ -127,3 +139,16 @@ class EnforcerProcess:
     def unload(self) -> None:
         subprocess.run([sys.executable, "-m", "enforcer", "unload", "--pin-root", str(self.pin_root)],
                        cwd=ROOT, check=False, capture_output=True)  # fmt: skip
+
+
+@contextmanager
+def running(proc: EnforcerProcess, timeout: float = 300.0) -> Iterator[EnforcerProcess]:
+    """The daemon started; at the end stopped and its pins removed, even when the start or
+    the test failed."""
+    try:
+        proc.start(timeout)
+        yield proc
+    finally:
+        if proc.proc is not None:
+            proc.stop()
+        proc.unload()

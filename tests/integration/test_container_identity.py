@@ -14,7 +14,6 @@ runtime wrapper, the shipped credentials and sockets policies):
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from collections import Counter
@@ -25,7 +24,7 @@ import pytest
 
 from tests.integration.conftest import record_timing
 from tests.integration.dockerd import Container, PrivateDockerd
-from tests.integration.enforcer_proc import ROOT, EnforcerProcess
+from tests.integration.enforcer_proc import ROOT, EnforcerProcess, running
 from tests.integration.helpers import build_probe
 
 pytestmark = [pytest.mark.lsm, pytest.mark.docker]
@@ -51,18 +50,11 @@ IN_CHILD = "echo $$ > /sys/fs/cgroup/init.scope/cgroup.procs && grep -q '/init.s
 
 @pytest.fixture(scope="module")
 def enforcer(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd) -> Iterator[EnforcerProcess]:
-    policies = tmp_path_factory.mktemp("policies")
-    for shipped in ("credentials.yaml", "sockets.yaml"):
-        shutil.copy(ROOT / "policies" / shipped, policies / shipped)
-    (policies / "sock-packet.yaml").write_text(PACKET_TYPE)
-    proc = EnforcerProcess(policies, tmp_path_factory.mktemp("enforcer"), dockerd.host)
-    try:
-        proc.start()
+    shipped = {name: (ROOT / "policies" / name).read_text() for name in ("credentials.yaml", "sockets.yaml")}
+    proc = EnforcerProcess.with_policies(tmp_path_factory, dockerd.host,
+                                         {**shipped, "sock-packet.yaml": PACKET_TYPE})  # fmt: skip
+    with running(proc):
         yield proc
-    finally:
-        if proc.proc is not None:
-            proc.stop()
-        proc.unload()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 from enforcer.containers.cgroups import cgroup_of_pid
 from tests.integration.dockerd import Container, PrivateDockerd
-from tests.integration.enforcer_proc import EnforcerProcess
+from tests.integration.enforcer_proc import EnforcerProcess, running
 
 pytestmark = [pytest.mark.lsm, pytest.mark.docker]
 
@@ -73,18 +73,10 @@ SELECTED_FILES = ("/etc/os-release", "/root/.ssh/id_rsa.pub", "/root/.ssh/known_
 def enforcer(
     tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd, shared_testbox: Container
 ) -> Iterator[EnforcerProcess]:
-    policies = tmp_path_factory.mktemp("policies")
-    for name, text in POLICIES.items():
-        (policies / name).write_text(text)
-    proc = EnforcerProcess(policies, tmp_path_factory.mktemp("enforcer"), dockerd.host)
-    try:
-        proc.start()
+    proc = EnforcerProcess.with_policies(tmp_path_factory, dockerd.host, POLICIES)
+    with running(proc):
         proc.wait_enforced(shared_testbox.name)
         yield proc
-    finally:
-        if proc.proc is not None:
-            proc.stop()
-        proc.unload()
 
 
 def _denied(c: Container, path: str) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 from enforcer.kernel.cgroup_enforcement import CGROUP_PROGRAMS, cgroup_links_dir
 from tests.integration.dockerd import Container, PrivateDockerd
-from tests.integration.enforcer_proc import ROOT, EnforcerProcess
+from tests.integration.enforcer_proc import ROOT, EnforcerProcess, running
 from tests.integration.helpers import build_probe
 
 pytestmark = [pytest.mark.host_bpf, pytest.mark.docker]
@@ -50,13 +50,8 @@ def enforcer(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
              policies: Path) -> Iterator[EnforcerProcess]:  # fmt: skip
     proc = EnforcerProcess(policies, tmp_path_factory.mktemp("enforcer"), dockerd.host,
                            extra_args=("--allow-missing-lsm",))  # fmt: skip
-    try:
-        proc.start()
+    with running(proc):
         yield proc
-    finally:
-        if proc.proc is not None:
-            proc.stop()
-        proc.unload()
 
 
 def test_without_the_flag_it_refuses_to_start_and_says_why(policies: Path, tmp_path: Path) -> None:

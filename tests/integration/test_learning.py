@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +32,9 @@ from enforcer.learn.recording import ContainerFacts, RecordingWriter, read_event
 from enforcer.learn.replay import replay
 from enforcer.policy.loader import parse_text
 from tests.images.bypass import HELPER
-from tests.images.testbox import BUSYBOX
 from tests.integration.dockerd import Container, PrivateDockerd, run_container
-from tests.integration.enforcer_proc import EnforcerProcess
+from tests.integration.enforcer_proc import EnforcerProcess, running
+from tests.integration.helpers import busybox_volume
 
 pytestmark = [pytest.mark.lsm, pytest.mark.docker]
 
@@ -75,26 +73,15 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def volume() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="enf-learn-vol-"))
-    shutil.copy(BUSYBOX, d / "bb")
-    try:
+    with busybox_volume("enf-learn-vol-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def enforcer(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd) -> Iterator[EnforcerProcess]:
-    policies = tmp_path_factory.mktemp("policies")
-    (policies / "unrelated.yaml").write_text(UNRELATED)
-    proc = EnforcerProcess(policies, tmp_path_factory.mktemp("enforcer"), dockerd.host)
-    try:
-        proc.start()
+    proc = EnforcerProcess.with_policies(tmp_path_factory, dockerd.host, {"unrelated.yaml": UNRELATED})
+    with running(proc):
         yield proc
-    finally:
-        if proc.proc is not None:
-            proc.stop()
-        proc.unload()
 
 
 @pytest.fixture(scope="module")

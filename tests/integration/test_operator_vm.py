@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.integration.dockerd import Container, PrivateDockerd
-from tests.integration.enforcer_proc import ROOT, EnforcerProcess
+from tests.integration.enforcer_proc import ROOT, EnforcerProcess, running
 
 pytestmark = [pytest.mark.lsm, pytest.mark.docker]
 
@@ -59,8 +59,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
     proc = EnforcerProcess(policies, work, dockerd.host, extra_args=(
         "--status-socket", str(work / "run" / "enforcer.sock"), "--metrics-addr", str(port)))  # fmt: skip
     proc.metrics_port = port  # type: ignore[attr-defined]
-    try:
-        proc.start(timeout=300)  # a loaded TCG guest can take minutes to reach Docker
+    with running(proc, 300):  # a loaded TCG guest can take minutes to reach Docker
         proc.wait_enforced(shared_testbox.name, timeout=120)
         # A broken file refuses a start (nothing in force could stand for it), so it arrives
         # while the daemon runs: the reload reports it and changes nothing.
@@ -68,10 +67,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
         proc.wait_log(lambda e: e.get("event") == "policy file rejected; its previous version stays in force"
                       and "broken.yaml" in e.get("error", ""), timeout=60)  # fmt: skip
         yield proc
-    finally:
-        if proc.proc is not None:
-            proc.stop()
-        proc.unload()
 
 
 def enforcer(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,6 @@ the container starts, `docker exec` works, and the container's own operations ar
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +23,9 @@ from typing import Any
 import pytest
 
 from tests.images.bypass import HELPER
-from tests.images.testbox import BUSYBOX
 from tests.integration.dockerd import Container, PrivateDockerd, run_container
-from tests.integration.enforcer_proc import EnforcerProcess
+from tests.integration.enforcer_proc import EnforcerProcess, running
+from tests.integration.helpers import busybox_volume
 
 pytestmark = [pytest.mark.lsm, pytest.mark.docker]
 
@@ -83,28 +81,15 @@ EPERM_TEXT = "operation not permitted"  # busybox says "Operation", runc "operat
 
 @pytest.fixture(scope="module")
 def volume() -> Iterator[Path]:
-    """A host directory with a binary in it, created before the container: its ctime is
-    older than the container, but it is on a volume, not the image."""
-    d = Path(tempfile.mkdtemp(prefix="enf-posture-vol-"))
-    shutil.copy(BUSYBOX, d / "bb")
-    try:
+    with busybox_volume("enf-posture-vol-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def enforcer(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd) -> Iterator[EnforcerProcess]:
-    policies = tmp_path_factory.mktemp("policies")
-    (policies / "postures.yaml").write_text(POLICIES)
-    proc = EnforcerProcess(policies, tmp_path_factory.mktemp("enforcer"), dockerd.host)
-    try:
-        proc.start()
+    proc = EnforcerProcess.with_policies(tmp_path_factory, dockerd.host, {"postures.yaml": POLICIES})
+    with running(proc):
         yield proc
-    finally:
-        if proc.proc is not None:
-            proc.stop()
-        proc.unload()
 
 
 def _box(enforcer: EnforcerProcess, dockerd: PrivateDockerd, image: str, posture: str,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +19,10 @@ from enforcer.compiler.rules import RuleRef
 from enforcer.containers.cgroups import CgroupRef
 from enforcer.containers.model import ContainerInfo
 from enforcer.daemon import Daemon, DaemonConfig
-from enforcer.kernel.abi import Abi
-from enforcer.kernel.build import ensure_built
 from enforcer.kernel.loader import Loaded
 from enforcer.learn.session import SESSION_POLICY
 from enforcer.policy.loader import PolicySet, parse_text
-from enforcer.pybpf import BpfObject
+from tests.lsm_maps import lsm_maps
 
 pytestmark = pytest.mark.host_bpf
 
@@ -46,18 +43,7 @@ INFO = ContainerInfo(id="ab" * 32, name="web", image="busybox:latest", labels={}
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded, io.StringIO]]:
-    if not os.path.ismount("/sys/fs/bpf"):
-        os.makedirs("/sys/fs/bpf", exist_ok=True)
-        os.system("mount -t bpf bpf /sys/fs/bpf")
-    pin_root = Path(f"/sys/fs/bpf/enforcer-test-learn-{os.getpid()}")
-    pin_root.mkdir()
-    path = ensure_built().path("lsm_file")
-    obj = BpfObject(str(path), pin_root_path=str(pin_root))
-    try:
-        for name in obj.programs:
-            obj.program(name).autoload = False  # this host refuses LSM programs; maps suffice
-        obj.load()
-        loaded = Loaded(Abi.from_object(path), [obj])
+    with lsm_maps("learn") as (loaded, pin_root):
         parsed, errors = parse_text(POLICIES, "test.yaml")
         assert not errors
         log = io.StringIO()
@@ -65,11 +51,6 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded, io.StringIO]]:
                                 fold_window=0.0), AuditWriter(log))  # fmt: skip
         d.use_kernel(loaded, PolicySet(tuple(parsed)))
         yield d, loaded, log
-    finally:
-        obj.close()
-        for pin in pin_root.iterdir():
-            pin.unlink()
-        pin_root.rmdir()
 
 
 def _ruleset(loaded: Loaded) -> int:
