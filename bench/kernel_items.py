@@ -13,7 +13,10 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from enforcer.compiler.postures import compile_postures
 from enforcer.containers.model import ContainerInfo
+from enforcer.policy.loader import parse_text
+from enforcer.policy.merge import merge, merge_postures
 from enforcer.pybpf.stats import enable_stats, prog_stats
 
 from bench.floor import Floor
@@ -28,6 +31,8 @@ HOST_FILE = "/tmp/enforcer-bench-host-file"
 SUBSAMPLES = 5  # per sample; the sample is their minimum
 STATS_PASSES = 3  # bpf_stats: the lowest mean run time of this many passes
 LOOPBACK = ("127.0.0.1", 9)  # UDP connect: no packet leaves, the hook still runs
+# Rulesets of the posture figure: beyond every id the rule-count rulesets take
+POSTURE_ALLOW_RS, POSTURE_DENY_RS = 9_001, 9_002
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ def _run(plan: KernelPlan, rig: KernelRig, info: ContainerInfo, loop: LoopClient
     alt.run(plan.rounds, say)
     floor = _floor(plan, rig, loop, host, sized, say)
     rig.on()
+    postures = _postures(plan, rig, cg, ruleset[plan.rule_counts[-1]], loop, sized, say)
 
     open_figs = []
     for depth in plan.depths:
@@ -126,6 +132,7 @@ def _run(plan: KernelPlan, rig: KernelRig, info: ContainerInfo, loop: LoopClient
             name: {"rules": plan.exec_rules, **alt.figure((name,)).to_json()} for name in extra
         },
         "floor": floor,
+        "postures": postures,
     }
     out["bpf_stats"] = _bpf_stats(rig, alt, say)
     for row, rid in zip(applied, range(1, len(applied) + 1), strict=True):
@@ -149,6 +156,53 @@ def _floor(plan: KernelPlan, rig: KernelRig, loop: LoopClient, host: LoopClient,
         return {name: alt.figure((name,)).to_json() for name in cases}
     finally:
         floor.close()
+
+
+def _posture_policy(posture: str) -> str:
+    allowed = target_path(2, "allowed")
+    return f"""
+apiVersion: enforcer/v1
+kind: ContainerPolicy
+metadata: {{name: bench-posture}}
+spec:
+  {posture}
+  exec:
+    - {{action: allow, paths: [{LOOP}]}}
+    - {{action: deny, paths: [/usr/sbin/enforcer-bench-none]}}
+  file:
+    - {{action: allow, paths: [{allowed}, {LOOP}], access: [read]}}
+    - {{action: deny, paths: [/etc/enforcer-bench-none]}}
+"""
+
+
+def _postures(plan: KernelPlan, rig: KernelRig, cg: int, back_to: int, loop: LoopClient,
+              sized: Callable[..., Callable[[], float]], say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """The same allowed operations (an open+close an allow rule names, an exec of the loop
+    binary) in a container whose postures deny every other exec, read and write, next to
+    the same rules with postures all allow: what a posture adds to the decision path. A deny
+    rule no case touches keeps the walk and the lookups running in both states (with only
+    allow rules and no posture there is nothing to judge, and the walk is skipped). The
+    enforcer is on in both states; the switch is the container's ruleset (one map update)."""
+    deny = "posture: {exec: deny, fileRead: deny, fileWrite: deny}"
+    try:
+        for rs, posture in ((POSTURE_ALLOW_RS, ""), (POSTURE_DENY_RS, deny)):
+            loaded, errors = parse_text(_posture_policy(posture), "bench-posture.yaml")
+            if errors or len(loaded) != 1:
+                raise RuntimeError(f"bench posture policy: {errors}")
+            rules = merge([loaded[0].policy])
+            rig.write(rs, rules, compile_postures(rules, merge_postures([loaded[0].policy])))
+        alt = Alternation(lambda strict: rig.police(cg, POSTURE_DENY_RS if strict else POSTURE_ALLOW_RS))
+        cases = {"open_allowed_depth2": sized(loop, "open", target_path(2, "allowed")),
+                 "exec": sized(loop, "exec", LOOP)}  # fmt: skip
+        for name, m in cases.items():
+            alt.add((name,), (name,), m, m)
+        alt.run(plan.rounds, lambda msg: say(f"postures: {msg}"))
+        return {name: alt.figure((name,)).to_json() for name in cases}
+    finally:
+        rig.police(cg, back_to)
+        for rs in (POSTURE_ALLOW_RS, POSTURE_DENY_RS):
+            if rs in rig.parts:
+                rig.delete(rs)
 
 
 def _bpf_stats(rig: KernelRig, alt: Alternation, say: Callable[[str], None]) -> list[dict[str, Any]]:

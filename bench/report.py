@@ -89,6 +89,12 @@ def _detail_lines(res: dict[str, Any]) -> list[str]:
         for name, r in kernel.get("floor", {}).items():
             lines.append(f"| floor: {name}, empty LSM program on file_open only | {r['ratio']:.3f} | "
                          f"{r['off_ns']:.0f} | {r['on_ns']:.0f} |")
+        if kernel.get("postures"):
+            lines += ["", "Postures: the same allowed operations under `posture: {exec: deny, fileRead: deny, "
+                      "fileWrite: deny}` vs postures all allow (same rules, incl. a deny rule no case touches; same run):", "",
+                      "| operation | ratio deny/allow | allow ns | deny ns |", "|---|---|---|---|"]
+            for name, r in kernel["postures"].items():
+                lines.append(f"| {name} | {r['ratio']:.3f} | {r['off_ns']:.0f} | {r['on_ns']:.0f} |")
         lines += ["", "BPF run time per program run (kernel.bpf_stats_enabled):", "",
                   "| case | program | runs | ns/run |", "|---|---|---|---|"]
         for r in kernel["bpf_stats"]:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from enforcer.compiler.postures import CompiledPostures
 from enforcer.compiler.rules import RuleTable
 from enforcer.containers.cgroups import cgroup_of_pid
 from enforcer.kernel.build import ensure_built
@@ -142,8 +143,11 @@ class KernelRig:
                 enf.attach(info)
         self.attached = True
 
-    def write(self, ruleset: int, rules: Sequence[EffectiveRule]) -> None:
+    def write(self, ruleset: int, rules: Sequence[EffectiveRule],
+              postures: CompiledPostures | None = None) -> None:  # fmt: skip
         self.parts[ruleset] = {enf.name: enf.write_ruleset(ruleset, rules) for enf in self.enforcements}
+        if postures is not None:  # the container entry's posture word, as the daemon writes it
+            self.parts[ruleset]["postures"] = RulesetPart(None, postures.container_fields(self.loaded.abi))
 
     def delete(self, ruleset: int) -> None:
         parts = self.parts.pop(ruleset)
