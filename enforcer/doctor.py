@@ -19,6 +19,7 @@ from pathlib import Path
 
 import structlog
 
+from enforcer.containers.tracker import docker_base_url
 from enforcer.errors import EnforcerError
 
 log = structlog.get_logger(__name__)
@@ -30,7 +31,6 @@ LSM_FILE = Path("/sys/kernel/security/lsm")
 LOCKDOWN_FILE = Path("/sys/kernel/security/lockdown")
 BTF_FILE = Path("/sys/kernel/btf/vmlinux")
 BPFFS = "/sys/fs/bpf"
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 LSM_PROGRAMS = ("enforcer_file_open", "enforcer_bprm_check")
 VM_FIX = "run the enforcer in the VM: `scripts/vm-run -- enforcer run`"
 SECURITYFS_FIX = "mount securityfs: `mount -t securityfs securityfs /sys/kernel/security`"
@@ -153,8 +153,9 @@ def check_bpffs(mounts: list[tuple[str, str]] | None = None, where: str = BPFFS)
                  f"`mount -t bpf bpf {where}`")
 
 
-_ENOTSUPP = 524  # kernel-internal "not supported", leaks out of bpf(2)
-_REFUSED = (errno.EPERM, errno.EINVAL, errno.EACCES, errno.EOPNOTSUPP, _ENOTSUPP)
+# The kernel refusing a program type (as opposed to a broken object), errno by errno;
+# pybpf's ENOTSUPP (kernel-internal 524) joins them where pybpf is imported.
+_REFUSED = (errno.EPERM, errno.EINVAL, errno.EACCES, errno.EOPNOTSUPP)
 
 
 # ----- LSM load probe ----------------------------------------------------------------------
@@ -217,6 +218,7 @@ def check_lsm_load(
     probe: Callable[[Path, bool], None] = probe_lsm_load,
 ) -> Check:
     from enforcer.pybpf import BpfError
+    from enforcer.pybpf.errors import ENOTSUPP
 
     name = "LSM program loads"
     boot = "boot with `lsm=...,bpf` on a kernel with CONFIG_BPF_LSM=y"
@@ -229,7 +231,7 @@ def check_lsm_load(
         if err.errno in (errno.EPERM, errno.EACCES) and os.geteuid() != 0:
             return Check(name, FAIL, f"loading the LSM programs failed with {err.errno_name}: not root",
                          "run `enforcer doctor` (and the enforcer) as root")
-        if err.errno in _REFUSED:
+        if err.errno in (*_REFUSED, ENOTSUPP):
             mode = _lockdown()
             extra = " (kernel lockdown: confidentiality)" if mode == "confidentiality" else ""
             return Check(
@@ -294,10 +296,6 @@ def check_cgroup2(proc_root: str = "/proc") -> Check:
 
 
 # ----- Docker ------------------------------------------------------------------------------
-def docker_base_url(docker_host: str | None = None) -> str:
-    return docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-
-
 def check_docker(docker_host: str | None = None, timeout: float = 3.0) -> Check:
     url = docker_base_url(docker_host)
     fix = ("start dockerd (e.g. `systemctl start docker`), or point at it with "

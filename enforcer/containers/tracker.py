@@ -54,8 +54,9 @@ class ContainerListener(Protocol):
     def container_renamed(self, info: ContainerInfo) -> None: ...
 
 
-def default_base_url() -> str:
-    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+def docker_base_url(explicit: str | None = None) -> str:
+    """The Docker API to talk to: the one given, else $DOCKER_HOST, else Docker's socket."""
+    return explicit or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
 class DockerTracker:
@@ -76,7 +77,7 @@ class DockerTracker:
         cgroup2_mount: str | None = None,
     ) -> None:
         self._listener = listener
-        self.base_url = base_url or default_base_url()
+        self.base_url = docker_base_url(base_url)
         self._client_factory = client_factory or self._default_client
         self._backoff = backoff
         self._proc_root = proc_root

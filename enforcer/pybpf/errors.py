@@ -7,7 +7,8 @@ import os
 from collections.abc import Sequence
 
 # Kernel-internal errno values that leak out of bpf(2) and that Python's errno table lacks.
-_EXTRA_ERRNO_NAMES = {524: "ENOTSUPP", 525: "ETOOSMALL", 526: "ESERVERFAULT", 527: "EBADTYPE"}
+ENOTSUPP = 524  # "this kernel object has no such operation" (not EOPNOTSUPP, 95)
+_EXTRA_ERRNO_NAMES = {ENOTSUPP: "ENOTSUPP", 525: "ETOOSMALL", 526: "ESERVERFAULT", 527: "EBADTYPE"}
 
 # How many of libbpf's last warning lines go into str(err); all are kept in .libbpf_log.
 _SHOWN_LOG_LINES = 12
@@ -19,7 +20,7 @@ def errno_name(err: int) -> str:
 
 
 def _strerror(err: int) -> str:
-    if err == 524:
+    if err == ENOTSUPP:
         return "Operation not supported by this kernel object"
     return os.strerror(err)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Self
 
 from .constants import PERCPU_MAP_TYPES, MapType, UpdateFlag
-from .errors import BpfError
+from .errors import ENOTSUPP, BpfError
 from .handle import ObjectHandle
 from .info import MapInfo, map_info
 from .libbpf import BpfMapBatchOpts, check_int, fail, lib
@@ -22,7 +22,6 @@ from .libbpf import BpfMapBatchOpts, check_int, fail, lib
 ENOENT = 2
 EINVAL = 22
 EOPNOTSUPP = 95
-ENOTSUPP = 524  # kernel-internal "this map type has no such op"
 _BATCH_UNSUPPORTED = frozenset({EOPNOTSUPP, ENOTSUPP})
 
 
