@@ -29,7 +29,7 @@ from tests.images.testbox import IMAGE_TAG, RootfsBuilder, build_testbox_rootfs,
 from tests.integration.dockerd import DOCKERD, Container, PrivateDockerd, run_container
 
 DOCKER_FIXTURES = {"dockerd", "testbox_image", "testbox_rootfs", "docker_run", "testbox",
-                   "shared_testbox"}  # fmt: skip
+                   "shared_testbox", "module_testbox"}  # fmt: skip
 SHARED_NAME = "enforcer-testbox-shared"
 
 # Seconds, by what was measured; printed at the end of the run.
@@ -141,12 +141,23 @@ def shared_testbox(dockerd: PrivateDockerd, testbox_image: str) -> Iterator[Cont
         container.remove()
 
 
-@pytest.fixture
-def testbox(shared_testbox: Container, dockerd: PrivateDockerd) -> Container:
-    """The shared long-lived container, running (a dockerd restart without live-restore
-    stops it; it is started again here)."""
+def _running(shared_testbox: Container, dockerd: PrivateDockerd) -> Container:
+    # a dockerd restart without live-restore (test_container_identity) stops it
     if not dockerd.running:
         dockerd.start()
     if not shared_testbox.running:
         dockerd.cli("start", shared_testbox.id)
     return shared_testbox
+
+
+@pytest.fixture
+def testbox(shared_testbox: Container, dockerd: PrivateDockerd) -> Container:
+    """The shared long-lived container, running when the test starts."""
+    return _running(shared_testbox, dockerd)
+
+
+@pytest.fixture(scope="module")
+def module_testbox(shared_testbox: Container, dockerd: PrivateDockerd) -> Container:
+    """The shared long-lived container, running when the module starts (for module fixtures,
+    whatever ran before them)."""
+    return _running(shared_testbox, dockerd)

@@ -71,11 +71,11 @@ SELECTED_FILES = ("/etc/os-release", "/root/.ssh/id_rsa.pub", "/root/.ssh/known_
 
 @pytest.fixture(scope="module")
 def enforcer(
-    tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd, shared_testbox: Container
+    tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd, module_testbox: Container
 ) -> Iterator[EnforcerProcess]:
     proc = EnforcerProcess.with_policies(tmp_path_factory, dockerd.host, POLICIES)
     with running(proc):
-        proc.wait_enforced(shared_testbox.name)
+        proc.wait_enforced(module_testbox.name)
         yield proc
 
 

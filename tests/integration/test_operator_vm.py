@@ -51,7 +51,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
-           shared_testbox: Container) -> Iterator[EnforcerProcess]:  # fmt: skip
+           module_testbox: Container) -> Iterator[EnforcerProcess]:  # fmt: skip
     policies = tmp_path_factory.mktemp("policies")
     (policies / "op.yaml").write_text(POLICY)
     work = tmp_path_factory.mktemp("operator")
@@ -60,7 +60,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
         "--status-socket", str(work / "run" / "enforcer.sock"), "--metrics-addr", str(port)))  # fmt: skip
     proc.metrics_port = port  # type: ignore[attr-defined]
     with running(proc, 300):  # a loaded TCG guest can take minutes to reach Docker
-        proc.wait_enforced(shared_testbox.name, timeout=120)
+        proc.wait_enforced(module_testbox.name, timeout=120)
         # A broken file refuses a start (nothing in force could stand for it), so it arrives
         # while the daemon runs: the reload reports it and changes nothing.
         (policies / "broken.yaml").write_text(BROKEN)
