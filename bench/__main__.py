@@ -15,7 +15,6 @@ from bench.report import machine, update_readmes, write_results
 from bench.suite import run_suite
 from bench.targets import judge
 
-
 DEFAULT_OUT = Path(__file__).with_name("results")
 
 

@@ -15,22 +15,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from enforcer.policy.loader import parse_text
-from enforcer.policy.merge import merge
-
 from bench.measure import Phases
 from bench.policies import policy, policy_yaml
 from bench.rig import KernelRig
+from enforcer.policy.loader import parse_text
+from enforcer.policy.merge import merge
 
 FAKE_CGROUP = 0xBE4C_0000_0000_0001  # a container entry no process is in: flipped, never hit
 
 
 def _meminfo_kb() -> dict[str, int]:
     out = {}
-    for line in open("/proc/meminfo"):
-        key, value = line.split(":", 1)
-        if key in ("Slab", "SUnreclaim", "Percpu"):
-            out[key] = int(value.split()[0])
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            if key in ("Slab", "SUnreclaim", "Percpu"):
+                out[key] = int(value.split()[0])
     return out
 
 

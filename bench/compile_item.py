@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bench.measure import Phases
+from bench.policies import policy, policy_yaml
 from enforcer.compiler.paths import compile_paths
 from enforcer.compiler.rules import RuleTable
 from enforcer.kernel.abi import Abi
@@ -21,9 +23,6 @@ from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge
 from enforcer.pybpf import BpfObject
-
-from bench.measure import Phases
-from bench.policies import policy, policy_yaml
 
 
 def run_compile(sizes: Sequence[int], parse_max: int, depths: tuple[int, ...],
@@ -37,17 +36,17 @@ def run_compile(sizes: Sequence[int], parse_max: int, depths: tuple[int, ...],
 
         if n <= parse_max:
             text = policy_yaml(n, depths)
-            loaded, errors = timed("parse_yaml", lambda: parse_text(text, "bench.yaml"))
+            loaded, errors = timed("parse_yaml", parse_text, text, "bench.yaml")
             assert not errors, errors[:3]
         else:
-            timed("validate", lambda: policy(n, depths))
+            timed("validate", policy, n, depths)
             loaded = None
         pol = loaded[0].policy if loaded else policy(n, depths)
-        rules = timed("merge", lambda: merge([pol]))
-        compiled = timed("compile", lambda: compile_paths(rules, RuleTable()))
+        rules = timed("merge", merge, [pol])
+        compiled = timed("compile", compile_paths, rules, RuleTable())
         with BpfObject(path).load_maps_only() as obj:
             maps = PolicyMaps(abi, obj.maps)
-            timed("write_maps", lambda: maps.write_ruleset(1, compiled))
+            timed("write_maps", maps.write_ruleset, 1, compiled)
             in_kernel = obj.map("path_rules").count()
         assert in_kernel == len(compiled.entries), (in_kernel, len(compiled.entries))
         row = {"rules": n, "entries": len(compiled.entries), "phases_s": phases,

@@ -21,15 +21,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench import profile
+from bench.policies import storm_policy_yaml
+from bench.rig import DockerRig, cgroup_id_of
 from enforcer.kernel.abi import Abi
 from enforcer.kernel.build import ensure_built
 from enforcer.kernel.loader import unload
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.pybpf import Map
-
-from bench import profile
-from bench.policies import storm_policy_yaml
-from bench.rig import DockerRig, cgroup_id_of
 
 SECRET = "/bench/secret"
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -8,22 +8,21 @@ the programs' cost and nothing else, and a ruleset switch is one map update.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from bench.apply_item import apply_timed, delete_timed
+from bench.floor import Floor
+from bench.loop import LoopClient
+from bench.measure import Alternation
+from bench.rig import LOOP, DockerRig, KernelRig, container_info, host_loop, target_path
 from enforcer.compiler.postures import compile_postures
 from enforcer.containers.model import ContainerInfo
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge, merge_postures
 from enforcer.pybpf.stats import enable_stats, prog_stats
-
-from bench.floor import Floor
-from bench.loop import LoopClient
-from bench.measure import Alternation
-from bench.apply_item import apply_timed, delete_timed
-from bench.rig import LOOP, DockerRig, KernelRig, container_info, host_loop, target_path
 
 # On the guest's tmpfs (/tmp): the VM's root filesystem is 9p, where an open is a round
 # trip to QEMU that would drown the figure. Depth 2, like the container's short path.

@@ -12,7 +12,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -91,10 +94,11 @@ class Alternation:
 
 
 class Phases(dict[str, float]):
-    """Seconds per named phase: `phases.timed("compile", fn)` runs fn and records its time."""
+    """Seconds per named phase: `phases.timed("compile", fn, *args)` runs fn(*args) and
+    records its time."""
 
-    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+    def timed(self, name: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         t0 = time.perf_counter()
-        value = fn()
+        value = fn(*args, **kwargs)
         self[name] = round(time.perf_counter() - t0, 4)
         return value

@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from enforcer.policy.model import Policy
-
 from bench.rig import MAX_DEPTH, target_path
+from enforcer.policy.model import Policy
 
 
 def filler(i: int) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def summarize(raw: Path, top: int = 12) -> dict[str, Any]:
             continue
         n = int(count)
         frames = [f.strip() for f in stack.split(";") if f.strip()]
-        if not frames or frames[0].startswith("thread") and len(frames) == 1:
+        if not frames or (frames[0].startswith("thread") and len(frames) == 1):
             continue
         total += n
         self_c[frames[-1]] += n

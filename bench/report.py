@@ -82,7 +82,8 @@ def _detail_lines(res: dict[str, Any]) -> list[str]:
                          f"{r['on_ns']:.0f} | {r['round_ratio_min']:.3f}-{r['round_ratio_max']:.3f} |")
         lines += ["", "| operation | ratio | off ns | on ns |", "|---|---|---|---|"]
         h = kernel["host_open"]
-        lines.append(f"| open+close {h['path']}, host process | {h['ratio']:.3f} | {h['off_ns']:.0f} | {h['on_ns']:.0f} |")
+        lines.append(f"| open+close {h['path']}, host process | {h['ratio']:.3f} | {h['off_ns']:.0f} | "
+                     f"{h['on_ns']:.0f} |")
         for name, r in kernel["container_ops"].items():
             lines.append(f"| {name} in container ({r['rules']} rules) | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
                          f"{r['on_ns']:.0f} |")
@@ -101,11 +102,12 @@ def _detail_lines(res: dict[str, Any]) -> list[str]:
             lines.append(f"| {r['case']} | {r['program']} | {r['runs']} | {r['ns_per_run']:.0f} |")
     if kernel and kernel.get("apply"):
         lines += ["", "Compile + apply (seconds per phase; kernel memory while loaded):", "",
-                  "| rules | path_rules entries | live s (VM) | phases | slab kB | memlock bytes |", "|---|---|---|---|---|---|"]
+                  "| rules | path_rules entries | live s (VM) | phases | slab kB | memlock bytes |",
+                  "|---|---|---|---|---|---|"]
         for r in kernel["apply"]:
             phases = ", ".join(f"{k} {v:.2f}" for k, v in r["phases_s"].items())
-            lines.append(f"| {r['rules']} | {r['path_entries']} | {r['live_s']:.2f} | {phases} | {r['kernel_slab_kb']} | "
-                         f"{r['path_rules_memlock_after']} |")
+            lines.append(f"| {r['rules']} | {r['path_entries']} | {r['live_s']:.2f} | {phases} | "
+                         f"{r['kernel_slab_kb']} | {r['path_rules_memlock_after']} |")
     if res.get("compile"):
         nat = res.get("native", {}).get("compile", m)
         lines += ["", f"Policy text to rules live in a kernel map, natively ({nat['cpus']} x {nat['cpu']}, "

@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.loop import LoopClient, build_loop
 from enforcer.compiler.postures import CompiledPostures
 from enforcer.compiler.rules import RuleTable
 from enforcer.containers.cgroups import cgroup_of_pid
-from enforcer.kernel.build import ensure_built
 from enforcer.containers.model import ContainerInfo
+from enforcer.kernel.build import ensure_built
 from enforcer.kernel.enforcement import RulesetPart, merge_container_fields
 from enforcer.kernel.loader import CGROUP_OBJECTS, LSM_OBJECTS, Loaded, attach_pinned, unload
 from enforcer.kernel.policy_maps import PolicyMaps
@@ -26,8 +27,6 @@ from enforcer.policy.merge import EffectiveRule
 from enforcer.pybpf import Link, Program
 from tests.images.testbox import RootfsBuilder, import_image
 from tests.integration.dockerd import DOCKER_CLI, Container, DockerdError, PrivateDockerd, run_container
-
-from bench.loop import LoopClient, build_loop
 
 IMAGE = "enforcer-bench:latest"
 LOOP = "/bench/loop"

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.compile_item import run_compile
-from bench.decode_item import run_decode
 from bench.daemon_items import DaemonProc, run_churn, run_storm
+from bench.decode_item import run_decode
 from bench.kernel_items import run_kernel_items
 from bench.plan import Plan
 from bench.rig import MAX_DEPTH, DockerRig, kernel_rig

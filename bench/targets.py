@@ -6,6 +6,7 @@ from typing import Any
 
 
 def _open(res: dict[str, Any], rules: int, depth: int, target: str) -> dict[str, Any] | None:
+    row: dict[str, Any]
     for row in res.get("kernel", {}).get("open_close", []):
         if (row["rules"], row["depth"], row["target"]) == (rules, depth, target):
             return row

@@ -29,10 +29,7 @@ from enforcer.containers.startwindow import process_age_seconds
 from enforcer.containers.tracker import DockerTracker
 from enforcer.errors import EnforcerError
 from enforcer.kernel.build import ensure_built
-from enforcer.learn.recording import ContainerFacts
-from enforcer.learn.session import Channel, LearnSessions, LearnTarget, serve_learn
 from enforcer.kernel.enforcement import (
-    RulesetPart,
     Enforcement,
     PerContainerRules,
     RulesetPart,
@@ -49,6 +46,8 @@ from enforcer.kernel.state import (
     policies_file,
     state_file,
 )
+from enforcer.learn.recording import ContainerFacts
+from enforcer.learn.session import Channel, LearnSessions, LearnTarget, serve_learn
 from enforcer.policy.loader import ParseCache, PolicySet, load_directory, policy_digest
 from enforcer.policy.merge import merge, merge_postures
 from enforcer.policy.model import Policy
@@ -532,7 +531,7 @@ class Daemon:
         cgroup_key = self._starting_cgroup_key()
         try:
             self._point_starting_entry(selected, key, cgroup_key)
-        except Exception as err:  # written all or nothing: the previous entry stays in force
+        except Exception as err:  # noqa: BLE001 - written all or nothing: the previous entry stays in force
             self._starting_retry_at = self._clock() + RETRY_BACKOFF[0]
             log.error("containers not registered yet keep their previous policies: writing the "
                       "new ones failed (retried)", error=str(err) or type(err).__name__)  # fmt: skip

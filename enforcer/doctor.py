@@ -296,7 +296,7 @@ def check_cgroup2(proc_root: str = "/proc") -> Check:
 
 
 # ----- Docker ------------------------------------------------------------------------------
-def check_docker(docker_host: str | None = None, timeout: float = 3.0) -> Check:
+def check_docker(docker_host: str | None = None, timeout: int = 3) -> Check:
     url = docker_base_url(docker_host)
     fix = ("start dockerd (e.g. `systemctl start docker`), or point at it with "
            "--docker-host URL / DOCKER_HOST")
@@ -341,7 +341,7 @@ def runtime_check_from(default_runtime: str | None) -> Check:
     )  # fmt: skip
 
 
-def check_runtime(docker_host: str | None = None, timeout: float = 3.0) -> Check | None:
+def check_runtime(docker_host: str | None = None, timeout: int = 3) -> Check | None:
     """None when Docker cannot be asked (check_docker says so)."""
     try:
         import docker
@@ -379,7 +379,8 @@ def file_enforcement_possible(checks: list[Check]) -> bool:
 
 
 def cgroup_enforcement_possible(checks: list[Check]) -> bool:
-    return all(c.status != FAIL for c in checks if c.name in ("BPF objects", "cgroup programs load", "bpffs", "cgroup2"))
+    needed = ("BPF objects", "cgroup programs load", "bpffs", "cgroup2")
+    return all(c.status != FAIL for c in checks if c.name in needed)
 
 
 def summary(checks: list[Check]) -> str:

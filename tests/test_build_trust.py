@@ -76,7 +76,7 @@ def test_an_unsafe_build_dir_given_explicitly_is_an_error_with_a_reason(
     d.mkdir()
     os.chmod(d, 0o1777)  # sticky but world-writable: another user could have put files in it
     monkeypatch.setenv("ENFORCER_BPF_BUILD_DIR", str(d))
-    with pytest.raises(EnforcerError, match="cannot hold BPF objects safely.*writable by others"):
+    with pytest.raises(EnforcerError, match=r"cannot hold BPF objects safely.*writable by others"):
         build_dir()
 
 

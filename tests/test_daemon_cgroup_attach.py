@@ -10,7 +10,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
 import pytest
 
@@ -71,15 +71,15 @@ def _rules(loaded: Loaded) -> int:
 
 
 def test_an_attach_refused_midway_leaves_nothing_and_the_retry_attaches_everything(
-    rig: tuple[Daemon, Loaded, ContainerInfo],
+    rig: tuple[Daemon, Loaded, ContainerInfo], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     d, loaded, info = rig
     fifth = loaded.program(CGROUP_PROGRAMS[4])
 
-    def refused(*_a: Any) -> Any:
+    def refused(*_a: object) -> NoReturn:
         raise BpfError(errno.EPERM, "attach cgroup program", info.cgroup.path)
 
-    fifth.attach_cgroup = refused  # type: ignore[method-assign]
+    monkeypatch.setattr(fifth, "attach_cgroup", refused)
     d.container_started(info)
 
     links = cgroup_links_dir(d._config.pin_root, info.cgroup.id)
@@ -89,7 +89,7 @@ def test_an_attach_refused_midway_leaves_nothing_and_the_retry_attaches_everythi
     [c] = d.snapshot().containers
     assert not c.enforced and "EPERM" in (c.error or "")
 
-    del fifth.attach_cgroup  # the kernel allows it again
+    monkeypatch.undo()  # the kernel allows it again
     d._clock = lambda: float("inf")  # the backoff has run out
     d.retry_failed()
     [c] = d.snapshot().containers

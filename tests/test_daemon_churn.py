@@ -52,7 +52,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded]]:
 
 def _info(n: int, name: str) -> ContainerInfo:
     return ContainerInfo(id=f"{n:064x}", name=name, image="busybox:latest", labels={}, pid=1,
-                         cgroup=CgroupRef(Path(f"/sys/fs/cgroup/docker/{n:064x}"), 10_000 + n))  # fmt: skip
+                         cgroup=CgroupRef(f"/sys/fs/cgroup/docker/{n:064x}", 10_000 + n))  # fmt: skip
 
 
 STARTING_KEY = (0).to_bytes(8, "little")  # CT_KEY_STARTING: not a container

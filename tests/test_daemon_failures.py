@@ -21,6 +21,7 @@ from enforcer.daemon import RETRY_BACKOFF, Daemon
 from enforcer.kernel.enforcement import RulesetPart
 from enforcer.kernel.loader import Loaded
 from enforcer.policy.merge import EffectiveRule
+from enforcer.policy.selector import policies_for
 from enforcer.pybpf import BpfError
 from enforcer.runtime.protocol import ShimConfig
 from enforcer.runtime.registrar import RegistrationServer
@@ -312,14 +313,18 @@ def test_a_container_starting_during_a_reload_gets_the_new_policies(
         "apiVersion: enforcer/v1\nkind: ContainerPolicy\nmetadata: {name: late}\n"
         "spec:\n  exec:\n    - {action: deny, paths: [/bin/sh]}\n"
     )
-    real = daemon_module.policies_for
+    real = policies_for  # what the daemon calls (its module imports it by this name)
     reloaded = threading.Event()
     state: dict[str, threading.Thread] = {}
+
+    def reload_now() -> None:
+        d.reload()
+        reloaded.set()
 
     def select_then_reload(*args: Any) -> Any:
         chosen = real(*args)
         if "reload" not in state:  # once: start a reload now, and let it run as far as it can
-            t = state["reload"] = threading.Thread(target=lambda: (d.reload(), reloaded.set()))
+            t = state["reload"] = threading.Thread(target=reload_now)
             t.start()
             while not (lock.contended.wait(0.01) or reloaded.is_set()):
                 pass  # it either finished or is waiting for our lock: both are decided states

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from enforcer.compiler.paths import compile_paths
+from enforcer.compiler.paths import CompiledPaths, compile_paths
 from enforcer.compiler.rules import RuleTable
 from enforcer.kernel.inode_rules import (
     InodeEntry,
@@ -48,7 +48,7 @@ def _rootfs(tmp_path: Path) -> Path:
     return root
 
 
-def _compiled():  # type: ignore[no-untyped-def]
+def _compiled() -> CompiledPaths:
     loaded, errors = parse_text(POLICY, "p.yaml")
     assert not errors
     return compile_paths(merge(p.policy for p in loaded), RuleTable())

@@ -7,6 +7,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from enforcer.policy.errors import PolicyError
 from enforcer.policy.watch import PolicyWatcher
 
 
@@ -43,7 +46,7 @@ def test_a_burst_of_writes_gives_one_reload_after_the_quiet_period(tmp_path: Pat
 def test_write_to_temp_then_rename_over_is_seen(tmp_path: Path) -> None:
     target = tmp_path / "p.yaml"
     target.write_text("old")
-    w, fired, event = _watch(tmp_path)
+    w, _fired, event = _watch(tmp_path)
     try:
         tmp = tmp_path / ".p.yaml.swp"
         tmp.write_text("new")
@@ -55,7 +58,7 @@ def test_write_to_temp_then_rename_over_is_seen(tmp_path: Path) -> None:
 
 def test_deleting_a_policy_file_is_seen(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("x")
-    w, fired, event = _watch(tmp_path)
+    w, _fired, event = _watch(tmp_path)
     try:
         (tmp_path / "p.yaml").unlink()
         assert event.wait(3)
@@ -63,7 +66,7 @@ def test_deleting_a_policy_file_is_seen(tmp_path: Path) -> None:
         w.stop()
 
 
-def test_a_reload_parses_only_the_files_whose_text_changed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_reload_parses_only_the_files_whose_text_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from enforcer.policy import loader
 
     (tmp_path / "a.yaml").write_text("apiVersion: enforcer/v1\nkind: ContainerPolicy\nmetadata: {name: a}\nspec: {}\n")
@@ -72,7 +75,11 @@ def test_a_reload_parses_only_the_files_whose_text_changed(tmp_path: Path, monke
     first = loader.load_directory(tmp_path, cache=cache)
     parsed: list[str] = []
     real = loader.parse_text
-    monkeypatch.setattr(loader, "parse_text", lambda text, file: parsed.append(file) or real(text, file))
+    def counting(text: str, file: str) -> tuple[list[loader.LoadedPolicy], list[PolicyError]]:
+        parsed.append(file)
+        return real(text, file)
+
+    monkeypatch.setattr(loader, "parse_text", counting)
     (tmp_path / "b.yaml").write_text("apiVersion: enforcer/v1\nkind: ContainerPolicy\nmetadata: {name: b2}\nspec: {}\n")
     second = loader.load_directory(tmp_path, previous=first, cache=cache)
     assert parsed == [str(tmp_path / "b.yaml")]

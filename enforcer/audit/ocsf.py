@@ -95,7 +95,8 @@ def from_record(rec: dict[str, Any], hostname: str) -> dict[str, Any]:
     else:  # file hooks
         class_uid = 1001
         activity = _FILE_ACTIVITY.get(hook, (99, "Other"))
-        if hook == "file_open" and "write" in str(target.get("access", "")) and "read" not in str(target.get("access", "")):
+        acc = str(target.get("access", ""))
+        if hook == "file_open" and "write" in acc and "read" not in acc:
             activity = (3, "Update")
         path = str(target.get("path", ""))
         event = {"file": {"path": path, "name": posixpath.basename(path) or path, "type_id": 1,

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,7 +32,7 @@ _ROTATED = re.compile(r"^\.(\d+)(\.gz)?$")
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """"90s", "10m", "1h30m", "2d" ago, or an ISO 8601 time ("2026-11-24T18:00:00Z")."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     s = text.strip().replace(" ", "")
     if s and _DURATION.sub("", s) == "":
         return now - timedelta(seconds=sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(s)))
@@ -41,7 +41,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise EnforcerError(f"bad --since {text!r}",
                             hint='use a duration such as 30s, 10m, 1h30m, 2d, or an ISO time') from None  # fmt: skip
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def record_time(record: Record) -> datetime | None:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
 import orjson
@@ -37,7 +37,7 @@ def boot_to_wall(ktime_ns: int) -> float:
 
 @functools.lru_cache(maxsize=64)
 def _second(sec: int) -> str:
-    return datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _timestamp(ktime_ns: int) -> str:

@@ -9,6 +9,7 @@ with a writer thread in the middle of a line.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -70,10 +71,8 @@ class RotatingFile:
                 view = view[n:]
         except OSError:
             if len(view) != len(data):  # part of the line went out: no torn record in the log
-                try:
+                with contextlib.suppress(OSError):
                     os.ftruncate(self._fh.fileno(), self._size)
-                except OSError:
-                    pass
             raise
         self._size += len(data)
         return len(text)

@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -67,7 +67,7 @@ def format_message(line: str, hostname: str, pid: int) -> str:
     hook = str(rec.get("hook") or (rec.get("unmapped") or {}).get("hook") or "audit")
     action = str(rec.get("action", ""))
     severity = 3 if hook == "audit_loss" else _SEVERITY.get(action, 5)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     msgid = "".join(ch for ch in hook if 33 <= ord(ch) <= 126)[:32] or "-"
     return f"<{FACILITY * 8 + severity}>1 {now} {hostname or '-'} enforcer {pid} {msgid} - {BOM}{line}"
 

@@ -127,7 +127,7 @@ def command(container: str, duration: str | None, output: str | None, record: st
     if got.lost:
         click.echo(f"WARNING: {got.lost} operations were lost before they could be recorded; "
                    "the policy may miss them (learn again under less load)", err=True)  # fmt: skip
-    text = generalise(Learned(got.container.name or container, got.container.image,
+    text = generalise(Learned(got.container.name or container, got.container.image or "",
                               list(got.operations.items()), selector_labels(got, labels),
                               got.lost, got.denied, got.seconds))  # fmt: skip
     if output is None:

@@ -64,8 +64,8 @@ def install_signal_handlers(stop: threading.Event, sink: RotatingFile | None) ->
 @click.option("--metrics-addr", metavar="[HOST:]PORT", default=None,
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default; HOST defaults to 127.0.0.1).")
 def command(policies: Path | None, audit_log: Path | None, audit_max_bytes: int, audit_backups: int,
-            audit_format: str, audit_syslog: str | None, pin_root: Path | None, docker_host: str | None, status_socket: str,
-            allow_missing_lsm: bool,
+            audit_format: str, audit_syslog: str | None, pin_root: Path | None, docker_host: str | None,
+            status_socket: str, allow_missing_lsm: bool,
             metrics_addr: str | None, runtime_socket: str,
             runtime_socket_uids: tuple[int, ...] = ()) -> None:  # fmt: skip
     """Run the enforcer in the foreground: audit records to FILE or stdout, logs to stderr.

@@ -73,7 +73,7 @@ def _atoms(rules: Iterable[EffectiveRule], table: RuleTable) -> dict[tuple[str, 
         for net in rule.networks:
             for lo, hi in rule.ports or (ALL_PORTS,):
                 spec = network_specificity(net.prefixlen, (lo, hi), rule.protocol)
-                order = tuple(-x for x in spec) + (-action, index)
+                order = (*(-x for x in spec), -action, index)
                 atom = _Atom(net, NetEntry(lo, hi, proto, action, rule_id), order)
                 out.setdefault((rule.direction, net.version), []).append(atom)
     return out

@@ -17,6 +17,7 @@ shortly *after* it starts (see the `start` event delay measured by the integrati
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -352,7 +353,5 @@ class DockerTracker:
 def _close_quietly(obj: Any) -> None:
     if obj is None:
         return
-    try:
+    with contextlib.suppress(Exception):  # closing a dead connection may fail in many ways
         obj.close()
-    except Exception:  # noqa: BLE001 - closing a dead connection may fail in many ways
-        pass

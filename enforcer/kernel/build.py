@@ -70,7 +70,8 @@ def untrusted_reason(path: Path) -> str | None:
             writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
             sticky_ancestor = i > 0 and st.st_mode & stat.S_ISVTX
             if writable and not sticky_ancestor:
-                return f"{p} is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'} (mode {stat.S_IMODE(st.st_mode):o})"
+                who = "others" if st.st_mode & stat.S_IWOTH else "its group"
+                return f"{p} is writable by {who} (mode {stat.S_IMODE(st.st_mode):o})"
     return None
 
 
@@ -190,7 +191,8 @@ def ensure_built(force: bool = False) -> BuiltObjects:
     why = untrusted_reason(src) or untrusted_reason(src / "include")
     if why:  # what we compile is loaded as root: its sources must be as trusted as the objects
         raise EnforcerError(f"BPF sources in {src} could be changed by another user: {why}",
-                            hint="install the enforcer package as root, or fix the checkout's owner and modes")  # fmt: skip
+                            hint="install the enforcer package as root, "
+                                 "or fix the checkout's owner and modes")  # fmt: skip
     out = build_dir(src)
     digest = _digest(src)
     stamp = out / "STAMP"

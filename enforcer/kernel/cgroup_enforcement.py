@@ -12,6 +12,7 @@ a container without rules of a kind costs one lookup per operation.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -82,7 +83,7 @@ class CgroupEnforcement:
             for name in CGROUP_PROGRAMS:
                 program = self._programs[name]
                 attach_pinned(links / name, program,
-                              lambda program=program: program.attach_cgroup(info.cgroup.path))  # type: ignore[misc]  # fmt: skip
+                              partial(program.attach_cgroup, info.cgroup.path))  # fmt: skip
         except BpfError as err:
             self.detach(info)
             raise EnforcerError(

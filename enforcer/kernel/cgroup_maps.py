@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from enforcer.compiler.devices import CompiledDevices, DeviceKey
-from enforcer.compiler.network import CompiledNetwork, NetPrefix
+from enforcer.compiler.network import CompiledNetwork, NetEntry, NetPrefix
 from enforcer.compiler.paths import Slot
 from enforcer.compiler.sockets import CompiledSockets, SocketKey
 from enforcer.kernel.abi import Abi
@@ -57,7 +57,7 @@ class CgroupMaps:
         )  # fmt: skip
         return f"{name}_rules", key
 
-    def net_value(self, entries: tuple) -> bytes:  # type: ignore[type-arg]
+    def net_value(self, entries: tuple[NetEntry, ...]) -> bytes:
         values: dict[str, int] = {"count": len(entries)}
         for i, e in enumerate(entries):
             for name in ("port_lo", "port_hi", "protocol", "action", "rule_id"):

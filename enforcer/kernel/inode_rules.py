@@ -99,7 +99,7 @@ class ContainerInodes:
     def put(self, entry: InodeEntry, slots: list[Slot | None]) -> None:
         cur = self.entries.setdefault(entry, [None, None])
         for i, s in enumerate(slots):
-            if s is not None and (cur[i] is None or s.action > cur[i].action):  # type: ignore[union-attr]
+            if s is not None and ((c := cur[i]) is None or s.action > c.action):
                 cur[i] = s
 
 

@@ -12,8 +12,8 @@ import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
-from enforcer.compiler.paths import CompiledPaths, PathEntry, Slot
 from enforcer.compiler.pathhash import PathHasher
+from enforcer.compiler.paths import CompiledPaths, PathEntry, Slot
 from enforcer.errors import EnforcerError
 from enforcer.kernel.abi import Abi
 from enforcer.pybpf import BpfError, Map

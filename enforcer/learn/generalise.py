@@ -259,9 +259,9 @@ def _network_rules(ops: Counter[Operation]) -> tuple[list[str], set[str]]:
         classes.add(direction)
         # cidrs with the same ports are one rule; many addresses for the same ports: any
         by_ports: dict[tuple[str, ...], dict[str, int]] = defaultdict(dict)
-        for cidr, ports in by_cidr.items():
-            key = () if "" in ports else tuple(sorted(ports, key=lambda p: int(p.split("-")[0])))
-            by_ports[key][cidr] = sum(ports.values())
+        for cidr, counts in by_cidr.items():
+            key = () if "" in counts else tuple(sorted(counts, key=lambda p: int(p.split("-")[0])))
+            by_ports[key][cidr] = sum(counts.values())
         for ports, cidrs in sorted(by_ports.items()):
             total = sum(cidrs.values())
             what = f"{direction} {proto}"

@@ -24,7 +24,9 @@ try:
     import yaml
     from yaml import CSafeLoader as _Loader  # libyaml; without it this path is not faster
 except ImportError:  # pragma: no cover (PyYAML wheels bundle libyaml)
-    yaml = None  # type: ignore[assignment]
+    _LIBYAML = False
+else:
+    _LIBYAML = True
 
 Document = tuple[Any, Positions]  # plain data, and where each part of it is written
 
@@ -48,13 +50,20 @@ class _Unsupported(Exception):
 
 def read_documents(text: str) -> list[Document | None] | None:
     """Every document of `text` (None for an empty one), or None if ruamel must read it."""
-    if yaml is None:
+    if not _LIBYAML:
         return None
     try:
         events = yaml.parse(text, Loader=_Loader)
         return list(_documents(events))
     except (_Unsupported, yaml.YAMLError):
         return None
+
+
+def _at(ev: yaml.Event) -> tuple[int, int]:
+    """Where an event starts, 1-based (line, column). The parser marks every event."""
+    mark = ev.start_mark
+    assert mark is not None
+    return mark.line + 1, mark.column + 1
 
 
 def _documents(events: Iterator[Any]) -> Iterator[Document | None]:
@@ -68,8 +77,7 @@ def _documents(events: Iterator[Any]) -> Iterator[Document | None]:
                 if first.anchor or first.tag:
                     raise _Unsupported
             elif isinstance(first, yaml.MappingStartEvent):
-                root = (first.start_mark.line + 1, first.start_mark.column + 1)
-                pos = Positions(keys={}, values={(): root})
+                pos = Positions(keys={}, values={(): _at(first)})
                 doc = (_node(first, events, (), pos), pos)
             else:
                 raise _Unsupported  # not a mapping: ruamel words that error
@@ -93,19 +101,18 @@ def _node(ev: Any, events: Iterator[Any], loc: Loc, pos: Positions) -> Any:
                 raise _Unsupported  # duplicate key: ruamel reports it
             sub = (*loc, key)
             value_ev = next(events)
-            key_pos = (key_ev.start_mark.line + 1, key_ev.start_mark.column + 1)
+            key_pos = _at(key_ev)
             value = _node(value_ev, events, sub, pos)
             pos.keys[sub] = key_pos
             # a null value (`paths:`) has no text of its own: point at the key
-            pos.values[sub] = key_pos if value is None else (
-                value_ev.start_mark.line + 1, value_ev.start_mark.column + 1)
+            pos.values[sub] = key_pos if value is None else _at(value_ev)
             out[key] = value
         return out
     if isinstance(ev, yaml.SequenceStartEvent):
         items: list[Any] = []
         while not isinstance(item_ev := next(events), yaml.SequenceEndEvent):
             sub = (*loc, len(items))
-            pos.values[sub] = (item_ev.start_mark.line + 1, item_ev.start_mark.column + 1)
+            pos.values[sub] = _at(item_ev)
             items.append(_node(item_ev, events, sub, pos))
         return items
     raise _Unsupported  # alias
@@ -115,7 +122,8 @@ def _scalar(ev: Any) -> Any:
     value: str = ev.value
     if ev.style:  # quoted or block: always a string (plain is None, or "" from libyaml)
         return value
-    for tag, regexp in _RESOLVERS.get(value[:1], []) + _ANY_START:  # "" keys the empty scalar
+    # "" keys the empty scalar; tag is read after the loop: the resolver that matched
+    for tag, regexp in _RESOLVERS.get(value[:1], []) + _ANY_START:  # noqa: B007
         if regexp.match(value):
             break
     else:

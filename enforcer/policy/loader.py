@@ -19,7 +19,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -192,7 +191,7 @@ def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyErr
         errors.append(PolicyError(file, line, col, "a mapping key must be a plain word or number "
                                   "(YAML complex keys `? ...` are not allowed)"))
     except RecursionError:  # the YAML reader itself recurses per level of flow nesting
-        errors.append(PolicyError(file, 1, 1, f"nested too deeply to read (a policy needs ~6 levels); "
+        errors.append(PolicyError(file, 1, 1, "nested too deeply to read (a policy needs ~6 levels); "
                                   "write the policy out plainly"))
     seen: dict[str, LoadedPolicy] = {}
     for lp in policies:

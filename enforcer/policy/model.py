@@ -23,7 +23,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    StrictInt,
     StrictStr,
     model_validator,
 )
@@ -347,7 +346,7 @@ def _non_empty_list(what: str) -> Any:
 class Selector(_Frozen):
     """All given keys must match; each list is OR; an omitted key matches everything."""
 
-    containerNames: Annotated[  # noqa: N815 (the YAML spelling)
+    containerNames: Annotated[  # camelCase: the YAML spelling
         tuple[ContainerGlob, ...] | None, AfterValidator(_non_empty_list("containerNames"))
     ] = None
     images: Annotated[
@@ -421,7 +420,7 @@ class Metadata(_Frozen):
 
 
 class Policy(_Frozen):
-    apiVersion: Literal["enforcer/v1"]  # noqa: N815
+    apiVersion: Literal["enforcer/v1"]  # camelCase: the YAML spelling
     kind: Literal["ContainerPolicy"]
     metadata: Metadata
     spec: Spec

@@ -86,9 +86,8 @@ def matches(
         bare = name.lstrip("/")
         if not any(glob_match(g, bare) for g in selector.containerNames):
             return False
-    if selector.images is not None:
-        if not any(image_matches(g, image) for g in selector.images):
-            return False
+    if selector.images is not None and not any(image_matches(g, image) for g in selector.images):
+        return False
     if selector.labels is not None:
         for key, value in selector.labels.items():
             if labels.get(key) != value:

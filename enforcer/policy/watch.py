@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver  # Observer is the platform's subclass of it
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +28,7 @@ class PolicyWatcher(FileSystemEventHandler):
         self._quiet = quiet
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._observer: BaseObserver | None = None
 
     def start(self) -> None:
         observer = Observer()
@@ -42,8 +43,8 @@ class PolicyWatcher(FileSystemEventHandler):
             if self._timer:
                 self._timer.cancel()
         if self._observer is not None:
-            self._observer.stop()  # type: ignore[attr-defined]
-            self._observer.join(timeout=5)  # type: ignore[attr-defined]
+            self._observer.stop()
+            self._observer.join(timeout=5)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):

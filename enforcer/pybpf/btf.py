@@ -123,7 +123,7 @@ class StructLayout:
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Values by name; char arrays cut at the first NUL and decoded to str."""
-        out = dict(zip(self._names, self._struct.unpack_from(data)))
+        out = dict(zip(self._names, self._struct.unpack_from(data), strict=True))
         for name in self._cstrings:
             out[name] = out[name].split(b"\0", 1)[0].decode(errors="replace")
         return out
@@ -470,7 +470,7 @@ def _parse_types(data: bytes, strings: bytes, e: str) -> Iterator[BtfType]:
             kw["enum_values"] = tuple(vals)
         elif kind == FUNC_PROTO:
             pos += 8 * vlen
-        elif kind == VAR or kind == DECL_TAG:
+        elif kind in (VAR, DECL_TAG):
             pos += 4
         elif kind == DATASEC:
             pos += 12 * vlen

@@ -52,7 +52,7 @@ class Map:
         self._info = info
         self._batch_ok: bool | None = None  # learnt on first batch call
         self._ncpus: int | None = None
-        self._closer: "weakref.finalize[[int], Map] | None" = None
+        self._closer: weakref.finalize[[int], Map] | None = None
         # Type and sizes never change after open; cached because the hot paths consult them.
         self._type: int | None = None
         self._key_size: int | None = None
@@ -359,7 +359,7 @@ class Map:
             # The map type has no batch op (e.g. LPM trie on older kernels). Nothing was
             # written: the kernel refuses before the loop (count is then left unchanged).
             self._batch_ok = False
-        for k, v in zip(keys, vals):
+        for k, v in zip(keys, vals, strict=True):
             self.update(k, v, flags)
         return len(keys)
 

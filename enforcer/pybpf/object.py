@@ -8,8 +8,8 @@ import re
 import weakref
 from typing import Self
 
-from .handle import ObjectHandle
 from .errors import BpfError
+from .handle import ObjectHandle
 from .libbpf import BpfObjectOpenOpts, check_ptr, lib
 from .maps import Map
 from .programs import Program

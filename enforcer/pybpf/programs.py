@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass
+
 from .constants import AttachType, ProgType, QueryFlag
 from .handle import ObjectHandle
 from .info import ProgInfo, prog_info
@@ -139,7 +140,7 @@ def prog_query(
     effective=True lists what actually runs there, including programs inherited from ancestors.
     """
     own_fd = not isinstance(cgroup, int)
-    fd = os.open(os.fspath(cgroup), os.O_RDONLY | os.O_DIRECTORY) if own_fd else int(cgroup)  # type: ignore[arg-type]
+    fd = int(cgroup) if isinstance(cgroup, int) else os.open(os.fspath(cgroup), os.O_RDONLY | os.O_DIRECTORY)
     try:
         flags = int(QueryFlag.EFFECTIVE) if effective else 0
         cap = 64

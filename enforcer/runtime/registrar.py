@@ -12,6 +12,7 @@ requests are handled at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -69,10 +70,8 @@ class RegistrationServer:
             self._thread.join(timeout=5)
         if self._sock:
             self._sock.close()
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self._path.unlink()  # ours: we bound it
-            except FileNotFoundError:
-                pass
             self._sock = None
 
     def _serve(self) -> None:
@@ -95,10 +94,8 @@ class RegistrationServer:
 
     def _refuse(self, conn: socket.socket, why: str) -> None:
         with conn:
-            try:
+            with contextlib.suppress(OSError, RequestError):
                 _read_request(conn)
-            except (OSError, RequestError):
-                pass
             _reply(conn, {"ok": False, "error": why})
 
     def _handle(self, conn: socket.socket) -> None:

@@ -3,12 +3,14 @@
 Protocol (one request per connection): the client sends one JSON line
 `{"request": "status"}`; the server answers with the StatusDocument as one JSON line and
 closes. A streaming request (`{"request": "learn", ...}`, see enforcer.learn.session) is
-answered with JSON lines until it ends; the client ends it early by closing its side. Access control is layered: the socket's directory is 0700 and the socket 0600
-(owner root), and the peer's uid is checked with SO_PEERCRED (root or the daemon's own uid).
+answered with JSON lines until it ends; the client ends it early by closing its side.
+Access control is layered: the socket's directory is 0700 and the socket 0600 (owner
+root), and the peer's uid is checked with SO_PEERCRED (root or the daemon's own uid).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -18,8 +20,8 @@ import stat
 import struct
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -119,10 +121,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 stream(request, SocketChannel(sock, self.wfile))
             except Exception as exc:  # a bug in one stream must not take the daemon down
                 log.exception("streaming request failed", request=request.get("request"))
-                try:
+                with contextlib.suppress(OSError):
                     self._reply({"error": f"{request.get('request')} failed: {exc}"})
-                except OSError:
-                    pass
             return
         if request.get("request", "status") != "status":
             self._reply({"error": f"unknown request {request.get('request')!r}"})
@@ -182,10 +182,8 @@ class StatusServer:
         self._server.server_close()
         if self._thread:
             self._thread.join(timeout=5)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        except FileNotFoundError:
-            pass
         self._server = None
 
     def __enter__(self) -> StatusServer:

@@ -18,9 +18,10 @@ RULE = RuleRef("protect-credentials", "file[0]")
 
 
 def _event(path: str = "/etc/shadow", action: str = "deny", pid: int = 1234, **kw: object) -> FileEvent:
-    fields: dict[str, object] = dict(hook="file_open", action=action, cgroup_id=77, pid=pid, uid=0,
-                                     comm="cat", rule_id=1, path=path, access=frozenset({"read"}),
-                                     truncated=False, ktime_ns=time.clock_gettime_ns(time.CLOCK_BOOTTIME))  # fmt: skip
+    fields: dict[str, object] = {"hook": "file_open", "action": action, "cgroup_id": 77, "pid": pid, "uid": 0,
+                                 "comm": "cat", "rule_id": 1, "path": path, "access": frozenset({"read"}),
+                                 "truncated": False,
+                                 "ktime_ns": time.clock_gettime_ns(time.CLOCK_BOOTTIME)}  # fmt: skip
     fields.update(kw)
     return FileEvent(**fields)  # type: ignore[arg-type]
 

@@ -56,7 +56,8 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="audit")
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"rsyslogd did not start: {proc.stderr.read() if proc.stderr else ''}")
+                    why = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    pytest.fail(f"rsyslogd did not start: {why}")
                 time.sleep(0.1)
         yield udp, tcp, out
     finally:

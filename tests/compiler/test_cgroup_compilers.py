@@ -31,6 +31,9 @@ SLOTS = 32  # ABI_NET_SLOTS
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
 
 
+Rule = dict[str, Any]  # one rule of a policy document, as the strategies draw it
+
+
 def rules_of(*specs: tuple[str, dict[str, Any]]) -> tuple[EffectiveRule, ...]:
     return merge(Policy.model_validate({"apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
                                         "metadata": {"name": name}, "spec": spec})
@@ -119,7 +122,7 @@ device_rule = st.fixed_dictionaries({
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(device_rule, max_size=6), st.lists(device_rule, max_size=3), st.booleans())
-def test_generated_device_policies_match_the_reference(a: list, b: list, b_audit: bool) -> None:  # type: ignore[type-arg]
+def test_generated_device_policies_match_the_reference(a: list[Rule], b: list[Rule], b_audit: bool) -> None:
     check_devices(rules_of(("a", {"device": a}),
                            ("b", {"device": b, "mode": "audit" if b_audit else "enforce"})))  # fmt: skip
 
@@ -207,7 +210,7 @@ net_rule = st.fixed_dictionaries({
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(net_rule, max_size=6), st.lists(net_rule, max_size=3), st.booleans())
-def test_generated_network_policies_match_the_reference(a: list, b: list, b_audit: bool) -> None:  # type: ignore[type-arg]
+def test_generated_network_policies_match_the_reference(a: list[Rule], b: list[Rule], b_audit: bool) -> None:
     check_network(rules_of(("a", {"network": a}),
                            ("b", {"network": b, "mode": "audit" if b_audit else "enforce"})))  # fmt: skip
 
@@ -256,7 +259,7 @@ sock_rule = st.fixed_dictionaries({
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(sock_rule, max_size=5), st.lists(sock_rule, max_size=3), st.booleans())
-def test_generated_socket_policies_match_the_reference(a: list, b: list, b_audit: bool) -> None:  # type: ignore[type-arg]
+def test_generated_socket_policies_match_the_reference(a: list[Rule], b: list[Rule], b_audit: bool) -> None:
     check_sockets(rules_of(("a", {"socket": a}),
                            ("b", {"socket": b, "mode": "audit" if b_audit else "enforce"})))  # fmt: skip
 

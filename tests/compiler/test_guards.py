@@ -7,7 +7,6 @@ from enforcer.compiler.rules import RuleTable
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge
 
-
 HEADER = """
 apiVersion: enforcer/v1
 kind: ContainerPolicy

@@ -3,7 +3,7 @@ ties settled at compile time (deny > audit > allow, then merge order)."""
 
 from __future__ import annotations
 
-from enforcer.compiler.paths import ACTION_CODES, READ, WRITE, PathEntry, compile_paths
+from enforcer.compiler.paths import ACTION_CODES, READ, WRITE, CompiledPaths, PathEntry, compile_paths
 from enforcer.compiler.rules import RuleRef, RuleTable
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge
@@ -36,7 +36,7 @@ spec:
 """
 
 
-def _compiled():  # type: ignore[no-untyped-def]
+def _compiled() -> tuple[CompiledPaths, RuleTable]:
     parsed, errors = parse_text(DOCS, "t.yaml")
     assert not errors
     table = RuleTable()

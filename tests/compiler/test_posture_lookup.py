@@ -19,7 +19,6 @@ from enforcer.errors import EnforcerError
 from enforcer.kernel.abi import Abi
 from enforcer.kernel.build import ensure_built
 from enforcer.policy.merge import (
-    EffectiveRule,
     decide_exec,
     decide_file,
     decide_network,
@@ -37,6 +36,9 @@ SLOT_CLASS = {READ: "fileRead", WRITE: "fileWrite"}
 @pytest.fixture(scope="module")
 def abi() -> Abi:
     return Abi.from_object(ensure_built().path("lsm_file"))
+
+
+Rule = dict[str, Any]  # one rule of a policy document, as the strategies draw it
 
 
 def policies_of(*specs: tuple[str, dict[str, Any]]) -> list[Policy]:
@@ -100,8 +102,9 @@ origin_rule = st.just({"action": "allow", "origin": "image"})
 @given(st.lists(file_rule, max_size=5), st.lists(st.one_of(exec_rule, origin_rule), max_size=3),
        posture, st.lists(file_rule, max_size=2), posture, st.booleans(),
        st.sets(st.sampled_from(TREE)))  # fmt: skip
-def test_generated_postures_match_the_reference(abi: Abi, a: list, ax: list, pa: dict, b: list,  # type: ignore[type-arg]
-                                                pb: dict, b_audit: bool, image: set[str]) -> None:  # type: ignore[type-arg]
+def test_generated_postures_match_the_reference(abi: Abi, a: list[Rule], ax: list[Rule], pa: dict[str, str],
+                                                b: list[Rule], pb: dict[str, str], b_audit: bool,
+                                                image: set[str]) -> None:  # fmt: skip
     check(abi, policies_of(("a", {"file": a, "exec": ax, "posture": pa}),
                            ("b", {"file": b, "posture": pb,
                                   "mode": "audit" if b_audit else "enforce"})), image)  # fmt: skip
@@ -134,7 +137,7 @@ def test_a_posture_record_names_the_policy_that_set_it(abi: Abi) -> None:
     {"posture": {"socket": "audit"}},
     {"exec": [{"action": "deny", "origin": "image"}]},
 ])  # fmt: skip
-def test_what_the_kernel_cannot_enforce_yet_is_refused_not_ignored(spec: dict) -> None:  # type: ignore[type-arg]
+def test_what_the_kernel_cannot_enforce_yet_is_refused_not_ignored(spec: dict[str, Any]) -> None:
     policies = policies_of(("p", spec))
     with pytest.raises(EnforcerError, match="not enforced by the kernel"):
         compile_postures(merge(policies), merge_postures(policies))
@@ -165,10 +168,9 @@ def test_network_postures_decide_what_no_rule_matches(abi: Abi, direction: str, 
 
 
 def test_status_names_posture_counters_with_the_kernel_numbering(abi: Abi) -> None:
+    from enforcer.compiler.postures import CLASS_CONSTS
     from enforcer.policy.merge import POSTURE_CLASSES
     from enforcer.status.collect import RULE_POSTURE_BASE
 
-    from enforcer.compiler.postures import CLASS_CONSTS
-
-    assert RULE_POSTURE_BASE == abi.const("RULE_POSTURE_BASE")
+    assert abi.const("RULE_POSTURE_BASE") == RULE_POSTURE_BASE
     assert [abi.const(CLASS_CONSTS[c]) for c in POSTURE_CLASSES] == list(range(len(POSTURE_CLASSES)))

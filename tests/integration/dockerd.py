@@ -359,7 +359,8 @@ class Container:
     def inspect(self) -> dict[str, Any]:
         import json
 
-        return json.loads(self.daemon.cli("inspect", self.id).stdout)[0]
+        info: dict[str, Any] = json.loads(self.daemon.cli("inspect", self.id).stdout)[0]
+        return info
 
     @property
     def pid(self) -> int:

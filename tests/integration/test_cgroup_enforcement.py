@@ -36,7 +36,7 @@ from enforcer.kernel.loader import load_cgroup, unload
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge
-from enforcer.pybpf import BpfObject, RingBuffer
+from enforcer.pybpf import BpfObject, Map, RingBuffer
 from enforcer.pybpf.constants import AttachType
 from enforcer.pybpf.programs import prog_info_by_id, prog_query
 from tests.integration.dockerd import Container, PrivateDockerd, run_container
@@ -90,7 +90,7 @@ class CgroupKernel:
     table: RuleTable
     part: RulesetPart
     pin_root: Path
-    loaded_maps: dict  # type: ignore[type-arg]
+    loaded_maps: dict[str, Map]
     lsm_sockets: bool  # the LSM socket_create program runs (VM): packet sockets are judged
     ring: RingBuffer | None = None
     events: list[Event] = field(default_factory=list)

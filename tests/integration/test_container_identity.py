@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import record_timing
+from tests.integration.conftest import RunContainer, record_timing
 from tests.integration.dockerd import Container, PrivateDockerd
 from tests.integration.enforcer_proc import ROOT, EnforcerProcess, running
 from tests.integration.helpers import build_probe
@@ -115,7 +115,7 @@ def _policed_in_child_cgroup(box: Container, enforcer: EnforcerProcess) -> None:
 
 
 def test_a_systemd_style_container_is_policed_in_its_child_cgroup_through_restarts(
-    enforcer: EnforcerProcess, dockerd: PrivateDockerd, docker_run, probe_binary: Path  # type: ignore[no-untyped-def]
+    enforcer: EnforcerProcess, dockerd: PrivateDockerd, docker_run: RunContainer, probe_binary: Path
 ) -> None:
     # --privileged and a private cgroup namespace: how systemd containers run on Docker
     # (the cgroup2 mount is writable only then), so the init can make init.scope.
@@ -159,7 +159,7 @@ CGROUP_OF_SELF = "sed -n 's/^0:://p' /proc/self/cgroup"
 
 
 def test_a_container_task_cannot_move_out_of_its_container_cgroup(
-    enforcer: EnforcerProcess, dockerd: PrivateDockerd, docker_run, probe_binary: Path  # type: ignore[no-untyped-def]
+    enforcer: EnforcerProcess, dockerd: PrivateDockerd, docker_run: RunContainer, probe_binary: Path
 ) -> None:
     # --privileged in the host's cgroup namespace: the whole host tree is visible and
     # writable from inside, the way out that identity-by-cgroup has to close.

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from enforcer.containers.cgroups import cgroup_of_pid
+from tests.integration.conftest import RunContainer
 from tests.integration.dockerd import Container, PrivateDockerd
 from tests.integration.enforcer_proc import EnforcerProcess, running
 
@@ -47,14 +48,14 @@ spec:
   file:
     - {action: deny, paths: [/etc/os-release]}
 """,
-    "by-image.yaml": f"""
+    "by-image.yaml": """
 apiVersion: enforcer/v1
 kind: ContainerPolicy
-metadata: {{name: by-image}}
+metadata: {name: by-image}
 spec:
-  selector: {{images: ["enforcer-testbox-alt:*"]}}
+  selector: {images: ["enforcer-testbox-alt:*"]}
   file:
-    - {{action: deny, paths: [/root/.ssh/id_rsa.pub]}}
+    - {action: deny, paths: [/root/.ssh/id_rsa.pub]}
 """,
     "by-label.yaml": """
 apiVersion: enforcer/v1
@@ -115,7 +116,8 @@ def test_audit_mode_records_without_denying(enforcer: EnforcerProcess, testbox: 
 
 
 def test_selectors_by_name_image_and_label_apply_only_to_their_containers(
-    enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str, docker_run, testbox: Container
+    enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str, docker_run: RunContainer,
+    testbox: Container
 ) -> None:
     dockerd.cli("tag", testbox_image, ALT_IMAGE)
     mark = len(enforcer.log())
@@ -142,7 +144,7 @@ def test_selectors_by_name_image_and_label_apply_only_to_their_containers(
 
 
 def test_a_process_started_with_docker_exec_and_the_entrypoint_are_both_covered(
-    enforcer: EnforcerProcess, docker_run
+    enforcer: EnforcerProcess, docker_run: RunContainer
 ) -> None:
     mark = len(enforcer.log())
     # The entrypoint itself retries until the policy is in force, then reports what it saw.
@@ -162,8 +164,8 @@ def test_a_process_started_with_docker_exec_and_the_entrypoint_are_both_covered(
 def test_identical_repeats_fold_into_one_record_without_losing_a_denial(
     enforcer: EnforcerProcess, testbox: Container
 ) -> None:
-    def storm(r: dict) -> bool:  # type: ignore[type-arg]
-        return r["target"]["path"] == "/etc/shadow" and r["container"]["name"] == testbox.name
+    def storm(r: dict[str, Any]) -> bool:
+        return bool(r["target"]["path"] == "/etc/shadow" and r["container"]["name"] == testbox.name)
 
     cgroup = cgroup_of_pid(testbox.pid)
     time.sleep(1.5)  # let earlier folds close
@@ -181,7 +183,7 @@ def test_identical_repeats_fold_into_one_record_without_losing_a_denial(
     assert any(r["count"] > 1 for r in new)
 
 
-def test_a_removed_container_leaves_no_map_entries(enforcer: EnforcerProcess, docker_run) -> None:
+def test_a_removed_container_leaves_no_map_entries(enforcer: EnforcerProcess, docker_run: RunContainer) -> None:
     mark = len(enforcer.log())
     box = docker_run(name="gone-d", labels={"tier": "secret"})
     entry = enforcer.wait_enforced("gone-d", after=mark)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from enforcer.kernel.cgroup_enforcement import CGROUP_PROGRAMS, cgroup_links_dir
+from tests.integration.conftest import RunContainer
 from tests.integration.dockerd import Container, PrivateDockerd
 from tests.integration.enforcer_proc import ROOT, EnforcerProcess, running
 from tests.integration.helpers import build_probe
@@ -79,7 +80,7 @@ def test_with_the_flag_the_log_says_loudly_what_is_not_enforced(enforcer: Enforc
 
 
 def test_network_and_socket_rules_are_enforced_with_audit_records_and_cleaned_up(
-    enforcer: EnforcerProcess, docker_run, probe_binary: Path  # type: ignore[no-untyped-def]
+    enforcer: EnforcerProcess, docker_run: RunContainer, probe_binary: Path
 ) -> None:
     mark = len(enforcer.log())
     box: Container = docker_run(name="cgd-web")

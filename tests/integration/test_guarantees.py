@@ -16,11 +16,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.images.testbox import IMAGE_TAG, import_image
+from tests.images.testbox import IMAGE_TAG, RootfsBuilder, import_image
 from tests.integration.conftest import record_timing
 from tests.integration.dockerd import DOCKER_CLI, Container, PrivateDockerd, run_container
 from tests.integration.enforcer_proc import ROOT, EnforcerProcess
@@ -56,8 +55,11 @@ spec:
 """
 
 
+World = tuple[PrivateDockerd, EnforcerProcess]
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, testbox_rootfs) -> Iterator[tuple[PrivateDockerd, EnforcerProcess]]:  # type: ignore[no-untyped-def]
+def world(tmp_path_factory: pytest.TempPathFactory, testbox_rootfs: RootfsBuilder) -> Iterator[World]:
     policies = tmp_path_factory.mktemp("policies")
     (policies / "base.yaml").write_text(BASE)
     enforcer = EnforcerProcess(policies, tmp_path_factory.mktemp("enforcer"), "")
@@ -84,8 +86,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, testbox_rootfs) -> Iterator[
         enforcer.unload()
 
 
-def _running(world: tuple[PrivateDockerd, EnforcerProcess], name: str) -> Container:
-    dockerd, enforcer = world
+def _running(world: World, name: str) -> Container:
+    dockerd, _enforcer = world
     return run_container(dockerd, IMAGE_TAG, "sleep", "3600", name=name)
 
 
@@ -95,10 +97,10 @@ def _denied(c: Container, path: str) -> bool:
     return r.returncode != 0
 
 
-def test_a_container_is_under_its_policy_from_its_first_instruction(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_container_is_under_its_policy_from_its_first_instruction(world: World) -> None:
     dockerd, enforcer = world
     outcomes = []
-    for i in range(RACE_RUNS):
+    for _ in range(RACE_RUNS):
         t0 = time.monotonic()
         r = dockerd.cli("run", "--rm", "--network", "none", IMAGE_TAG, "cat", "/etc/shadow", check=False)
         record_timing("docker run --rm (through enforcer-runc)", time.monotonic() - t0)
@@ -109,7 +111,7 @@ def test_a_container_is_under_its_policy_from_its_first_instruction(world) -> No
     assert sum(r["count"] for r in records) >= RACE_RUNS
 
 
-def test_with_the_enforcer_down_containers_do_not_start_and_docker_says_why(world) -> None:  # type: ignore[no-untyped-def]
+def test_with_the_enforcer_down_containers_do_not_start_and_docker_says_why(world: World) -> None:
     dockerd, enforcer = world
     enforcer.stop()
     try:
@@ -120,8 +122,8 @@ def test_with_the_enforcer_down_containers_do_not_start_and_docker_says_why(worl
         enforcer.start()
 
 
-def test_kill_9_keeps_enforcement_and_a_restarted_enforcer_catches_up(world) -> None:  # type: ignore[no-untyped-def]
-    dockerd, enforcer = world
+def test_kill_9_keeps_enforcement_and_a_restarted_enforcer_catches_up(world: World) -> None:
+    _dockerd, enforcer = world
     mark = len(enforcer.log())
     stays = _running(world, "stays")
     goes = _running(world, "goes")
@@ -144,7 +146,7 @@ def test_kill_9_keeps_enforcement_and_a_restarted_enforcer_catches_up(world) -> 
     stays.remove()
 
 
-def test_policy_edits_apply_within_a_second_and_atomically(world) -> None:  # type: ignore[no-untyped-def]
+def test_policy_edits_apply_within_a_second_and_atomically(world: World) -> None:
     dockerd, enforcer = world
     (enforcer.policies / "extra.yaml").write_text(EXTRA_A)
     box = _running(world, "reload")
@@ -202,7 +204,7 @@ def test_policy_edits_apply_within_a_second_and_atomically(world) -> None:  # ty
 
 
 @pytest.mark.parametrize("live_restore", [True, False])
-def test_a_dockerd_restart_loses_no_policy(world, live_restore: bool) -> None:  # type: ignore[no-untyped-def]
+def test_a_dockerd_restart_loses_no_policy(world: World, live_restore: bool) -> None:
     dockerd, enforcer = world
     if dockerd.live_restore != live_restore:  # the mode of the dockerd being stopped counts
         mark = len(enforcer.log())

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from enforcer.audit.events import EventDecoder, FileEvent
-from enforcer.compiler.paths import compile_paths
+from enforcer.compiler.paths import CompiledPaths, compile_paths
 from enforcer.compiler.rules import RuleRef, RuleTable
 from enforcer.containers.cgroups import cgroup_of_pid
 from enforcer.kernel.build import ensure_built
@@ -60,6 +60,7 @@ class Enforcement:
     table: RuleTable
     ring: RingBuffer
     decoder: EventDecoder
+    compiled: CompiledPaths  # the proof policy's ruleset, as written to the maps
     events: list[FileEvent] = field(default_factory=list)
 
     def drain(self) -> None:
@@ -88,13 +89,15 @@ def enforcement() -> Iterator[Enforcement]:
         compiled = compile_paths(merge(p.policy for p in loaded_policies), table)
         maps.write_ruleset(RULESET, compiled)
         decoder = EventDecoder(loaded.abi)
-        enf = Enforcement(maps, table, RingBuffer(loaded.maps["events"], lambda raw: None), decoder)
+        enf = Enforcement(maps, table, RingBuffer(loaded.maps["events"], lambda raw: None), decoder, compiled)
         enf.ring.close()
-        enf.ring = RingBuffer(
-            loaded.maps["events"],
-            lambda raw: enf.events.append(e) if (e := decoder.decode(raw)) else None,
-        )
-        enf.compiled = compiled  # type: ignore[attr-defined]
+
+        def on_record(raw: bytes) -> None:
+            if e := decoder.decode(raw):
+                assert isinstance(e, FileEvent), e  # the proof policy has file rules only
+                enf.events.append(e)
+
+        enf.ring = RingBuffer(loaded.maps["events"], on_record)
         yield enf
         enf.ring.close()
     finally:
@@ -107,7 +110,7 @@ def policed(enforcement: Enforcement, testbox: Container) -> Iterator[Container]
     """The shared test container, put under the proof policy for the test's duration."""
     cgroup = cgroup_of_pid(testbox.pid)
     enforcement.maps.set_container(
-        cgroup.id, RULESET, enforcement.maps.container_fields(enforcement.compiled)  # type: ignore[attr-defined]
+        cgroup.id, RULESET, enforcement.maps.container_fields(enforcement.compiled)
     )
     enforcement.drain()
     try:
@@ -156,7 +159,7 @@ def test_write_only_rule_denies_a_write_open_and_allows_a_read(
     assert policed.exec("cat", "/etc/group").returncode == 0
     assert policed.exec("sh", "-c", "echo x >> /etc/group").returncode != 0
     (event,) = enforcement.wait_events()
-    assert (event.path, event.access, event.action) == ("/etc/group", {"write"}, "deny")
+    assert (event.path, event.access, event.action) == ("/etc/group", frozenset({"write"}), "deny")
 
 
 def test_audit_rule_records_without_denying_across_a_bind_mount(
@@ -195,7 +198,7 @@ def test_a_ruleset_written_before_prefix_markers_still_finds_its_dir_rules(
     """A daemon upgraded with containers running: until it flips them to fresh rulesets,
     they point at rulesets written without markers (and without CT_PATH_MARKERS). The
     kernel must then look at every depth, not binary-search for marks that are not there."""
-    compiled = enforcement.compiled  # type: ignore[attr-defined]
+    compiled = enforcement.compiled
     old = type(compiled)({e: s for e, s in compiled.entries.items() if any(s)})  # no markers
     old_ruleset = RULESET + 1
     enforcement.maps.write_ruleset(old_ruleset, old)

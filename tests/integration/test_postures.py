@@ -218,8 +218,9 @@ def test_code_mapped_from_outside_the_image_is_denied(drift: Container, enforcer
     assert records, enforcer.records()[-5:]
 
 
-def test_an_image_binary_changed_in_the_container_is_no_longer_the_image(drift: Container,
-                                                                         enforcer: EnforcerProcess) -> None:  # fmt: skip
+def test_an_image_binary_changed_in_the_container_is_no_longer_the_image(
+    drift: Container, enforcer: EnforcerProcess
+) -> None:  # fmt: skip
     assert drift.exec("/bin/nc", "--help").returncode != 126  # runs before (usage is fine)
     drift.exec("chmod", "0755", "/bin/nc", check=True)  # copy-up, ctime now
     _exec_denied(drift, "/bin/nc", "--help")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ spec:
 """
 CGROUP = 20_016
 INFO = ContainerInfo(id="ab" * 32, name="web", image="busybox:latest", labels={}, pid=1,
-                     cgroup=CgroupRef(Path(f"/sys/fs/cgroup/docker/{'ab' * 32}"), CGROUP))  # fmt: skip
+                     cgroup=CgroupRef(f"/sys/fs/cgroup/docker/{'ab' * 32}", CGROUP))  # fmt: skip
 
 
 @pytest.fixture
@@ -61,11 +61,11 @@ def _ruleset(loaded: Loaded) -> int:
 
 class Channel:
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Mapping[str, Any]] = []
         self.started = threading.Event()
         self.done = threading.Event()
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Mapping[str, Any]) -> None:
         self.sent.append(message)
         if "learning" in message:
             self.started.set()

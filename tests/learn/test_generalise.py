@@ -76,8 +76,8 @@ def test_the_service_policy_is_valid_and_replays_clean(tmp_path: Path) -> None:
 
 
 def test_a_deny_posture_for_each_class_with_observations_only() -> None:
-    only_exec = [(ExecOp("exec", "/bin/sh", True), 1), (NetOp("connect", "egress", "inet",
-                                                              "tcp", "127.0.0.1", 80), 1)]
+    only_exec: list[tuple[Operation, int]] = [(ExecOp("exec", "/bin/sh", True), 1),
+                                              (NetOp("connect", "egress", "inet", "tcp", "127.0.0.1", 80), 1)]
     posture = policy_of(generalise(Learned("w", "w", only_exec))).spec.posture
     assert (posture.exec, posture.egress) == ("deny", "deny")
     assert (posture.file_read, posture.file_write, posture.ingress, posture.device,
@@ -104,7 +104,7 @@ def test_writes_under_one_directory_become_a_dir_rule_and_temp_names_fold() -> N
 
 
 def test_executables_are_exact_but_mapped_libraries_fold() -> None:
-    libs = [(ExecOp("mmap_file", f"/usr/lib/lib{i}.so", True), 1) for i in range(5)]
+    libs: list[tuple[Operation, int]] = [(ExecOp("mmap_file", f"/usr/lib/lib{i}.so", True), 1) for i in range(5)]
     spec = policy_of(generalise(Learned("w", "w", SERVICE + libs))).spec
     assert spec.exec[0].paths == ("/bin/busybox", "/usr/local/bin/entrypoint.sh")
     assert spec.exec[0].dirs == ()

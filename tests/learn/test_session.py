@@ -93,8 +93,8 @@ def test_learning_copies_keep_every_rule_and_turn_allows_into_audits() -> None:
         real = copies[copy.name]
         assert copy.spec.mode == real.spec.mode and copy.spec.selector == real.spec.selector
         for kind in ("file", "exec", "device", "network", "socket"):
-            want = [("audit" if r.action == "allow" else r.action) for r in real.spec.rules(kind)]  # type: ignore[arg-type]
-            assert [r.action for r in copy.spec.rules(kind)] == want  # type: ignore[arg-type]
+            want = [("audit" if r.action == "allow" else r.action) for r in real.spec.rules(kind)]
+            assert [r.action for r in copy.spec.rules(kind)] == want
         strict = copies[copy.name].name == "strict"
         assert copy.spec.posture.exec == ("deny" if strict else "audit")
         assert (copy.spec.posture.device, copy.spec.posture.socket) == ("allow", "allow")
@@ -176,7 +176,7 @@ class FakeDaemon:
         operation of a class it judges by posture (device and socket ones stay unseen)."""
         learning = self.sessions.selection("c" * 64, self.target.selected)
         rules, postures = merge(learning), merge_postures(learning)
-        out = []
+        out: list[tuple[RuleRef, str, str, dict[str, Any], str]] = []
         for hook, target, comm in self.workload:
             op = parse_operation(hook, target)
             assert op is not None
@@ -267,9 +267,9 @@ def test_learn_writes_a_policy_that_replays_clean_against_its_recording(
     assert loaded.ok, loaded.errors
     (policy,) = [lp.policy for lp in loaded.policies]
     assert policy.spec.selector.labels == {"app": "web"} and policy.spec.mode == "audit"
-    result = replay([policy], read_events(str(rec)))
-    assert (result.denied, result.audited) == (0, 0)
-    assert result.operations > 0 and result.denied_then == 7
+    replayed = replay([policy], read_events(str(rec)))
+    assert (replayed.denied, replayed.audited) == (0, 0)
+    assert replayed.operations > 0 and replayed.denied_then == 7
 
 
 def test_a_missing_label_is_refused_before_anything_is_written(sock: Path, tmp_path: Path) -> None:

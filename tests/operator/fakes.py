@@ -11,8 +11,8 @@ from pathlib import Path
 from enforcer.compiler.rules import RuleRef, RuleTable
 from enforcer.containers.cgroups import CgroupRef
 from enforcer.containers.model import ContainerInfo
-from enforcer.policy.loader import FileResult, PolicySet, parse_text
 from enforcer.policy.errors import PolicyError
+from enforcer.policy.loader import FileResult, PolicySet, parse_text
 from enforcer.status.collect import StatusInputs, TrackedContainer, build
 from enforcer.status.model import StatusDocument
 

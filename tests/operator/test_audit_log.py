@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from structlog.testing import capture_logs
 
 from enforcer.audit.drops import DropWatch
 from enforcer.audit.events import FileEvent
-from enforcer.audit.reader import Filter, Reader, log_files, parse_since
+from enforcer.audit.reader import Filter, Reader, Record, log_files, parse_since
 from enforcer.audit.records import AuditRecord, AuditWriter
 from enforcer.audit.sink import RotatingFile
 from enforcer.cli import cli
@@ -44,7 +44,7 @@ def record(name: str = "web", path: str = "/etc/shadow", policy: str = "protect-
     return AuditRecord(event, RuleRef(policy, "file[0]"), container(name), count)
 
 
-def lines(path: Path) -> list[dict]:  # type: ignore[type-arg]
+def lines(path: Path) -> list[Record]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -165,15 +165,15 @@ def test_filters() -> None:
     r = record(name="web-1").to_json()
     assert Filter(container="web-*")(r) and Filter(container="eeb261d1")(r)
     assert not Filter(container="web")(r) and not Filter(policy="other")(r)
-    assert Filter(policy="protect-*", since=datetime.now(timezone.utc) - timedelta(minutes=1))(r)
-    assert not Filter(since=datetime.now(timezone.utc) + timedelta(minutes=1))(r)
+    assert Filter(policy="protect-*", since=datetime.now(UTC) - timedelta(minutes=1))(r)
+    assert not Filter(since=datetime.now(UTC) + timedelta(minutes=1))(r)
 
 
 def test_parse_since() -> None:
-    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     assert parse_since("1h30m", now) == now - timedelta(minutes=90)
     assert parse_since("2d", now) == now - timedelta(days=2)
-    assert parse_since("2026-11-24T18:00:00Z", now) == datetime(2026, 11, 24, 18, tzinfo=timezone.utc)
+    assert parse_since("2026-11-24T18:00:00Z", now) == datetime(2026, 11, 24, 18, tzinfo=UTC)
     with pytest.raises(EnforcerError, match="bad --since"):
         parse_since("yesterday", now)
 
@@ -238,7 +238,7 @@ def test_cli_missing_log_is_one_line_error(tmp_path: Path) -> None:
 # ----- following --------------------------------------------------------------------------
 
 
-def _follow(log: Path) -> tuple[Iterator[dict], threading.Event]:  # type: ignore[type-arg]
+def _follow(log: Path) -> tuple[Iterator[Record], threading.Event]:
     stop = threading.Event()
     return Reader().follow(log, stop=stop.is_set, poll=0.02), stop
 

@@ -51,9 +51,12 @@ def test_listens_on_loopback_only(server: tuple[MetricsServer, FakeDaemon]) -> N
 
 
 def test_metrics_per_container_policy_rule(server: tuple[MetricsServer, FakeDaemon]) -> None:
-    srv, daemon = server
+    srv, _daemon = server
     m = scrape(srv)
-    web = lambda policy, rule: (("container", "web"), ("policy", policy), ("rule", rule))  # noqa: E731
+
+    def web(policy: str, rule: str) -> tuple[tuple[str, str], ...]:
+        return (("container", "web"), ("policy", policy), ("rule", rule))
+
     assert m[("enforcer_denials_total", web("protect-credentials", "file[0]"))] == 3
     assert m[("enforcer_audits_total", web("protect-credentials", "file[1]"))] == 1
     assert m[("enforcer_audits_total", web("audit-package-managers", "exec[0]"))] == 2

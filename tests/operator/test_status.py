@@ -19,15 +19,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from enforcer.cli import cli
-from enforcer.errors import EnforcerError
-from enforcer.status.client import fetch_status
-from enforcer.policy.loader import parse_text
-from enforcer.status.collect import TrackedContainer, rule_action, start_window_note
-from enforcer.status.render import render
-from rich.console import Console
 from enforcer.compiler.rules import RuleRef
+from enforcer.errors import EnforcerError
+from enforcer.policy.loader import parse_text
+from enforcer.status.client import fetch_status
+from enforcer.status.collect import TrackedContainer, rule_action, start_window_note
+from enforcer.status.model import StatusDocument
+from enforcer.status.render import render
 from enforcer.status.server import StatusServer
 from tests.operator.fakes import FakeDaemon, container, policy_set
 from tests.unix_peer import request_as
@@ -136,7 +137,7 @@ def test_a_live_socket_is_not_stolen(served: Path, daemon: FakeDaemon) -> None:
 def test_snapshot_failure_is_an_error_reply_not_a_dead_server(tmp_path: Path, daemon: FakeDaemon) -> None:
     calls = iter([RuntimeError("boom")])
 
-    def flaky():  # type: ignore[no-untyped-def]
+    def flaky() -> StatusDocument:
         for exc in calls:
             raise exc
         return daemon.snapshot()

@@ -50,7 +50,8 @@ def test_shipped_and_sample_policies_read_the_same_both_ways(text: str) -> None:
 SCALARS = [
     "plain", "'quoted'", '"double \\t"', "true", "False", "TRUE", "null", "~", "", "Null",
     "12", "-3", "+4", "0777", "012", "00", "yes", "no", "on", "off", "/etc/shadow",
-    "web-*", "169.254.169.254/32", "fd00:ec2::254/128", "8000-8100", "1:20", "-x", "[80, 443]", "{a: 1, b: [x, y]}", "|\n    block\n    text", ">-\n    folded",
+    "web-*", "169.254.169.254/32", "fd00:ec2::254/128", "8000-8100", "1:20", "-x", "[80, 443]",
+    "{a: 1, b: [x, y]}", "|\n    block\n    text", ">-\n    folded",
 ]
 
 
@@ -79,9 +80,10 @@ def test_empty_documents_are_none() -> None:
 
 
 def test_an_invalid_policy_still_gets_ruamels_exact_error() -> None:
-    text = HEADER + "metadata:\n  name: x\nspec:\n  file:\n  - action: deny\n    paths: [/etc/shadow]\n    acess: [read]\n"
+    text = HEADER + ("metadata:\n  name: x\nspec:\n  file:\n  - action: deny\n    paths: [/etc/shadow]\n"
+                     "    acess: [read]\n")
     _, errors = parse_text(text, "f.yaml")
-    assert [str(e) for e in errors][0].startswith("f.yaml:9:5: spec.file[0]: unknown key 'acess'")
+    assert str(errors[0]).startswith("f.yaml:9:5: spec.file[0]: unknown key 'acess'")
 
 
 def test_a_large_policy_takes_the_fast_path() -> None:

@@ -43,8 +43,8 @@ SEEDS = [
     "  socket:\n    - {action: deny, families: [packet], types: [raw]}\n",
 ]
 SPEC_EXAMPLE = Path(__file__).parent.joinpath("samples", "spec_example.yaml").read_text()
-YAML_BITS = list(":-[]{}#&*!|>'\"%@`,? \t\n") + ["---", "...", "\n  ", "\n- ", ": ", "~", "null",
-                                                  "0x1F", "1e9", "-1", "'*'", "\ufeff", "\x00", "é"]  # fmt: skip
+YAML_BITS = [*":-[]{}#&*!|>'\"%@`,? \t\n", "---", "...", "\n  ", "\n- ", ": ", "~", "null",
+             "0x1F", "1e9", "-1", "'*'", "\ufeff", "\x00", "é"]  # fmt: skip
 KEYS = ["apiVersion", "kind", "metadata", "name", "description", "spec", "selector", "containerNames",
         "images", "labels", "mode", "posture", "file", "exec", "device", "network", "socket", "action",
         "paths", "dirs", "access", "origin", "type", "major", "minor", "direction", "protocol", "cidrs",

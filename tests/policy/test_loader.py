@@ -4,6 +4,7 @@ FILE:LINE:COL positions (1-based, pointing at the offending key or value)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from tests.policy.conftest import HEADER, SAMPLES, doc
 
 
 def errors_of(text: str) -> list[str]:
-    policies, errors = parse_text(text, "f.yaml")
+    _, errors = parse_text(text, "f.yaml")
     return [str(e) for e in errors]
 
 
@@ -40,7 +41,7 @@ def test_spec_example_loads() -> None:
     assert p.spec.network[0].ports == ((80, 80), (8000, 8100))
     assert p.spec.device[0].rule_id == "device[0]"
     assert p.spec.socket[0].family_numbers == {17}
-    assert p.spec.socket[0].type_numbers == {3}
+    assert p.spec.socket[0].type_numbers == frozenset({3})
 
 
 def test_multi_document_file_and_empty_documents() -> None:
@@ -182,7 +183,7 @@ def test_error_positions(text: str, expected: str) -> None:
 
 
 def test_ports_report_every_bad_entry() -> None:
-    text = CASES[[i for i, c in enumerate(CASES) if "ports[1]" in c[1]][0]][0]
+    text = next(c for c in CASES if "ports[1]" in c[1])[0]
     assert errors_of(text) == [
         "f.yaml:10:19: spec.network[0].ports[1]: port out of range: 0 (1..65535)",
         "f.yaml:10:22: spec.network[0].ports[2]: port range '9-8' is reversed "
@@ -193,7 +194,7 @@ def test_ports_report_every_bad_entry() -> None:
     ]
 
 
-def test_one_bad_document_rejects_the_whole_file(write) -> None:  # type: ignore[no-untyped-def]
+def test_one_bad_document_rejects_the_whole_file(write: Callable[[str, str], str]) -> None:
     path = write("p.yaml", doc("good") + "---\n" + doc("bad", "spec: {mode: x}"))
     result = load_file(path)
     assert not result.ok

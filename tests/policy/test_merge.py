@@ -157,7 +157,7 @@ def _covers(rule_access: list[str], bit: str) -> bool:
 
 
 @pytest.mark.parametrize("deny_access", RULE_ACCESS)
-@pytest.mark.parametrize("allow_access", RULE_ACCESS + [None])
+@pytest.mark.parametrize("allow_access", [*RULE_ACCESS, None])
 @pytest.mark.parametrize("req", ACCESS_SETS)
 def test_access_table(deny_access: list[str], allow_access: list[str] | None,
                       req: set[str]) -> None:

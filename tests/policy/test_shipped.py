@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from enforcer.policy.loader import load_directory
-from enforcer.policy.merge import decide_exec, decide_file, merge
+from enforcer.policy.merge import EffectiveRule, decide_exec, decide_file, merge
 from enforcer.policy.selector import policies_for
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
-def rules_for(name: str = "web", image: str = "nginx:1.25", labels: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def rules_for(name: str = "web", image: str = "nginx:1.25",
+              labels: dict[str, str] | None = None) -> tuple[EffectiveRule, ...]:
     ps = load_directory(POLICIES)
     assert ps.ok, ps.errors
     return merge(policies_for(ps, name, image, labels or {}))

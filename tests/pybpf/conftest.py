@@ -123,7 +123,7 @@ def cgroup() -> Iterator[Cgroup]:
     finally:
         # Children exit before we get here; if one lingers it is ours: move it out first.
         with open(os.path.join(path, "cgroup.procs")) as f:
-            left = [pid for pid in f.read().split()]
+            left = list(f.read().split())
         for pid in left:
             with open(os.path.join(root, "cgroup.procs"), "w") as f:
                 f.write(pid)

@@ -13,10 +13,10 @@ from enforcer.pybpf import BpfObject, Btf, BtfFormatError
 
 pytestmark = pytest.mark.host_bpf
 
-PROBE_FIELDS = (
-    "event_size off_pid off_kind off_proto off_port off_addr off_comm off_sock_type off_u "
-    "off_tail key_size off_key_ino value_size"
-).split()
+PROBE_FIELDS = [
+    "event_size", "off_pid", "off_kind", "off_proto", "off_port", "off_addr", "off_comm", "off_sock_type", "off_u",
+    "off_tail", "key_size", "off_key_ino", "value_size",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def compiler_says(obj: BpfObject, btf: Btf) -> dict[str, int]:
     """sizeof/offsetof as computed by clang, reported by the layout_probe program."""
     size = ctypes.sizeof(btf.struct("layout_probe"))
     ctx = obj.program("layout_probe").test_run(bytes(size)).ctx
-    return dict(zip(PROBE_FIELDS, struct.unpack(f"={len(PROBE_FIELDS)}I", ctx)))
+    return dict(zip(PROBE_FIELDS, struct.unpack(f"={len(PROBE_FIELDS)}I", ctx), strict=True))
 
 
 def test_struct_sizes_equal_the_map_sizes_libbpf_reports(obj: BpfObject, btf: Btf) -> None:

@@ -158,7 +158,7 @@ def test_batch_falls_back_to_one_by_one_where_the_kernel_has_no_batch_op(
     assert m.update_batch(keys, [b"\0" * 4] * 20) == 20
     assert m.batch_supported is False
     assert m.count() == 20
-    assert m.delete_batch(keys[:5] + [lpm_key("127.250.0.0/16")]) == 5  # missing key skipped
+    assert m.delete_batch([*keys[:5], lpm_key("127.250.0.0/16")]) == 5  # missing key skipped
     assert m.count() == 15
     assert len(calls) == 1  # learnt once, not retried per call
 
@@ -197,7 +197,7 @@ def test_batch_update_of_100k_entries(obj: BpfObject, btf: Btf) -> None:
     vals = [value(btf, i) for i in range(n)]
 
     t0 = time.perf_counter()
-    for k, v in zip(keys, vals):
+    for k, v in zip(keys, vals, strict=True):
         m.update(k, v)
     one_by_one = time.perf_counter() - t0
     assert m.count() == n

@@ -27,9 +27,9 @@ def test_open_lists_programs_and_maps_by_name_before_load(testprog_path: Path) -
 
 
 def test_unknown_names_say_what_exists(obj: BpfObject) -> None:
-    with pytest.raises(KeyError, match="has no program 'nope'.*deny_connect4"):
+    with pytest.raises(KeyError, match=r"has no program 'nope'.*deny_connect4"):
         obj.program("nope")
-    with pytest.raises(KeyError, match="has no map 'nope'.*hash_map"):
+    with pytest.raises(KeyError, match=r"has no map 'nope'.*hash_map"):
         obj.map("nope")
 
 

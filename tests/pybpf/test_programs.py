@@ -108,9 +108,8 @@ def test_update_program_swaps_the_program_behind_a_link(obj: BpfObject, cgroup: 
 
 
 def test_update_program_of_another_type_fails_clearly(obj: BpfObject, cgroup: Cgroup) -> None:
-    with obj.program("deny_connect4").attach_cgroup(cgroup.path) as link:
-        with pytest.raises(BpfError) as info:
-            link.update_program(obj.program("deny_raw_socket"))
+    with obj.program("deny_connect4").attach_cgroup(cgroup.path) as link, pytest.raises(BpfError) as info:
+        link.update_program(obj.program("deny_raw_socket"))
     assert info.value.errno in (22, 1)  # EINVAL (type mismatch)
     assert "deny_raw_socket" in str(info.value) and "deny_connect4" in str(info.value)
 
@@ -168,7 +167,7 @@ def test_syscall_program_test_run_and_run_time_stats(obj: BpfObject) -> None:
 
 
 def test_test_run_of_an_unloaded_program_says_so(obj: BpfObject) -> None:
-    with pytest.raises(BpfError, match="lsm_file_open.*not loaded"):
+    with pytest.raises(BpfError, match=r"lsm_file_open.*not loaded"):
         obj.program("lsm_file_open").test_run(b"")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, TypedDict
 
 import pytest
 
@@ -13,14 +14,20 @@ from enforcer.runtime.install import install, uninstall
 from enforcer.runtime.protocol import ShimConfig
 
 
-def _paths(tmp_path: Path) -> dict[str, Path]:
+class _Paths(TypedDict):
+    daemon_json: Path
+    config_path: Path
+
+
+def _paths(tmp_path: Path) -> _Paths:
     return {"daemon_json": tmp_path / "daemon.json", "config_path": tmp_path / "enforcer" / "runtime.json"}
 
 
 def test_install_sets_the_default_runtime_and_keeps_everything_else(tmp_path: Path) -> None:
     p = _paths(tmp_path)
-    original = {"log-driver": "journald", "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
-                "default-runtime": "nvidia"}  # fmt: skip
+    original: dict[str, Any] = {"log-driver": "journald",
+                                "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
+                                "default-runtime": "nvidia"}  # fmt: skip
     p["daemon_json"].write_text(json.dumps(original))
     p["daemon_json"].chmod(0o600)
     result = install(**p, shim="/usr/local/bin/enforcer-runc", runc="/usr/sbin/runc")
