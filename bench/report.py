@@ -92,7 +92,8 @@ def _detail_lines(res: dict[str, Any]) -> list[str]:
                          f"{r['off_ns']:.0f} | {r['on_ns']:.0f} |")
         if kernel.get("postures"):
             lines += ["", "Postures: the same allowed operations under `posture: {exec: deny, fileRead: deny, "
-                      "fileWrite: deny}` vs postures all allow (same rules, incl. a deny rule no case touches; same run):", "",
+                      "fileWrite: deny}` vs postures all allow (same rules, incl. a deny rule no case touches; "
+                      "same run):", "",
                       "| operation | ratio deny/allow | allow ns | deny ns |", "|---|---|---|---|"]
             for name, r in kernel["postures"].items():
                 lines.append(f"| {name} | {r['ratio']:.3f} | {r['off_ns']:.0f} | {r['on_ns']:.0f} |")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from enforcer import doctor
+from enforcer.containers.tracker import docker_base_url
 from enforcer.doctor import FAIL, OK, WARN, Check
 from enforcer.pybpf import BpfError
 
@@ -104,8 +105,8 @@ def test_check_lsm_load_explains_refusal(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_check_docker_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/env.sock")
-    assert doctor.docker_base_url(None) == f"unix://{tmp_path}/env.sock"
-    assert doctor.docker_base_url("tcp://1.2.3.4:2375") == "tcp://1.2.3.4:2375"
+    assert docker_base_url(None) == f"unix://{tmp_path}/env.sock"
+    assert docker_base_url("tcp://1.2.3.4:2375") == "tcp://1.2.3.4:2375"
     c = doctor.check_docker(f"unix://{tmp_path}/nothing.sock", timeout=1)
     assert c.status == FAIL and f"{tmp_path}/nothing.sock" in c.finding and c.fix
     assert "--docker-host" in c.fix
