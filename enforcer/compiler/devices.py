@@ -1,7 +1,7 @@
 """Device rules -> dev_rules entries, one per (type, major, minor) a rule names.
 
 The kernel looks a device up at up to eight wildcard levels, most specific first (exact
-major, then exact minor, then exact type: see merge.decide_device), and per access class
+major, then exact minor, then exact type: see reference.decide_device), and per access class
 (read, write, mknod) takes the first rule it meets. Rules naming the same (type, major,
 minor) are a tie, settled here: deny beats audit beats allow, then merge order.
 """
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from enforcer.compiler.paths import ACTION_CODES, Slot
 from enforcer.compiler.rules import RuleRef, RuleTable
-from enforcer.policy.merge import DEVICE_ACCESS_ORDER, EffectiveRule
+from enforcer.policy.merge import EffectiveRule
 from enforcer.policy.model import DeviceRule
+from enforcer.policy.reference import DEVICE_ACCESS_ORDER
 
 READ, WRITE, MKNOD = 0, 1, 2  # enum abi_dev_access slots, in DEVICE_ACCESS_ORDER
 # enum abi_dev_match level bits

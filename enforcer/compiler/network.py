@@ -3,7 +3,7 @@
 The kernel does one longest-prefix lookup, so each entry carries everything that can decide
 for an address under its prefix: the (port range, protocol) of every rule whose CIDR is
 that prefix or a shorter one covering it, sorted most specific first (the order of
-merge.decide_network: longer prefix, narrower port range, named protocol; then deny > audit >
+reference.decide_network: longer prefix, narrower port range, named protocol; then deny > audit >
 allow; then merge order). The kernel takes the first entry that matches the port and
 protocol. An entry that an earlier one with the same ports and protocol hides is dropped.
 """
@@ -17,13 +17,9 @@ from dataclasses import dataclass, field
 from enforcer.compiler.paths import ACTION_CODES
 from enforcer.compiler.rules import RuleRef, RuleTable
 from enforcer.errors import EnforcerError
-from enforcer.policy.merge import (
-    ALL_PORTS,
-    IP_PROTOCOLS,
-    EffectiveRule,
-    network_specificity,
-)
+from enforcer.policy.merge import EffectiveRule
 from enforcer.policy.model import NetworkRule
+from enforcer.policy.reference import ALL_PORTS, IP_PROTOCOLS, network_specificity
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROTO_ANY = 0

@@ -1,7 +1,7 @@
 """Socket rules -> sock_rules entries, one per (family, type) a rule names (type 0: any).
 
 The kernel looks up (family, type), then (family, any): a rule naming the type is the more
-specific (merge.decide_socket). Rules naming the same key are a tie: deny > audit > allow,
+specific (reference.decide_socket). Rules naming the same key are a tie: deny > audit > allow,
 then merge order.
 
 cgroup/sock_create runs for the inet families only; rules for other families (packet,

@@ -1,7 +1,7 @@
 """One operation of a container (an exec, a file open, a connect...), as a learn recording
 and an audit record both describe it, and the decision a set of policies makes for it.
 
-The decision is the policy model's reference (enforcer.policy.merge.decide_*), the same
+The decision is the policy model's reference (enforcer.policy.reference.decide_*), the same
 functions the compiler is tested against: replay and learning judge as the kernel does.
 A record's `hook` and `target` (SPEC "Audit record") are the whole description:
 - exec, mmap_file: {path, origin?}; judged by the exec rules. `origin` ("image" | "other")
@@ -20,18 +20,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from enforcer.policy.merge import (
-    Decision,
-    EffectiveRule,
-    Postures,
-    decide_device,
-    decide_exec,
-    decide_file,
-    decide_network,
-    decide_socket,
-)
+from enforcer.policy.merge import EffectiveRule, Postures
 from enforcer.policy.model import ADDRESS_FAMILIES, SOCKET_TYPES
 from enforcer.policy.paths import normalize_path
+from enforcer.policy.reference import Decision, decide_device, decide_exec, decide_file, decide_network, decide_socket
 
 EXEC_HOOKS = frozenset({"exec", "mmap_file"})
 EGRESS_HOOKS = frozenset({"connect", "sendmsg", "egress"})

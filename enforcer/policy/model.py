@@ -220,7 +220,7 @@ class FileRule(_Rule):
     """Exact `paths` and/or `dirs` (the directory itself and everything below it).
 
     `access` any = read and write. Opening for read+write is checked per access bit; the
-    request is denied if either bit is denied (see merge.decide_file).
+    request is denied if either bit is denied (see reference.decide_file).
     """
 
     paths: tuple[AbsPath, ...] = ()
@@ -243,7 +243,7 @@ class FileRule(_Rule):
 class ExecRule(_Rule):
     """Executables by exact path and/or everything below `dirs`, or by `origin: image`: any
     file that came with the container's image, unchanged since the container started (the
-    caller of merge.decide_exec establishes that fact).
+    caller of reference.decide_exec establishes that fact).
 
     An origin rule names no paths: "this path, if from the image" would be a second,
     conjunctive kind of match, and two plain rules say it without one. Being about where a

@@ -1,5 +1,5 @@
 """Python mirrors of the cgroup programs' lookups (bpf/cgroup_*.bpf.c), run over compiled
-map entries: compiler + kernel algorithm must give the reference decision (merge.decide_*)."""
+map entries: compiler + kernel algorithm must give the reference decision (reference.decide_*)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from enforcer.compiler.network import PROTO_ANY, CompiledNetwork
 from enforcer.compiler.paths import ACTION_CODES, CompiledPaths, PathEntry, Slot
 from enforcer.compiler.rules import RuleTable
 from enforcer.compiler.sockets import ANY_TYPE, CompiledSockets, SocketKey
-from enforcer.policy.merge import DEVICE_ACCESS_ORDER, IP_PROTOCOLS, Decision
 from enforcer.policy.model import ADDRESS_FAMILIES, SOCKET_TYPES
+from enforcer.policy.reference import DEVICE_ACCESS_ORDER, IP_PROTOCOLS, Decision
 
 ACTION_NAMES = {v: k for k, v in ACTION_CODES.items()}
 Outcome = tuple[str, str, str] | None  # (action, policy, rule id)

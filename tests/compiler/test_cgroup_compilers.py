@@ -17,14 +17,9 @@ from enforcer.compiler.rules import RuleTable
 from enforcer.compiler.sockets import compile_sockets
 from enforcer.errors import EnforcerError
 from enforcer.policy.loader import load_file
-from enforcer.policy.merge import (
-    EffectiveRule,
-    decide_device,
-    decide_network,
-    decide_socket,
-    merge,
-)
+from enforcer.policy.merge import EffectiveRule, merge
 from enforcer.policy.model import Policy
+from enforcer.policy.reference import decide_device, decide_network, decide_socket
 from tests.compiler import kernel_model as km
 
 SLOTS = 32  # ABI_NET_SLOTS

@@ -1,7 +1,7 @@
 """File and exec rules: the compiled path entries, looked up the way lsm_file.bpf.c does
 (binary search for the deepest prefix with an entry, then exact, then dir rules deepest
 first; tests.compiler.kernel_model.path_lookup), give the reference decision of
-merge.decide_file / decide_exec for every path, over generated policies."""
+reference.decide_file / decide_exec for every path, over generated policies."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from enforcer.compiler.paths import READ, WRITE, PathEntry, compile_paths
 from enforcer.compiler.rules import RuleTable
-from enforcer.policy.merge import EffectiveRule, decide_exec, decide_file, merge
+from enforcer.policy.merge import EffectiveRule, merge
 from enforcer.policy.model import Policy
+from enforcer.policy.reference import decide_exec, decide_file
 from tests.compiler import kernel_model as km
 
 # A small tree, so generated rules and queried paths overlap often.

@@ -1,7 +1,7 @@
 """Postures and `origin: image`: the compiled postures word and flags, read the way
 lsm_file.bpf.c and cgroup_net.bpf.c read them (apply_postures, net_posture; mirrored in
 `kernel_decision` below) on top of the compiled rule lookups, give the reference decision
-of merge.decide_file / decide_exec / decide_network with postures, over generated policies."""
+of reference.decide_file / decide_exec / decide_network with postures, over generated policies."""
 
 from __future__ import annotations
 
@@ -18,14 +18,9 @@ from enforcer.compiler.rules import RuleTable
 from enforcer.errors import EnforcerError
 from enforcer.kernel.abi import Abi
 from enforcer.kernel.build import ensure_built
-from enforcer.policy.merge import (
-    decide_exec,
-    decide_file,
-    decide_network,
-    merge,
-    merge_postures,
-)
+from enforcer.policy.merge import merge, merge_postures
 from enforcer.policy.model import Policy
+from enforcer.policy.reference import decide_exec, decide_file, decide_network
 from tests.compiler import kernel_model as km
 from tests.compiler.test_path_lookup import TREE, exec_rule, file_rule
 

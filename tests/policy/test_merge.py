@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from enforcer.policy.loader import load_file
-from enforcer.policy.merge import Decision, EffectiveRule, decide_exec, decide_file, merge
+from enforcer.policy.merge import EffectiveRule, merge
 from enforcer.policy.model import Policy
+from enforcer.policy.reference import Decision, decide_exec, decide_file
 from tests.policy.conftest import SAMPLES
 
 

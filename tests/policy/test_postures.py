@@ -8,19 +8,9 @@ from typing import Any
 import pytest
 
 from enforcer.policy.loader import parse_text
-from enforcer.policy.merge import (
-    POSTURE_CLASSES,
-    Decision,
-    PostureDecision,
-    decide_device,
-    decide_exec,
-    decide_file,
-    decide_network,
-    decide_socket,
-    merge,
-    merge_postures,
-)
+from enforcer.policy.merge import POSTURE_CLASSES, PostureDecision, merge, merge_postures
 from enforcer.policy.model import Policy, Posture
+from enforcer.policy.reference import Decision, decide_device, decide_exec, decide_file, decide_network, decide_socket
 from tests.policy.conftest import doc
 
 

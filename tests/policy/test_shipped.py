@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from enforcer.policy.loader import load_directory
-from enforcer.policy.merge import EffectiveRule, decide_exec, decide_file, merge
+from enforcer.policy.merge import EffectiveRule, merge
+from enforcer.policy.reference import decide_exec, decide_file
 from enforcer.policy.selector import policies_for
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
