@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import structlog
 from enforcer.audit.events import Event, EventDecoder
 from enforcer.audit.losses import LossAccountant
 from enforcer.audit.records import UNRESOLVED, AuditFolder, AuditRecord, AuditWriter, LossRecord
-from enforcer.compiler.postures import CompiledPostures, compile_postures, posture_ref
+from enforcer.compiler.postures import CompiledPostures, posture_ref
 from enforcer.compiler.rules import RuleRef, RuleTable, reserved_refs
 from enforcer.containers.cgroups import cgroup_of_pid, container_cgroup_path
 from enforcer.containers.model import ContainerInfo, docker_time_ns
@@ -32,8 +32,6 @@ from enforcer.kernel.build import ensure_built
 from enforcer.kernel.enforcement import (
     Enforcement,
     PerContainerRules,
-    RulesetPart,
-    merge_container_fields,
 )  # fmt: skip
 from enforcer.kernel.loader import DEFAULT_PIN_ROOT, Loaded
 from enforcer.kernel.policy_maps import PolicyMaps
@@ -48,19 +46,18 @@ from enforcer.kernel.state import (
 )
 from enforcer.learn.recording import ContainerFacts
 from enforcer.learn.session import Channel, LearnSessions, LearnTarget, serve_learn
-from enforcer.policy.loader import ParseCache, PolicySet, load_directory, policy_digest
-from enforcer.policy.merge import merge, merge_postures
+from enforcer.policy.loader import ParseCache, PolicySet, load_directory
 from enforcer.policy.model import Policy
 from enforcer.policy.selector import every_container_policies, policies_for
 from enforcer.policy.watch import PolicyWatcher
 from enforcer.pybpf import RingBuffer
+from enforcer.rulesets import RulesetKey, Rulesets, policy_names, ruleset_key
 from enforcer.runtime.registrar import RegistrationServer
 from enforcer.status.collect import StatusInputs, TrackedContainer, build
 from enforcer.status.model import StatusDocument
 
 log = structlog.get_logger(__name__)
 
-RulesetKey = tuple[str, ...]  # "name@digest" of each selected policy, in selection order
 RETRY_BACKOFF = (0.5, 30.0)  # seconds: first retry of a failed enforcement, and the cap
 
 
@@ -75,22 +72,6 @@ class _Failure:
     retry_at: float  # on the daemon's clock (monotonic)
 # The user of the ruleset that containers not registered yet get (CT_KEY_STARTING).
 STARTING = "(containers not registered yet)"
-
-
-@dataclass
-class _Ruleset:
-    id: int
-    parts: dict[str, RulesetPart]
-    users: set[str] = field(default_factory=set)  # container ids
-    postures: CompiledPostures = field(default_factory=CompiledPostures)
-
-    def container_fields(self, abi: Any = None) -> dict[str, int]:
-        """The container entry's fields: every enforcement's, and (given the ABI) the
-        postures word with the flags of the hooks the postures need."""
-        parts = list(self.parts.values())
-        if abi is not None:
-            parts.append(RulesetPart(None, self.postures.container_fields(abi)))
-        return merge_container_fields(parts)
 
 
 @dataclass(frozen=True)
@@ -124,8 +105,7 @@ class Daemon:
         self._store = RuleTableStore(state_file(config.pin_root, config.state_dir))
         self._policy_store = PolicyStore(policies_file(config.pin_root, config.state_dir))
         self._table: RuleTable = self._store.load()
-        self._rulesets: dict[RulesetKey, _Ruleset] = {}
-        self._next_ruleset = 1
+        self._rulesets = Rulesets(on_written=lambda: self._store.save(self._table))
         self._containers: dict[str, tuple[ContainerInfo, RulesetKey]] = {}
         self._by_cgroup: dict[int, ContainerInfo] = {}
         self._policies: PolicySet | None = None
@@ -227,7 +207,7 @@ class Daemon:
         self._inherited.pop(self._starting_cgroup_key(), None)  # rewritten, not a container
         for enf in self._enforcements:
             in_kernel |= enf.rulesets_in_kernel()
-        self._next_ruleset = max(in_kernel, default=0) + 1
+        self._rulesets.use(self._enforcements, in_kernel)
         if self._inherited:
             log.info("taking over from an earlier run", containers=len(self._inherited),
                      rulesets=len(in_kernel))  # fmt: skip
@@ -246,7 +226,7 @@ class Daemon:
                 self._maps.remove_container(cgroup_id)
             self._inherited = {cg: rs for cg, rs in self._inherited.items() if cg in live
                                and cg not in {i.cgroup.id for i, _ in self._containers.values()}}  # fmt: skip
-            keep = {rs.id for rs in self._rulesets.values()}
+            keep = self._rulesets.ids()
             for enf in self._enforcements:
                 enf.prune(keep)
         if gone:
@@ -398,13 +378,9 @@ class Daemon:
             assert self._policies is not None
             selected = self.learning.selection(
                 info.id, policies_for(self._policies, info.name, info.image, info.labels))
-            key = tuple(f"{p.name}@{policy_digest(p)}" for p in selected)
+            key = ruleset_key(selected)
             previous = self._containers.get(info.id)
-            rs = self._rulesets.get(key)
-            if rs is None:
-                rs = self._write_ruleset(selected)
-                self._rulesets[key] = rs
-                self._store.save(self._table)  # new rule ids must survive a kill -9
+            rs = self._rulesets.get_or_write(key, selected)
             # Attachments made here are undone on failure, unless the cgroup was already
             # enforced (by this run, or pinned by an earlier one): that must stay.
             fresh = previous is None and info.cgroup.id not in self._inherited
@@ -423,7 +399,7 @@ class Daemon:
                     for enf in self._enforcements:
                         self._quietly(enf.detach, info)
                 if not rs.users:
-                    self._quietly(self._release_ruleset, key, "")
+                    self._quietly(self._rulesets.release, key, "")
                 raise
             if previous is None:
                 self._start_windows[info.id] = self._start_window(info)
@@ -432,7 +408,7 @@ class Daemon:
             self._by_cgroup[info.cgroup.id] = info
             self._inherited.pop(info.cgroup.id, None)
             if previous is not None and previous[1] != key:
-                self._release_ruleset(previous[1], info.id)
+                self._rulesets.release(previous[1], info.id)
             recovered = self._failed.pop(info.id, None)
         if recovered is not None:
             log.warning("container enforced after failing", container=info.name,
@@ -511,7 +487,7 @@ class Daemon:
             for enf in self._enforcements:
                 enf.detach(info)
             self._by_cgroup.pop(info.cgroup.id, None)
-            self._release_ruleset(key, container_id)
+            self._rulesets.release(key, container_id)
             self._registered_early.discard(container_id)
             self._start_windows.pop(container_id, None)
         log.info("container released", container=info.name, container_id=info.short_id)
@@ -527,7 +503,7 @@ class Daemon:
         if self._maps is None or self._policies is None:
             return
         selected = every_container_policies(self._policies)
-        key = tuple(f"{p.name}@{policy_digest(p)}" for p in selected)
+        key = ruleset_key(selected)
         cgroup_key = self._starting_cgroup_key()
         try:
             self._point_starting_entry(selected, key, cgroup_key)
@@ -549,16 +525,12 @@ class Daemon:
                 maps.remove_container(cgroup_key)
                 self._starting_key = None
             else:
-                rs = self._rulesets.get(key)
-                if rs is None:
-                    rs = self._write_ruleset(selected)
-                    self._rulesets[key] = rs
-                    self._store.save(self._table)
+                rs = self._rulesets.get_or_write(key, selected)
                 rs.users.add(STARTING)
                 maps.set_container(cgroup_key, rs.id, rs.container_fields(self._abi()))
                 self._starting_key = key
             if previous is not None and previous != self._starting_key:
-                self._release_ruleset(previous, STARTING)
+                self._rulesets.release(previous, STARTING)
 
     # ----- rulesets -------------------------------------------------------------------------
     def _abi(self) -> Any:
@@ -574,33 +546,6 @@ class Daemon:
         state.set_image_time(info.cgroup.id, info.created_ns)
         if first:
             state.mark_judged(Path(info.cgroup.path), self._loaded.abi.const("TASK_JUDGED"))
-
-    def _write_ruleset(self, selected: Sequence[Policy]) -> _Ruleset:
-        rules = merge(selected)
-        # Refused before anything is written: a posture the kernel cannot enforce.
-        postures = compile_postures(rules, merge_postures(selected))
-        rid = self._next_ruleset
-        self._next_ruleset += 1
-        parts: dict[str, RulesetPart] = {}
-        try:
-            for enf in self._enforcements:
-                parts[enf.name] = enf.write_ruleset(rid, rules)  # each kind: all or nothing
-        except Exception:
-            for enf in self._enforcements:  # and the kinds written before the failing one
-                if enf.name in parts:
-                    self._quietly(enf.delete_ruleset, rid, parts[enf.name])
-            raise
-        return _Ruleset(rid, parts, postures=postures)
-
-    def _release_ruleset(self, key: RulesetKey, container_id: str) -> None:
-        rs = self._rulesets.get(key)
-        if rs is None:
-            return
-        rs.users.discard(container_id)
-        if not rs.users:
-            for enf in self._enforcements:
-                enf.delete_ruleset(rs.id, rs.parts[enf.name])
-            del self._rulesets[key]
 
     # ----- audit ----------------------------------------------------------------------------
     def event_sink(self, decoder: EventDecoder) -> Callable[[bytes], None]:
@@ -692,7 +637,7 @@ class Daemon:
         info = self._by_cgroup.get(cgroup_id)
         key = self._containers[info.id][1] if info is not None and info.id in self._containers \
             else self._starting_key  # not registered yet: judged by the starting entry
-        rs = self._rulesets.get(key) if key is not None else None
+        rs = self._rulesets.get(key)
         return rs.postures if rs is not None else None
 
     # ----- operator view (enforcer status, metrics) ---------------------------------------
@@ -703,7 +648,7 @@ class Daemon:
     def snapshot(self) -> StatusDocument:
         with self._lock:
             failed = dict(self._failed)
-            tracked = [TrackedContainer(info, tuple(k.split("@", 1)[0] for k in key),
+            tracked = [TrackedContainer(info, policy_names(key),
                                         rs.id if (rs := self._rulesets.get(key)) else None,
                                         error=failed[info.id].reason if info.id in failed else None,
                                         start_window=self._start_windows.get(info.id))

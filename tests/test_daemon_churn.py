@@ -157,7 +157,8 @@ def test_containers_not_registered_yet_get_the_every_container_policies_and_foll
     value = loaded.maps["containers"].lookup(STARTING_KEY)
     assert value is not None
     assert loaded.abi.layout("container").decode(value)["flags"] & loaded.abi.const("CT_FILE_RULES")
-    assert d._rulesets[d._starting_key].users == {"(containers not registered yet)"}  # type: ignore[index]
+    starting = d._rulesets.get(d._starting_key)
+    assert starting is not None and starting.users == {"(containers not registered yet)"}
 
     # a policy edit moves the entry to the new ruleset and drops the old one
     parsed, errors = parse_text(POLICIES.replace("/root/.ssh", "/root/.gnupg"), "test.yaml")

@@ -112,7 +112,7 @@ def test_a_learning_container_moves_to_its_learning_ruleset_and_back(
     # back on a ruleset of the real policies, and the learning ruleset is gone
     assert _ruleset(loaded) != learning
     assert [k.split("@")[0] for k in d._containers[INFO.id][1]] == ["web"]
-    assert not any("enforcer-learn" in k for key in d._rulesets for k in key)
+    assert not any("enforcer-learn" in k for key in d._rulesets.keys() for k in key)
 
 
 def test_learning_an_unknown_container_changes_nothing(
