@@ -23,8 +23,8 @@ from enforcer.audit.losses import LossAccountant
 from enforcer.audit.records import UNRESOLVED, AuditFolder, AuditRecord, AuditWriter, LossRecord
 from enforcer.compiler.postures import CompiledPostures, posture_ref
 from enforcer.compiler.rules import RuleRef, RuleTable, reserved_refs
-from enforcer.containers.cgroups import cgroup_of_pid, container_cgroup_path
-from enforcer.containers.model import ContainerInfo, docker_time_ns
+from enforcer.containers.created import CreatedContainers
+from enforcer.containers.model import ContainerInfo
 from enforcer.containers.startwindow import process_age_seconds
 from enforcer.containers.tracker import DockerTracker
 from enforcer.errors import EnforcerError
@@ -116,9 +116,8 @@ class Daemon:
         self._inherited: dict[int, int] = {}  # cgroup id -> ruleset, left by an earlier run
         self._losses: LossAccountant | None = None  # set by use_kernel
         self._loss_marks: tuple[int, ...] | None = None  # kernel stats at the last loss check
-        self._docker: Any = None  # client for the runtime shim's lookups (lazy)
+        self._created = CreatedContainers(config.docker_host)  # what enforcer-runc registers
         self._starting_key: RulesetKey | None = None  # ruleset of the CT_KEY_STARTING entry
-        self._list_created: dict[str, int] = {}  # container id -> Created from Docker's list
         self._starting_retry_at: float | None = None  # its last write failed: retry then
         self._registered_early: set[str] = set()  # container ids enforcer-runc registered
         self._start_windows: dict[str, float | None] = {}  # container id -> seconds (status)
@@ -307,26 +306,8 @@ class Daemon:
     # ----- runtime shim (start race) --------------------------------------------------------
     def register_from_runtime(self, container_id: str, pid: int, bundle: str) -> None:
         """enforcer-runc, between `runc create` and `runc start`: put the container under its
-        policies now. dockerd holds this container's lock while it starts it, so it is not
-        inspected: name, image and labels come from the container list (lock-free in dockerd)."""
-        if pid <= 0:
-            raise EnforcerError(f"container {container_id[:12]}: no init pid given")
-        cgroup = cgroup_of_pid(pid)
-        # As the tracker checks: the pid's cgroup must be the container's own (its id in the
-        # name), else policy keyed on it would judge processes outside the container, and
-        # the container itself would run unjudged. Between `runc create` and `runc start` the
-        # init cannot have moved into a child cgroup yet, so its own cgroup must be that one.
-        if container_cgroup_path(str(cgroup.path), container_id) != str(cgroup.path):
-            raise EnforcerError(
-                f"container {container_id[:12]}: pid {pid} is in cgroup {cgroup.path}, which is "
-                "not the container's own",
-                hint="run containers with a cgroup v2 of their own (cgroupns private, systemd or "
-                "cgroupfs driver); see docs/troubleshooting.md",
-            )
-        name, image, labels = self._created_container(container_id)
-        info = ContainerInfo(id=container_id, name=name, image=image, labels=labels,
-                             pid=pid, cgroup=cgroup,
-                             created_ns=self._list_created.pop(container_id, 0))  # fmt: skip
+        policies now (what Docker knows of it: enforcer.containers.created)."""
+        info = self._created.info(container_id, pid)
         with self._lock:
             self._registered_early.add(container_id)  # before its first instruction: no window
         try:
@@ -336,28 +317,6 @@ class Daemon:
             # refuses to start a container whose policy is not in force.
             self._record_failure(info, err)
             raise
-
-    def _created_container(self, container_id: str) -> tuple[str, str, dict[str, str]]:
-        import docker
-        import docker.errors
-        import requests
-
-        if self._docker is None:
-            self._docker = docker.APIClient(base_url=self._tracker.base_url if self._tracker
-                                            else self._config.docker_host, timeout=10)  # fmt: skip
-        try:
-            found = self._docker.containers(all=True, filters={"id": container_id})
-        except (docker.errors.DockerException, requests.RequestException) as err:
-            raise EnforcerError(f"Docker did not answer about container {container_id[:12]}: {err}",
-                                hint="is dockerd running? `enforcer doctor`") from err  # fmt: skip
-        match = [c for c in found if c.get("Id") == container_id]
-        if not match:
-            raise EnforcerError(f"container {container_id[:12]} is not known to Docker")
-        c = match[0]
-        names = c.get("Names") or ["/"]
-        # Created, to the second (the list has no more): when origin: image starts counting
-        self._list_created[container_id] = docker_time_ns(c.get("Created"))
-        return str(names[0]).lstrip("/"), str(c.get("Image", "")), dict(c.get("Labels") or {})
 
     # ----- containers (ContainerListener) ---------------------------------------------------
     def container_started(self, info: ContainerInfo) -> None:

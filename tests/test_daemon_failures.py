@@ -231,8 +231,8 @@ def test_fail_closed_the_runtime_start_is_refused_with_the_reason(
 ) -> None:
     d, loaded, _clock = clocked
     info = _info(1, "web-1")
-    monkeypatch.setattr("enforcer.daemon.cgroup_of_pid", lambda pid: info.cgroup)
-    monkeypatch.setattr(d, "_created_container", lambda cid: (info.name, info.image, {}))
+    monkeypatch.setattr("enforcer.containers.created.cgroup_of_pid", lambda pid: info.cgroup)
+    monkeypatch.setattr(d._created, "listed", lambda cid: {"Names": [f"/{info.name}"], "Image": info.image})
     restore = refuse(loaded, "path_rules", "update_batch", errno.ENOMEM)
     server = RegistrationServer(tmp_path / "run" / "runtime.sock", d.register_from_runtime)
     server.start()
@@ -252,7 +252,7 @@ def test_the_runtime_registration_refuses_a_cgroup_that_is_not_the_containers_ow
 ) -> None:
     d, loaded, _clock = clocked
     other = _info(2, "web-2").cgroup  # e.g. the pid was reused, or a shared cgroup
-    monkeypatch.setattr("enforcer.daemon.cgroup_of_pid", lambda pid: other)
+    monkeypatch.setattr("enforcer.containers.created.cgroup_of_pid", lambda pid: other)
     with pytest.raises(Exception, match="not the container's own"):
         d.register_from_runtime(f"{1:064x}", 4242, "/b")
     assert _entries(loaded, "containers") == 0
@@ -265,13 +265,13 @@ def test_docker_errors_and_timeouts_during_registration_fail_the_start_with_a_re
 
     d, _loaded, _clock = clocked
     info = _info(1, "web-1")
-    monkeypatch.setattr("enforcer.daemon.cgroup_of_pid", lambda pid: info.cgroup)
+    monkeypatch.setattr("enforcer.containers.created.cgroup_of_pid", lambda pid: info.cgroup)
 
     class TimingOut:
         def containers(self, **_k: Any) -> list[Any]:
             raise requests.exceptions.ReadTimeout("read timed out")
 
-    d._docker = TimingOut()
+    d._created.client = TimingOut()
     with pytest.raises(Exception, match="Docker did not answer"):
         d.register_from_runtime(info.id, 4242, "/b")
 
