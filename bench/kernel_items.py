@@ -18,7 +18,6 @@ from bench.floor import Floor
 from bench.loop import LoopClient
 from bench.measure import Alternation
 from bench.rig import LOOP, DockerRig, KernelRig, container_info, host_loop, target_path
-from enforcer.compiler.postures import compile_postures
 from enforcer.containers.model import ContainerInfo
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge, merge_postures
@@ -189,7 +188,7 @@ def _postures(plan: KernelPlan, rig: KernelRig, cg: int, back_to: int, loop: Loo
             if errors or len(loaded) != 1:
                 raise RuntimeError(f"bench posture policy: {errors}")
             rules = merge([loaded[0].policy])
-            rig.write(rs, rules, compile_postures(rules, merge_postures([loaded[0].policy])))
+            rig.write(rs, rules, merge_postures([loaded[0].policy]))
         alt = Alternation(lambda strict: rig.police(cg, POSTURE_DENY_RS if strict else POSTURE_ALLOW_RS))
         cases = {"open_allowed_depth2": sized(loop, "open", target_path(2, "allowed")),
                  "exec": sized(loop, "exec", LOOP)}  # fmt: skip

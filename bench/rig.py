@@ -8,14 +8,14 @@ The private dockerd and the registry-free busybox image are the test suite's
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.loop import LoopClient, build_loop
-from enforcer.compiler.postures import CompiledPostures
 from enforcer.compiler.rules import RuleTable
+from enforcer.compiler.ruleset import compile_ruleset
 from enforcer.containers.cgroups import cgroup_of_pid
 from enforcer.containers.model import ContainerInfo
 from enforcer.kernel.build import ensure_built
@@ -23,7 +23,7 @@ from enforcer.kernel.enforcement import RulesetPart, merge_container_fields
 from enforcer.kernel.loader import CGROUP_OBJECTS, LSM_OBJECTS, Loaded, attach_pinned, unload
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.kernel.startup import kernel_enforcements, load_kernel
-from enforcer.policy.merge import EffectiveRule
+from enforcer.policy.merge import EffectiveRule, PostureDecision
 from enforcer.pybpf import Link, Program
 from tests.images.testbox import RootfsBuilder, import_image
 from tests.integration.dockerd import DOCKER_CLI, Container, DockerdError, PrivateDockerd, run_container
@@ -108,7 +108,7 @@ class KernelRig:
         self.loaded: Loaded = load_kernel(ensure_built(), pin_root, ())
         self.maps = PolicyMaps(self.loaded.abi, self.loaded.maps)
         self.table = RuleTable()
-        self.enforcements = kernel_enforcements(self.loaded, self.maps, self.table, pin_root)
+        self.enforcements = kernel_enforcements(self.loaded, self.maps, pin_root)
         self.parts: dict[int, dict[str, RulesetPart]] = {}
         self.containers: dict[int, ContainerInfo] = {}
         self.attached = True
@@ -143,10 +143,12 @@ class KernelRig:
         self.attached = True
 
     def write(self, ruleset: int, rules: Sequence[EffectiveRule],
-              postures: CompiledPostures | None = None) -> None:  # fmt: skip
-        self.parts[ruleset] = {enf.name: enf.write_ruleset(ruleset, rules) for enf in self.enforcements}
-        if postures is not None:  # the container entry's posture word, as the daemon writes it
-            self.parts[ruleset]["postures"] = RulesetPart(None, postures.container_fields(self.loaded.abi))
+              postures: Mapping[str, PostureDecision] | None = None) -> None:  # fmt: skip
+        """Compile and write, as the daemon does (enforcer.rulesets)."""
+        compiled = compile_ruleset(rules, self.table, self.loaded.abi, postures)
+        self.parts[ruleset] = {enf.name: enf.write_ruleset(ruleset, compiled) for enf in self.enforcements}
+        # the container entry's posture word and flags, as the daemon writes them
+        self.parts[ruleset]["postures"] = RulesetPart(None, compiled.postures.container_fields(self.loaded.abi))
 
     def delete(self, ruleset: int) -> None:
         parts = self.parts.pop(ruleset)

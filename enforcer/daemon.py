@@ -190,7 +190,7 @@ class Daemon:
         self._table.reserve(reserved_refs(loaded.abi.consts))  # records name the kernel's own denials
         self._maps = PolicyMaps(loaded.abi, loaded.maps)
         self._losses = LossAccountant(self._maps.all_counters)
-        self._enforcements = kernel_enforcements(loaded, self._maps, self._table, self._config.pin_root)
+        self._enforcements = kernel_enforcements(loaded, self._maps, self._config.pin_root)
         if policies is not None:
             self._policies = policies
         self._take_over()
@@ -206,7 +206,8 @@ class Daemon:
         self._inherited.pop(self._starting_cgroup_key(), None)  # rewritten, not a container
         for enf in self._enforcements:
             in_kernel |= enf.rulesets_in_kernel()
-        self._rulesets.use(self._enforcements, in_kernel)
+        assert self._loaded is not None
+        self._rulesets.use(self._enforcements, in_kernel, self._table, self._loaded.abi)
         if self._inherited:
             log.info("taking over from an earlier run", containers=len(self._inherited),
                      rulesets=len(in_kernel))  # fmt: skip

@@ -15,7 +15,9 @@ from typing import Any
 
 import structlog
 
-from enforcer.compiler.postures import CompiledPostures, compile_postures
+from enforcer.compiler.postures import AbiConsts, CompiledPostures
+from enforcer.compiler.rules import RuleTable
+from enforcer.compiler.ruleset import compile_ruleset
 from enforcer.kernel.enforcement import Enforcement, RulesetPart, merge_container_fields
 from enforcer.policy.loader import policy_digest
 from enforcer.policy.merge import merge, merge_postures
@@ -57,12 +59,18 @@ class Rulesets:
         self._by_key: dict[RulesetKey, Ruleset] = {}
         self._next = 1
         self._enforcements: Sequence[Enforcement] = ()
+        self._table = RuleTable()
+        self._consts: AbiConsts | None = None
         self._on_written = on_written  # new rule ids must survive a kill -9: save them
 
-    def use(self, enforcements: Sequence[Enforcement], in_kernel: set[int]) -> None:
-        """Write through these enforcements, with ids above every id already in the kernel
-        (an earlier run's rulesets stay in force until their containers are flipped)."""
+    def use(self, enforcements: Sequence[Enforcement], in_kernel: set[int], table: RuleTable,
+            consts: AbiConsts) -> None:  # fmt: skip
+        """Compile with `table` (rule ids) for the kernel of `consts` and write through these
+        enforcements, with ids above every id already in the kernel (an earlier run's
+        rulesets stay in force until their containers are flipped)."""
         self._enforcements = enforcements
+        self._table = table
+        self._consts = consts
         self._next = max(in_kernel, default=0) + 1
 
     def get(self, key: RulesetKey | None) -> Ruleset | None:
@@ -96,15 +104,15 @@ class Rulesets:
             del self._by_key[key]
 
     def _write(self, selected: Sequence[Policy]) -> Ruleset:
-        rules = merge(selected)
-        # Refused before anything is written: a posture the kernel cannot enforce.
-        postures = compile_postures(rules, merge_postures(selected))
+        assert self._consts is not None, "use() first"
+        # Refused before anything is written: what the kernel cannot hold.
+        compiled = compile_ruleset(merge(selected), self._table, self._consts, merge_postures(selected))
         rid = self._next
         self._next += 1
         parts: dict[str, RulesetPart] = {}
         try:
             for enf in self._enforcements:
-                parts[enf.name] = enf.write_ruleset(rid, rules)  # each kind: all or nothing
+                parts[enf.name] = enf.write_ruleset(rid, compiled)  # each kind: all or nothing
         except Exception:
             for enf in self._enforcements:  # and the kinds written before the failing one
                 if enf.name in parts:
@@ -114,4 +122,4 @@ class Rulesets:
                         log.warning("could not remove a half-written ruleset", ruleset=rid,
                                     enforcement=enf.name, error=str(err))  # fmt: skip
             raise
-        return Ruleset(rid, parts, postures=postures)
+        return Ruleset(rid, parts, postures=compiled.postures)

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from enforcer.compiler.ruleset import CompiledRuleset
 from enforcer.containers.model import ContainerInfo
 from enforcer.daemon import RETRY_BACKOFF, Daemon
 from enforcer.kernel.enforcement import RulesetPart
 from enforcer.kernel.loader import Loaded
-from enforcer.policy.merge import EffectiveRule
 from enforcer.policy.selector import policies_for
 from enforcer.pybpf import BpfError
 from enforcer.runtime.protocol import ShimConfig
@@ -77,7 +77,7 @@ class FailingKind:
         self.written: set[int] = set()
         self.attached: set[int] = set()
 
-    def write_ruleset(self, ruleset: int, rules: Sequence[EffectiveRule]) -> RulesetPart:
+    def write_ruleset(self, ruleset: int, compiled: CompiledRuleset) -> RulesetPart:
         if self.fail_write:
             raise BpfError(self.fail_write, "update map batch", "fake_rules")
         self.written.add(ruleset)

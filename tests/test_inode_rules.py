@@ -6,15 +6,15 @@ import os
 import time
 from pathlib import Path
 
-from enforcer.compiler.paths import CompiledPaths, compile_paths
-from enforcer.compiler.rules import RuleTable
-from enforcer.kernel.inode_rules import (
+from enforcer.compiler.inodes import (
     InodeEntry,
     container_root,
     kernel_dev,
     resolve_container,
     resolve_in_root,
 )
+from enforcer.compiler.paths import CompiledPaths, compile_paths
+from enforcer.compiler.rules import RuleTable
 from enforcer.policy.loader import parse_text
 from enforcer.policy.merge import merge
 

@@ -11,23 +11,19 @@ a container without rules of a kind costs one lookup per operation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
 import structlog
 
-from enforcer.compiler.devices import compile_devices
-from enforcer.compiler.network import compile_network
-from enforcer.compiler.rules import RuleTable
-from enforcer.compiler.sockets import compile_sockets
+from enforcer.compiler.ruleset import CompiledRuleset
 from enforcer.containers.model import ContainerInfo
 from enforcer.errors import EnforcerError
 from enforcer.kernel.abi import Abi
 from enforcer.kernel.cgroup_maps import CgroupMaps, CompiledCgroupRules
 from enforcer.kernel.enforcement import RulesetPart
 from enforcer.kernel.loader import CGROUP_OBJECTS, attach_pinned
-from enforcer.policy.merge import EffectiveRule
 from enforcer.pybpf import BpfError, Link, Map, Program
 
 log = structlog.get_logger(__name__)
@@ -46,21 +42,16 @@ class CgroupEnforcement:
     kinds = ("device", "network", "socket")
 
     def __init__(self, abi: Abi, maps: Mapping[str, Map], programs: Mapping[str, Program],
-                 table: RuleTable, pin_root: Path, lsm_sockets: bool = False) -> None:  # fmt: skip
+                 pin_root: Path, lsm_sockets: bool = False) -> None:  # fmt: skip
         self._abi = abi
         self._maps = CgroupMaps(abi, maps)
         self._programs = programs
-        self._table = table
         self._pin_root = pin_root
         self._lsm_sockets = lsm_sockets  # the LSM socket_create program covers other families
 
     # ----- rulesets -------------------------------------------------------------------------
-    def write_ruleset(self, ruleset: int, rules: Sequence[EffectiveRule]) -> RulesetPart:
-        compiled = CompiledCgroupRules(
-            devices=compile_devices(rules, self._table),
-            network=compile_network(rules, self._table, self._abi.const("ABI_NET_SLOTS")),
-            sockets=compile_sockets(rules, self._table),
-        )
+    def write_ruleset(self, ruleset: int, whole: CompiledRuleset) -> RulesetPart:
+        compiled = CompiledCgroupRules(devices=whole.devices, network=whole.network, sockets=whole.sockets)
         beyond = compiled.sockets.families_beyond_cgroup()
         if beyond and not self._lsm_sockets:
             log.error("socket rules NOT ENFORCED: the cgroup sock_create hook sees inet sockets "

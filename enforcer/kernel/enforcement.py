@@ -1,9 +1,9 @@
 """One kind of kernel enforcement (file/exec by LSM, devices/network/sockets by cgroup
 programs), as the daemon drives it.
 
-A ruleset is what the policies selecting a container compile to; containers selected by
-the same policies share it. Every enforcement writes its share of a ruleset under the
-ruleset's id, may attach something per container (cgroup programs), and says which fields
+A ruleset is what the policies selecting a container compile to (enforcer.compiler.ruleset);
+containers selected by the same policies share it. Every enforcement writes its share of
+the compiled ruleset under the ruleset's id, may attach something per container (cgroup programs), and says which fields
 of the container's `struct container` entry it needs (flags are OR-ed across kinds).
 """
 
@@ -15,12 +15,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
-from enforcer.compiler.paths import CompiledPaths, compile_paths
-from enforcer.compiler.rules import RuleTable
+from enforcer.compiler.inodes import container_root, resolve_container
+from enforcer.compiler.paths import CompiledPaths
+from enforcer.compiler.ruleset import CompiledRuleset
 from enforcer.containers.model import ContainerInfo
-from enforcer.kernel.inode_rules import InodeRules, container_root, resolve_container
+from enforcer.kernel.inode_rules import InodeRules
 from enforcer.kernel.policy_maps import PolicyMaps
-from enforcer.policy.merge import EffectiveRule
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +36,7 @@ class RulesetPart:
 class Enforcement(Protocol):
     name: str
 
-    def write_ruleset(self, ruleset: int, rules: Sequence[EffectiveRule]) -> RulesetPart: ...
+    def write_ruleset(self, ruleset: int, compiled: CompiledRuleset) -> RulesetPart: ...
 
     def delete_ruleset(self, ruleset: int, part: RulesetPart) -> None: ...
 
@@ -69,15 +69,13 @@ class FileEnforcement:
 
     name = "file"
 
-    def __init__(self, maps: PolicyMaps, table: RuleTable, inodes: InodeRules | None = None) -> None:
+    def __init__(self, maps: PolicyMaps, inodes: InodeRules | None = None) -> None:
         self._maps = maps
-        self._table = table
         self._inodes = inodes
 
-    def write_ruleset(self, ruleset: int, rules: Sequence[EffectiveRule]) -> RulesetPart:
-        compiled = compile_paths(rules, self._table)
-        self._maps.write_ruleset(ruleset, compiled)
-        return RulesetPart(compiled, self._maps.container_fields(compiled))
+    def write_ruleset(self, ruleset: int, compiled: CompiledRuleset) -> RulesetPart:
+        self._maps.write_ruleset(ruleset, compiled.paths)
+        return RulesetPart(compiled.paths, self._maps.container_fields(compiled.paths))
 
     def delete_ruleset(self, ruleset: int, part: RulesetPart) -> None:
         compiled: CompiledPaths = part.compiled

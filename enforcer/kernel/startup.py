@@ -15,7 +15,6 @@ from pathlib import Path
 
 import structlog
 
-from enforcer.compiler.rules import RuleTable
 from enforcer.errors import EnforcerError
 from enforcer.kernel.build import BuiltObjects
 from enforcer.kernel.cgroup_enforcement import CGROUP_PROGRAMS, CgroupEnforcement
@@ -61,16 +60,15 @@ def load_kernel(built: BuiltObjects, pin_root: Path, policies: Iterable[Policy],
     return loaded
 
 
-def kernel_enforcements(loaded: Loaded, maps: PolicyMaps, table: RuleTable,
-                        pin_root: Path) -> list[Enforcement]:  # fmt: skip
+def kernel_enforcements(loaded: Loaded, maps: PolicyMaps, pin_root: Path) -> list[Enforcement]:
     """An Enforcement for every kind whose programs are loaded."""
     out: list[Enforcement] = []
     have = loaded.maps
     if "path_rules" in have:
         inodes = InodeRules(loaded.abi, have, maps) if "inode_rules" in have else None
-        out.append(FileEnforcement(maps, table, inodes))
+        out.append(FileEnforcement(maps, inodes))
     if "dev_rules" in have:
         programs = {name: loaded.program(name) for name in CGROUP_PROGRAMS}
         lsm_sockets = any("enforcer_socket_create" in obj.programs for obj in loaded.objects)
-        out.append(CgroupEnforcement(loaded.abi, have, programs, table, pin_root, lsm_sockets))
+        out.append(CgroupEnforcement(loaded.abi, have, programs, pin_root, lsm_sockets))
     return out

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from enforcer.audit.events import EventDecoder, FileEvent
 from enforcer.compiler.rules import RuleRef, RuleTable
+from enforcer.compiler.ruleset import compile_ruleset
 from enforcer.containers.cgroups import cgroup_of_pid
 from enforcer.containers.model import ContainerInfo
 from enforcer.kernel.build import ensure_built
@@ -74,8 +75,9 @@ def load_rig(policy_files: Sequence[Path], policy_text: str) -> Iterator[Rig]:
     try:
         maps = PolicyMaps(loaded.abi, loaded.maps)
         table = RuleTable()
-        files = FileEnforcement(maps, table, InodeRules(loaded.abi, loaded.maps, maps))
-        part = files.write_ruleset(RULESET, merge(_policies(policy_files, policy_text)))
+        files = FileEnforcement(maps, InodeRules(loaded.abi, loaded.maps, maps))
+        compiled = compile_ruleset(merge(_policies(policy_files, policy_text)), table, loaded.abi)
+        part = files.write_ruleset(RULESET, compiled)
         rig = Rig(loaded, maps, table, files, part)
         decoder = EventDecoder(loaded.abi)
 

@@ -23,6 +23,7 @@ import pytest
 
 from enforcer.audit.events import Event, EventDecoder
 from enforcer.compiler.rules import RuleRef, RuleTable
+from enforcer.compiler.ruleset import compile_ruleset
 from enforcer.containers.cgroups import cgroup_of_pid
 from enforcer.containers.model import ContainerInfo
 from enforcer.kernel.build import ensure_built
@@ -145,9 +146,9 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[CgroupKernel]:
         assert not errors, errors
         table = RuleTable()
         programs = {name: loaded.program(name) for name in CGROUP_PROGRAMS}
-        enforcement = CgroupEnforcement(loaded.abi, loaded.maps, programs, table, pin_root,
+        enforcement = CgroupEnforcement(loaded.abi, loaded.maps, programs, pin_root,
                                         lsm_sockets=lsm_link is not None)  # fmt: skip
-        part = enforcement.write_ruleset(RULESET, merge(p.policy for p in policies))
+        part = enforcement.write_ruleset(RULESET, compile_ruleset(merge(p.policy for p in policies), table, loaded.abi))
         k = CgroupKernel(enforcement, PolicyMaps(loaded.abi, loaded.maps), table, part, pin_root,
                          loaded.maps, lsm_sockets=lsm_link is not None)  # fmt: skip
         decoder = EventDecoder(loaded.abi)

@@ -25,6 +25,7 @@ import pytest
 
 from enforcer.audit.events import Event, EventDecoder, NetEvent
 from enforcer.compiler.rules import RuleRef, RuleTable
+from enforcer.compiler.ruleset import compile_ruleset
 from enforcer.containers.cgroups import cgroup_of_pid
 from enforcer.containers.model import ContainerInfo
 from enforcer.kernel.build import ensure_built
@@ -110,12 +111,13 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[NetKernel]:
     try:
         table = RuleTable()
         programs = {name: loaded.program(name) for name in CGROUP_PROGRAMS}
-        enforcement = CgroupEnforcement(loaded.abi, loaded.maps, programs, table, pin_root)
+        enforcement = CgroupEnforcement(loaded.abi, loaded.maps, programs, pin_root)
         parts: dict[int, RulesetPart] = {}
         for ruleset, text in ((ROUTES, ROUTES_POLICY), (METADATA, metadata_policy_text())):
             policies, errors = parse_text(text, "nettest.yaml")
             assert not errors, errors
-            parts[ruleset] = enforcement.write_ruleset(ruleset, merge(p.policy for p in policies))
+            compiled = compile_ruleset(merge(p.policy for p in policies), table, loaded.abi)
+            parts[ruleset] = enforcement.write_ruleset(ruleset, compiled)
         decoder = EventDecoder(loaded.abi)
         events: list[Event] = []
         ring = RingBuffer(loaded.maps["events"],
