@@ -871,10 +871,13 @@ static __always_inline int judge_exec_mapping(struct file *file, unsigned long p
 	 * overlay's path (f_path), so f_path is the name the container used. Since then f_path
 	 * is the real path on a private clone of the layer (kernel-private, unreachable by
 	 * any path): a file there is a backing file, and its user path is the name to judge.
+	 * A memfd is on an internal mount too, but it is a plain file with a pseudo dentry (its
+	 * own parent) and no user path behind it: judged as itself (outside every path).
 	 */
 	dentry = file->f_path.dentry;
 	mnt = BPF_CORE_READ(file, f_path.mnt);
-	if (bpf_core_field_exists(bf->user_path) && mnt &&
+	if (bpf_core_field_exists(bf->user_path) && mnt && dentry &&
+	    BPF_CORE_READ(dentry, d_parent) != dentry &&
 	    BPF_CORE_READ(real_mount(mnt), mnt_ns) == MNT_NS_INTERNAL_PTR) {
 		dentry = BPF_CORE_READ(bf, user_path.dentry);
 		mnt = BPF_CORE_READ(bf, user_path.mnt);
