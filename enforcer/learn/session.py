@@ -43,6 +43,7 @@ SESSION_POLICY = LEARN_PREFIX + "session"  # sorts after the copies (digits < le
 # beyond what deny/audit rules already report.
 KERNEL_CLASSES: tuple[str, ...] = ("exec", "fileRead", "fileWrite", "egress", "ingress")
 BATCH_SECONDS = 0.5
+MAX_ENDED = 256  # ended sessions whose copies are remembered (one per cgroup)
 MAX_BATCH = 5000  # observations per message: a burst is sent as several
 
 
@@ -162,6 +163,9 @@ class LearnSessions:
         self._lock = threading.Lock()
         self._by_id: dict[str, LearnSession] = {}
         self._by_cgroup: dict[int, LearnSession] = {}
+        # Copies of sessions that ended, by cgroup: events still in the ring buffer when a
+        # session ends name its copies, and must not reach the audit log under those names.
+        self._ended: dict[int, Mapping[str, Policy]] = {}
 
     def begin(self, facts: ContainerFacts, container_id: str, cgroup_id: int,
               selected: Sequence[Policy]) -> LearnSession:  # fmt: skip
@@ -173,6 +177,7 @@ class LearnSessions:
                                     hint="one enforcer learn per container at a time")  # fmt: skip
             self._by_id[container_id] = session
             self._by_cgroup[cgroup_id] = session
+            self._ended.pop(cgroup_id, None)
         return session
 
     def end(self, session: LearnSession) -> None:
@@ -180,6 +185,9 @@ class LearnSessions:
             if self._by_id.get(session.container_id) is session:
                 del self._by_id[session.container_id]
                 self._by_cgroup.pop(session.cgroup_id, None)
+                self._ended[session.cgroup_id] = dict(session.copies)
+                while len(self._ended) > MAX_ENDED:
+                    del self._ended[next(iter(self._ended))]  # the oldest
 
     def learning(self, container_id: str) -> bool:
         with self._lock:
@@ -206,13 +214,14 @@ class LearnSessions:
         """Give an event of a learning container to its session; returns the ref to write
         to the audit log (the real policy's), or None when the event is the session's
         alone. Events of containers that do not learn are returned unchanged."""
-        if not self._by_cgroup:  # nobody learns: the common case costs one truth test
-            return ref
+        if not self._by_cgroup and not ref.policy.startswith(LEARN_PREFIX):
+            return ref  # nobody learns: the common case costs two cheap tests
         with self._lock:
             session = self._by_cgroup.get(cgroup_id)
+            ended = self._ended.get(cgroup_id)
         if session is None:
-            return ref
-        audit_ref = self._real_ref(session, ref)
+            return self._straggler(ended, ref)
+        audit_ref = self._real_ref(session.copies, ref)
         try:
             op = parse_operation(hook, target)
         except ValueError:
@@ -230,16 +239,25 @@ class LearnSessions:
         audit log's too (returned ref), and the session counts it either way."""
         with self._lock:
             session = self._by_cgroup.get(cgroup_id)
+            ended = self._ended.get(cgroup_id)
         if session is None:
-            return ref
+            return self._straggler(ended, ref)
         session.lost(count)
-        return self._real_ref(session, ref)
+        return self._real_ref(session.copies, ref)
+
+    @classmethod
+    def _straggler(cls, ended: Mapping[str, Policy] | None, ref: RuleRef) -> RuleRef | None:
+        """An event of a container that no longer learns: a learning policy's event was
+        made by the session that ended (the real policy's name, or nobody's)."""
+        if not ref.policy.startswith(LEARN_PREFIX):
+            return ref
+        return cls._real_ref(ended or {}, ref)
 
     @staticmethod
-    def _real_ref(session: LearnSession, ref: RuleRef) -> RuleRef | None:
+    def _real_ref(copies: Mapping[str, Policy], ref: RuleRef) -> RuleRef | None:
         if ref.policy == SESSION_POLICY:
             return None
-        real = session.copies.get(ref.policy)
+        real = copies.get(ref.policy)
         if real is None:
             return ref  # not a learning policy (e.g. an unresolved path): as it was
         if real_action(real, ref.rule) in (None, "allow"):

@@ -142,8 +142,26 @@ def test_one_session_per_container_and_selection_only_while_learning() -> None:
     assert sessions.selection("d" * 64, REAL) == tuple(REAL)
     sessions.end(session)
     assert sessions.selection("c" * 64, REAL) == tuple(REAL)
-    assert sessions.route(7, RuleRef(SESSION_POLICY, "posture.exec"), "audit", "exec",
-                          {"path": "/x"}, None) == RuleRef(SESSION_POLICY, "posture.exec")
+
+
+def test_events_still_in_flight_when_a_session_ends_never_reach_the_log_under_learning_names() -> None:
+    sessions = LearnSessions()
+    session = _session(sessions)
+    by_real = {p.name: n for n, p in session.copies.items()}
+    sessions.end(session)
+    exec_target = {"path": "/bin/ls", "access": "exec"}
+    # what only learning made: nobody's
+    assert sessions.route(7, RuleRef(SESSION_POLICY, "posture.exec"), "audit", "exec", exec_target, "sh") is None
+    assert sessions.route(7, RuleRef(by_real["strict"], "file[1]"), "audit", "file_open",
+                          {"path": "/etc/hosts", "access": "read"}, "cat") is None
+    assert sessions.route_loss(7, RuleRef(SESSION_POLICY, "posture.fileRead"), 3) is None
+    # a real denial made under a copy: the audit log's, under the real policy's name
+    assert sessions.route(7, RuleRef(by_real["strict"], "exec[1]"), "deny", "exec",
+                          {"path": "/bin/busybox", "access": "exec"}, "sh") == RuleRef("strict", "exec[1]")
+    # the session saw none of it, and real policies' events pass as always
+    assert session.drain() == {"ops": [], "denied": [], "lost": 0}
+    assert sessions.route(7, RuleRef("strict", "exec[1]"), "deny", "exec", exec_target, "sh") == (
+        RuleRef("strict", "exec[1]"))
 
 
 # --- over the status socket ---------------------------------------------------------------
