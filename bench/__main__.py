@@ -23,10 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, few rounds (< 3 min in the VM)")
     ap.add_argument("--only", default=",".join(ITEMS), help=f"comma list of {','.join(ITEMS)}")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--merge", type=Path, action="append", default=[],
-                    help="latest.json of a native run (scripts/bench: the compile item) to include")
-    ap.add_argument("--part", choices=("all", "native", "vm"), default="all",
-                    help="native: only the items that must run on the real CPU (compile); vm: the rest")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        help="latest.json of a native run (scripts/bench: the compile item) to include",
+    )
+    ap.add_argument(
+        "--part",
+        choices=("all", "native", "vm"),
+        default="all",
+        help="native: only the items that must run on the real CPU (compile); vm: the rest",
+    )
     args = ap.parse_args(argv)
     items = [i.strip() for i in args.only.split(",") if i.strip()]
     if args.part != "all":
@@ -40,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(f"bench [{time.monotonic() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    results: dict[str, Any] = {"machine": machine(), "mode": "quick" if args.quick else "full",
-                               "plan": plan.to_json(), "items": items}  # fmt: skip
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "mode": "quick" if args.quick else "full",
+        "plan": plan.to_json(),
+        "items": items,
+    }
     results.update(run_suite(plan, items, say))
     for extra in args.merge:
         native = json.loads(extra.read_text())

@@ -42,8 +42,9 @@ def _memlock(rig: KernelRig) -> int | None:
     return int(json.loads(res.stdout).get("bytes_memlock", 0)) or None
 
 
-def apply_timed(rig: KernelRig, rid: int, n: int, depths: tuple[int, ...], parse: bool,
-                say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+def apply_timed(
+    rig: KernelRig, rid: int, n: int, depths: tuple[int, ...], parse: bool, say: Callable[[str], None]
+) -> dict[str, Any]:
     """Write ruleset `rid` of `n` rules the way the daemon does, phase by phase (it stays
     in, for the syscall figures to use)."""
     phases = Phases()
@@ -65,12 +66,16 @@ def apply_timed(rig: KernelRig, rid: int, n: int, depths: tuple[int, ...], parse
     rig.maps.remove_container(FAKE_CGROUP)
     entries = len(rig.parts[rid]["file"].compiled.entries) if "file" in rig.parts[rid] else 0
     row = {
-        "rules": n, "path_entries": entries, "phases_s": phases,
-        "live_s": round(sum(phases.values()), 3), "live_includes_yaml_parse": parse,
+        "rules": n,
+        "path_entries": entries,
+        "phases_s": phases,
+        "live_s": round(sum(phases.values()), 3),
+        "live_includes_yaml_parse": parse,
         "kernel_slab_kb": mem1["Slab"] - mem0["Slab"],
         "kernel_percpu_kb": mem1.get("Percpu", 0) - mem0.get("Percpu", 0),
-        "path_rules_memlock_before": lock0, "path_rules_memlock_after": lock1,
-    }  # fmt: skip
+        "path_rules_memlock_before": lock0,
+        "path_rules_memlock_after": lock1,
+    }
     say(f"ruleset {rid}: {n} rules live in {row['live_s']}s {phases}, slab +{row['kernel_slab_kb']} kB")
     return row
 

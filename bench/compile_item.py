@@ -25,8 +25,9 @@ from enforcer.policy.merge import merge
 from enforcer.pybpf import BpfObject
 
 
-def run_compile(sizes: Sequence[int], parse_max: int, depths: tuple[int, ...],
-                say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+def run_compile(
+    sizes: Sequence[int], parse_max: int, depths: tuple[int, ...], say: Callable[[str], None]
+) -> list[dict[str, Any]]:
     path = ensure_built().path("lsm_file")
     abi = Abi.from_object(path)
     rows = []
@@ -49,8 +50,13 @@ def run_compile(sizes: Sequence[int], parse_max: int, depths: tuple[int, ...],
             timed("write_maps", maps.write_ruleset, 1, compiled)
             in_kernel = obj.map("path_rules").count()
         assert in_kernel == len(compiled.entries), (in_kernel, len(compiled.entries))
-        row = {"rules": n, "entries": len(compiled.entries), "phases_s": phases,
-               "live_s": round(sum(phases.values()), 3), "includes_yaml_parse": n <= parse_max}  # fmt: skip
+        row = {
+            "rules": n,
+            "entries": len(compiled.entries),
+            "phases_s": phases,
+            "live_s": round(sum(phases.values()), 3),
+            "includes_yaml_parse": n <= parse_max,
+        }
         say(f"{n} rules live natively: {row['live_s']}s {phases}")
         rows.append(row)
     return rows

@@ -74,9 +74,20 @@ class DaemonProc:
     def start(self, timeout: float = 300) -> None:
         self.policies.mkdir(parents=True, exist_ok=True)
         (self.policies / "bench.yaml").write_text(storm_policy_yaml("bench-*"))
-        cmd = [sys.executable, "-m", "enforcer", "run", "--policies", str(self.policies),
-               "--audit-log", str(self.audit_log), "--pin-root", str(self.pin_root),
-               "--docker-host", self.docker.daemon.host]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "enforcer",
+            "run",
+            "--policies",
+            str(self.policies),
+            "--audit-log",
+            str(self.audit_log),
+            "--pin-root",
+            str(self.pin_root),
+            "--docker-host",
+            self.docker.daemon.host,
+        ]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, stderr=log, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -163,8 +174,9 @@ def start_policed(daemon: DaemonProc, docker: DockerRig, name: str) -> tuple[Any
     }
 
 
-def run_storm(daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: float, profile_s: int,
-              say: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
+def run_storm(
+    daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: float, profile_s: int, say: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, float]]:
     name = f"bench-storm-{int(time.time())}"
     box, latency = start_policed(daemon, docker, name)
     cg = cgroup_id_of(box)
@@ -199,8 +211,7 @@ def run_storm(daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: fl
     last, still_since, drained = -1, time.monotonic(), False
     while True:
         lost = maps.stats()["STAT_EVENTS_LOST"] - stats0["STAT_EVENTS_LOST"]
-        total = sum(r.get("count", 1) for r in daemon.audit_records()
-                    if r.get("target", {}).get("path") == SECRET)  # fmt: skip
+        total = sum(r.get("count", 1) for r in daemon.audit_records() if r.get("target", {}).get("path") == SECRET)
         if total + lost >= opens:
             drained = True
             break
@@ -252,8 +263,7 @@ def run_storm(daemon: DaemonProc, docker: DockerRig, opens: int, drain_max_s: fl
     return out, latency
 
 
-def run_churn(daemon: DaemonProc, docker: DockerRig, cycles: int,
-              say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+def run_churn(daemon: DaemonProc, docker: DockerRig, cycles: int, say: Callable[[str], None]) -> dict[str, Any]:
     st = daemon.stat
     rss = [st.kb("VmRSS")]
     samples = []

@@ -25,8 +25,9 @@ from enforcer.kernel.abi import Abi
 from enforcer.kernel.build import ensure_built
 
 CGROUP = 4242
-CONTAINER = ContainerInfo(id="e" * 64, name="web", image="nginx:1.25", labels={}, pid=1,
-                          cgroup=CgroupRef("/sys/fs/cgroup/docker/x", CGROUP))  # fmt: skip
+CONTAINER = ContainerInfo(
+    id="e" * 64, name="web", image="nginx:1.25", labels={}, pid=1, cgroup=CgroupRef("/sys/fs/cgroup/docker/x", CGROUP)
+)
 RULE = RuleRef("bench", "file[0]")
 
 
@@ -35,8 +36,15 @@ def sample_events(abi: Abi, n: int) -> list[bytes]:
     device and socket: the shape of a busy trail."""
     c = abi.consts
     now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-    hdr = {"hdr.ktime_ns": now, "hdr.cgroup_id": CGROUP, "hdr.pid": 1234, "hdr.uid": 0,
-           "hdr.rule_id": 7, "hdr.action": c["ACT_DENY"], "hdr.comm": b"cat"}  # fmt: skip
+    hdr = {
+        "hdr.ktime_ns": now,
+        "hdr.cgroup_id": CGROUP,
+        "hdr.pid": 1234,
+        "hdr.uid": 0,
+        "hdr.rule_id": 7,
+        "hdr.action": c["ACT_DENY"],
+        "hdr.comm": b"cat",
+    }
     file_lay, net_lay = abi.layout("file_event"), abi.layout("net_event")
     dev_lay, sock_lay = abi.layout("device_event"), abi.layout("sock_event")
     path_off = file_lay.offsets["path"]
@@ -46,18 +54,40 @@ def sample_events(abi: Abi, n: int) -> list[bytes]:
         if k < 16:
             path = f"/srv/data/app-{i}/config.yaml".encode()
             kind = c["EV_EXEC"] if k >= 14 else c["EV_FILE"]
-            raw = file_lay.pack(**hdr, **{"hdr.type": kind, "access": c["ACCF_READ"],
-                                          "path_len": len(path), "path": path})  # fmt: skip
-            out.append(raw[:path_off + len(path)])  # the kernel sends only the used part
+            raw = file_lay.pack(
+                **hdr, **{"hdr.type": kind, "access": c["ACCF_READ"], "path_len": len(path), "path": path}
+            )
+            out.append(raw[: path_off + len(path)])  # the kernel sends only the used part
         elif k < 18:
-            out.append(net_lay.pack(**hdr, **{"hdr.type": c["EV_CONNECT"], "family": 2, "protocol": 6,
-                                              "addr[0]": 0x0100007F + ((i % 250) << 24), "port": 8080}))  # fmt: skip
+            out.append(
+                net_lay.pack(
+                    **hdr,
+                    **{
+                        "hdr.type": c["EV_CONNECT"],
+                        "family": 2,
+                        "protocol": 6,
+                        "addr[0]": 0x0100007F + ((i % 250) << 24),
+                        "port": 8080,
+                    },
+                )
+            )
         elif k == 18:
-            out.append(dev_lay.pack(**hdr, **{"hdr.type": c["EV_DEVICE"], "dev_type": c["DEV_TYPE_CHAR"],
-                                              "access": c["ACCF_READ"], "major": 1, "minor": 5}))  # fmt: skip
+            out.append(
+                dev_lay.pack(
+                    **hdr,
+                    **{
+                        "hdr.type": c["EV_DEVICE"],
+                        "dev_type": c["DEV_TYPE_CHAR"],
+                        "access": c["ACCF_READ"],
+                        "major": 1,
+                        "minor": 5,
+                    },
+                )
+            )
         else:
-            out.append(sock_lay.pack(**hdr, **{"hdr.type": c["EV_SOCK_CREATE"], "family": 17,
-                                               "sock_type": 3, "protocol": 0}))  # fmt: skip
+            out.append(
+                sock_lay.pack(**hdr, **{"hdr.type": c["EV_SOCK_CREATE"], "family": 17, "sock_type": 3, "protocol": 0})
+            )
     return out
 
 
@@ -125,5 +155,8 @@ if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(run_decode(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, 3,
-                                lambda m: print(m, file=sys.stderr))))  # fmt: skip
+    print(
+        json.dumps(
+            run_decode(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000, 3, lambda m: print(m, file=sys.stderr))
+        )
+    )

@@ -18,8 +18,7 @@ def build_floor() -> Path:
     built = ensure_built()
     out = built.directory / "bench_floor.bpf.o"
     if not out.exists() or out.stat().st_mtime < SOURCE.stat().st_mtime:
-        subprocess.run(["clang", *CFLAGS, f"-I{built.directory}", "-c", str(SOURCE), "-o", str(out)],
-                       check=True)  # fmt: skip
+        subprocess.run(["clang", *CFLAGS, f"-I{built.directory}", "-c", str(SOURCE), "-o", str(out)], check=True)
     return out
 
 

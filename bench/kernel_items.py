@@ -38,13 +38,12 @@ class KernelPlan:
     rule_counts: tuple[int, ...]
     depths: tuple[int, ...]
     rounds: int
-    seconds: float       # per sample
-    exec_rules: int      # the ruleset exec/connect/device run under
+    seconds: float  # per sample
+    exec_rules: int  # the ruleset exec/connect/device run under
     parse_rules_max: int  # rulesets up to this size go through the YAML parser (ruamel is slow)
 
 
-def run_kernel_items(plan: KernelPlan, docker: DockerRig, rig: KernelRig,
-                     say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+def run_kernel_items(plan: KernelPlan, docker: DockerRig, rig: KernelRig, say: Callable[[str], None]) -> dict[str, Any]:
     box = docker.run(f"bench-box-{int(time.time())}")
     info = container_info(box)
     loop = docker.loop_in(box)
@@ -61,10 +60,18 @@ def run_kernel_items(plan: KernelPlan, docker: DockerRig, rig: KernelRig,
         box.remove()
 
 
-def _run(plan: KernelPlan, rig: KernelRig, info: ContainerInfo, loop: LoopClient, host: LoopClient,
-         say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
-    applied = [apply_timed(rig, i, n, plan.depths, n <= plan.parse_rules_max, say)
-               for i, n in enumerate(plan.rule_counts, start=1)]  # fmt: skip
+def _run(
+    plan: KernelPlan,
+    rig: KernelRig,
+    info: ContainerInfo,
+    loop: LoopClient,
+    host: LoopClient,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    applied = [
+        apply_timed(rig, i, n, plan.depths, n <= plan.parse_rules_max, say)
+        for i, n in enumerate(plan.rule_counts, start=1)
+    ]
     ruleset = {n: i for i, n in enumerate(plan.rule_counts, start=1)}
     cg = info.cgroup.id
     rig.add_container(info, ruleset[plan.rule_counts[-1]])
@@ -126,9 +133,7 @@ def _run(plan: KernelPlan, rig: KernelRig, info: ContainerInfo, loop: LoopClient
         "apply": applied,
         "open_close": open_figs,
         "host_open": {"path": HOST_FILE, **alt.figure(("host_open",)).to_json()},
-        "container_ops": {
-            name: {"rules": plan.exec_rules, **alt.figure((name,)).to_json()} for name in extra
-        },
+        "container_ops": {name: {"rules": plan.exec_rules, **alt.figure((name,)).to_json()} for name in extra},
         "floor": floor,
         "postures": postures,
     }
@@ -138,16 +143,24 @@ def _run(plan: KernelPlan, rig: KernelRig, info: ContainerInfo, loop: LoopClient
     return out
 
 
-def _floor(plan: KernelPlan, rig: KernelRig, loop: LoopClient, host: LoopClient,
-           sized: Callable[..., Callable[[], float]], say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+def _floor(
+    plan: KernelPlan,
+    rig: KernelRig,
+    loop: LoopClient,
+    host: LoopClient,
+    sized: Callable[..., Callable[[], float]],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
     """The same open()+close() figures with only an empty LSM program on file_open (the
     enforcer off): the share of the cost any BPF-LSM program pays on this machine."""
     rig.off()
     floor = Floor()
     try:
         alt = Alternation(floor.switch)
-        cases = {"host_open": sized(host, "open", HOST_FILE),
-                 "container_open_depth2": sized(loop, "open", target_path(2, "none"))}  # fmt: skip
+        cases = {
+            "host_open": sized(host, "open", HOST_FILE),
+            "container_open_depth2": sized(loop, "open", target_path(2, "none")),
+        }
         for name, m in cases.items():
             alt.add((name,), (name,), m, m)
         alt.run(plan.rounds, lambda msg: say(f"floor: {msg}"))
@@ -173,8 +186,15 @@ spec:
 """
 
 
-def _postures(plan: KernelPlan, rig: KernelRig, cg: int, back_to: int, loop: LoopClient,
-              sized: Callable[..., Callable[[], float]], say: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+def _postures(
+    plan: KernelPlan,
+    rig: KernelRig,
+    cg: int,
+    back_to: int,
+    loop: LoopClient,
+    sized: Callable[..., Callable[[], float]],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
     """The same allowed operations (an open+close an allow rule names, an exec of the loop
     binary) in a container whose postures deny every other exec, read and write, next to
     the same rules with postures all allow: what a posture adds to the decision path. A deny
@@ -190,8 +210,10 @@ def _postures(plan: KernelPlan, rig: KernelRig, cg: int, back_to: int, loop: Loo
             rules = merge([loaded[0].policy])
             rig.write(rs, rules, merge_postures([loaded[0].policy]))
         alt = Alternation(lambda strict: rig.police(cg, POSTURE_DENY_RS if strict else POSTURE_ALLOW_RS))
-        cases = {"open_allowed_depth2": sized(loop, "open", target_path(2, "allowed")),
-                 "exec": sized(loop, "exec", LOOP)}  # fmt: skip
+        cases = {
+            "open_allowed_depth2": sized(loop, "open", target_path(2, "allowed")),
+            "exec": sized(loop, "exec", LOOP),
+        }
         for name, m in cases.items():
             alt.add((name,), (name,), m, m)
         alt.run(plan.rounds, lambda msg: say(f"postures: {msg}"))
@@ -220,8 +242,10 @@ def _bpf_stats(rig: KernelRig, alt: Alternation, say: Callable[[str], None]) -> 
                     k = (_case_name(key), name)
                     if runs and (k not in best or ns / runs < best[k][0]):
                         best[k] = (ns / runs, runs)
-    rows = [{"case": case, "program": prog, "runs": runs, "ns_per_run": round(ns, 1)}
-            for (case, prog), (ns, runs) in best.items()]  # fmt: skip
+    rows = [
+        {"case": case, "program": prog, "runs": runs, "ns_per_run": round(ns, 1)}
+        for (case, prog), (ns, runs) in best.items()
+    ]
     say(f"bpf_stats: {len(rows)} rows")
     return rows
 

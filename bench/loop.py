@@ -20,8 +20,7 @@ def build_loop() -> Path:
     if out.exists() and out.stat().st_mtime >= SOURCE.stat().st_mtime:
         return out
     BUILD_DIR.mkdir(exist_ok=True)
-    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-o", str(out), str(SOURCE)],
-                   check=True)  # fmt: skip
+    subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-o", str(out), str(SOURCE)], check=True)
     return out
 
 
@@ -44,8 +43,9 @@ class LoopClient:
     """`argv` starts `loop serve` somewhere (e.g. `docker exec -i C /bench/loop serve`)."""
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        self._proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
 
     def run(self, *words: str | int) -> Sample:
         assert self._proc.stdin is not None and self._proc.stdout is not None

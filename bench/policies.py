@@ -43,8 +43,7 @@ def policy_document(n_rules: int, depths: Sequence[int], name: str = "bench") ->
             # Rules the measured device open (/dev/null) and connect (127.0.0.1) do not match:
             # the programs run and allow, which is the cost that matters.
             "device": [{"action": "deny", "type": "char", "major": 1, "minor": 7}],
-            "network": [{"action": "deny", "direction": "egress", "protocol": "tcp",
-                         "cidrs": ["169.254.169.254/32"]}],  # fmt: skip
+            "network": [{"action": "deny", "direction": "egress", "protocol": "tcp", "cidrs": ["169.254.169.254/32"]}],
             "socket": [{"action": "deny", "families": ["packet"]}],
         },
     }
@@ -71,8 +70,7 @@ def policy_yaml(n_rules: int, depths: Sequence[int], name: str = "bench") -> str
     import json
 
     doc = policy_document(n_rules, depths, name)
-    lines = ["apiVersion: enforcer/v1", "kind: ContainerPolicy", f"metadata: {{name: {name}}}",
-             "spec:", "  file:"]  # fmt: skip
+    lines = ["apiVersion: enforcer/v1", "kind: ContainerPolicy", f"metadata: {{name: {name}}}", "spec:", "  file:"]
     lines += [f"    - {json.dumps(r)}" for r in doc["spec"]["file"]]
     for kind in ("exec", "device", "network", "socket"):
         lines += [f"  {kind}:"] + [f"    - {json.dumps(r)}" for r in doc["spec"][kind]]

@@ -20,9 +20,24 @@ def start(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
     exe = py_spy()
     if exe is None:
         return None
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(seconds), "--format", "raw",
-                             "--output", str(out), "--nonblocking", "--threads"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+            "--threads",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def summarize(raw: Path, top: int = 12) -> dict[str, Any]:

@@ -18,8 +18,9 @@ def machine() -> dict[str, Any]:
             cpu = line.split(":", 1)[1].strip()
             break
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "kernel": platform.release(),
@@ -75,61 +76,108 @@ def _detail_lines(res: dict[str, Any]) -> list[str]:
     m = res["machine"]
     kernel = res.get("kernel")
     if kernel:
-        lines += ["", "open()+close() in a policed container, ratio on/off (ns per op on):", "",
-                  "| rules | depth | file | ratio | off ns | on ns | round ratios |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "open()+close() in a policed container, ratio on/off (ns per op on):",
+            "",
+            "| rules | depth | file | ratio | off ns | on ns | round ratios |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in kernel["open_close"]:
-            lines.append(f"| {r['rules']} | {r['depth']} | {r['target']} | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
-                         f"{r['on_ns']:.0f} | {r['round_ratio_min']:.3f}-{r['round_ratio_max']:.3f} |")
+            lines.append(
+                f"| {r['rules']} | {r['depth']} | {r['target']} | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
+                f"{r['on_ns']:.0f} | {r['round_ratio_min']:.3f}-{r['round_ratio_max']:.3f} |"
+            )
         lines += ["", "| operation | ratio | off ns | on ns |", "|---|---|---|---|"]
         h = kernel["host_open"]
-        lines.append(f"| open+close {h['path']}, host process | {h['ratio']:.3f} | {h['off_ns']:.0f} | "
-                     f"{h['on_ns']:.0f} |")
+        lines.append(
+            f"| open+close {h['path']}, host process | {h['ratio']:.3f} | {h['off_ns']:.0f} | {h['on_ns']:.0f} |"
+        )
         for name, r in kernel["container_ops"].items():
-            lines.append(f"| {name} in container ({r['rules']} rules) | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
-                         f"{r['on_ns']:.0f} |")
+            lines.append(
+                f"| {name} in container ({r['rules']} rules) | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
+                f"{r['on_ns']:.0f} |"
+            )
         for name, r in kernel.get("floor", {}).items():
-            lines.append(f"| floor: {name}, empty LSM program on file_open only | {r['ratio']:.3f} | "
-                         f"{r['off_ns']:.0f} | {r['on_ns']:.0f} |")
+            lines.append(
+                f"| floor: {name}, empty LSM program on file_open only | {r['ratio']:.3f} | "
+                f"{r['off_ns']:.0f} | {r['on_ns']:.0f} |"
+            )
         if kernel.get("postures"):
-            lines += ["", "Postures: the same allowed operations under `posture: {exec: deny, fileRead: deny, "
-                      "fileWrite: deny}` vs postures all allow (same rules, incl. a deny rule no case touches; "
-                      "same run):", "",
-                      "| operation | ratio deny/allow | allow ns | deny ns |", "|---|---|---|---|"]
+            lines += [
+                "",
+                "Postures: the same allowed operations under `posture: {exec: deny, fileRead: deny, "
+                "fileWrite: deny}` vs postures all allow (same rules, incl. a deny rule no case touches; "
+                "same run):",
+                "",
+                "| operation | ratio deny/allow | allow ns | deny ns |",
+                "|---|---|---|---|",
+            ]
             for name, r in kernel["postures"].items():
                 lines.append(f"| {name} | {r['ratio']:.3f} | {r['off_ns']:.0f} | {r['on_ns']:.0f} |")
-        lines += ["", "BPF run time per program run (kernel.bpf_stats_enabled):", "",
-                  "| case | program | runs | ns/run |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "BPF run time per program run (kernel.bpf_stats_enabled):",
+            "",
+            "| case | program | runs | ns/run |",
+            "|---|---|---|---|",
+        ]
         for r in kernel["bpf_stats"]:
             lines.append(f"| {r['case']} | {r['program']} | {r['runs']} | {r['ns_per_run']:.0f} |")
     if kernel and kernel.get("apply"):
-        lines += ["", "Compile + apply (seconds per phase; kernel memory while loaded):", "",
-                  "| rules | path_rules entries | live s (VM) | phases | slab kB | memlock bytes |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Compile + apply (seconds per phase; kernel memory while loaded):",
+            "",
+            "| rules | path_rules entries | live s (VM) | phases | slab kB | memlock bytes |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in kernel["apply"]:
             phases = ", ".join(f"{k} {v:.2f}" for k, v in r["phases_s"].items())
-            lines.append(f"| {r['rules']} | {r['path_entries']} | {r['live_s']:.2f} | {phases} | "
-                         f"{r['kernel_slab_kb']} | {r['path_rules_memlock_after']} |")
+            lines.append(
+                f"| {r['rules']} | {r['path_entries']} | {r['live_s']:.2f} | {phases} | "
+                f"{r['kernel_slab_kb']} | {r['path_rules_memlock_after']} |"
+            )
     if res.get("compile"):
         nat = res.get("native", {}).get("compile", m)
-        lines += ["", f"Policy text to rules live in a kernel map, natively ({nat['cpus']} x {nat['cpu']}, "
-                  f"kernel {nat['kernel']}), seconds per phase:", "",
-                  "| rules | map entries | live s | phases |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Policy text to rules live in a kernel map, natively ({nat['cpus']} x {nat['cpu']}, "
+            f"kernel {nat['kernel']}), seconds per phase:",
+            "",
+            "| rules | map entries | live s | phases |",
+            "|---|---|---|---|",
+        ]
         for r in res["compile"]:
             phases = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_s"].items())
             lines.append(f"| {r['rules']} | {r['entries']} | {r['live_s']:.3f} | {phases} |")
     if res.get("storm"):
         storm = {k: v for k, v in res["storm"].items() if not isinstance(v, dict | list | type(None))}
-        lines += ["", "Denial storm (real daemon):", "", "| " + " | ".join(storm) + " |",
-                  "|" + "---|" * len(storm), "| " + " | ".join(_fmt(v) for v in storm.values()) + " |"]
+        lines += [
+            "",
+            "Denial storm (real daemon):",
+            "",
+            "| " + " | ".join(storm) + " |",
+            "|" + "---|" * len(storm),
+            "| " + " | ".join(_fmt(v) for v in storm.values()) + " |",
+        ]
         prof = res["storm"].get("daemon_profile")
         if prof:
-            lines += ["", f"Daemon during the storm, py-spy ({prof['samples']} samples), % of samples on top "
-                      "of the stack:", ""]
+            lines += [
+                "",
+                f"Daemon during the storm, py-spy ({prof['samples']} samples), % of samples on top of the stack:",
+                "",
+            ]
             lines += [f"- {pct}% {fn}" for fn, pct in prof["self_pct"]]
     if res.get("churn"):
         c = res["churn"]
-        lines += ["", f"Container churn ({c['cycles']} start/stop cycles; daemon RSS kB {c['daemon_rss_kb']}):", "",
-                  "| docker run -> enforced s | docker run returned s | StartedAt -> enforced s |", "|---|---|---|"]
+        lines += [
+            "",
+            f"Container churn ({c['cycles']} start/stop cycles; daemon RSS kB {c['daemon_rss_kb']}):",
+            "",
+            "| docker run -> enforced s | docker run returned s | StartedAt -> enforced s |",
+            "|---|---|---|",
+        ]
         for s in c["samples"]:
             lines.append(f"| {s['run_to_enforced_s']} | {s['docker_run_returned_s']} | {s['started_to_enforced_s']} |")
     return lines
@@ -149,8 +197,7 @@ def plots(res: dict[str, Any], out: Path) -> list[Path]:
     counts = sorted({r["rules"] for r in rows})
     kernel_name = res["machine"]["kernel"]
 
-    def curves(name: str, groups: list[tuple[str, Any]], x: str, xlabel: str, title: str,
-               log_x: bool) -> Path:  # fmt: skip
+    def curves(name: str, groups: list[tuple[str, Any]], x: str, xlabel: str, title: str, log_x: bool) -> Path:
         """One line per (group, target): open+close ratio against `x`."""
         fig, ax = plt.subplots(figsize=(7, 4))
         for label, keep in groups:
@@ -200,8 +247,7 @@ def _between_markers(readme: Path, md: str) -> None:
     readme.write_text(f"{head}{_BEGIN}\n{md}{_END}{tail}")
 
 
-def update_readmes(res: dict[str, Any], readme: Path = README,
-                   project_readme: Path = PROJECT_README) -> list[Path]:  # fmt: skip
+def update_readmes(res: dict[str, Any], readme: Path = README, project_readme: Path = PROJECT_README) -> list[Path]:
     """The whole latest run into bench/README.md, its summary (machine and targets) into
     the project README."""
     _between_markers(readme, markdown(res))

@@ -142,8 +142,9 @@ class KernelRig:
                 enf.attach(info)
         self.attached = True
 
-    def write(self, ruleset: int, rules: Sequence[EffectiveRule],
-              postures: Mapping[str, PostureDecision] | None = None) -> None:  # fmt: skip
+    def write(
+        self, ruleset: int, rules: Sequence[EffectiveRule], postures: Mapping[str, PostureDecision] | None = None
+    ) -> None:
         """Compile and write, as the daemon does (enforcer.rulesets)."""
         compiled = compile_ruleset(rules, self.table, self.loaded.abi, postures)
         self.parts[ruleset] = {enf.name: enf.write_ruleset(ruleset, compiled) for enf in self.enforcements}

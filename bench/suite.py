@@ -40,8 +40,9 @@ def run_suite(plan: Plan, items: list[str], say: Callable[[str], None]) -> dict[
                 daemon.start()
                 say("enforcer run is up")
                 if "storm" in items:
-                    out["storm"], first = run_storm(daemon, docker, plan.storm_opens,
-                                                       plan.storm_drain_max_s, plan.storm_profile_s, say)  # fmt: skip
+                    out["storm"], first = run_storm(
+                        daemon, docker, plan.storm_opens, plan.storm_drain_max_s, plan.storm_profile_s, say
+                    )
                 if "churn" in items:
                     out["churn"] = run_churn(daemon, docker, plan.churn_cycles, say)
                     if "storm" in items:

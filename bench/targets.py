@@ -17,8 +17,7 @@ def judge(res: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(name: str, value: Any, target: str, ok: bool | None) -> None:
-        out.append({"figure": name, "value": value, "target": target,
-                    "met": ok})  # fmt: skip
+        out.append({"figure": name, "value": value, "target": target, "met": ok})
 
     kernel = res.get("kernel")
     if kernel:
@@ -29,41 +28,63 @@ def judge(res: dict[str, Any]) -> list[dict[str, Any]]:
                 if 1000 in counts:
                     row = _open(res, 1000, depth, target)
                     assert row is not None
-                    add(f"open+close, 1,000 rules, {target}, depth {depth}", row["ratio"], "<= 1.10",
-                        row["ratio"] <= 1.10)
+                    add(
+                        f"open+close, 1,000 rules, {target}, depth {depth}",
+                        row["ratio"],
+                        "<= 1.10",
+                        row["ratio"] <= 1.10,
+                    )
                 big, one = _open(res, 100_000, depth, target), _open(res, 1, depth, target)
                 if big and one:
                     rel = big["on_ns"] / one["on_ns"]
-                    add(f"open+close, 100,000 vs 1 rule, {target}, depth {depth}", round(rel, 4),
-                        "within 5% (<= 1.05)", rel <= 1.05)
+                    add(
+                        f"open+close, 100,000 vs 1 rule, {target}, depth {depth}",
+                        round(rel, 4),
+                        "within 5% (<= 1.05)",
+                        rel <= 1.05,
+                    )
         host = kernel["host_open"]["ratio"]
         add("open+close by a host process", host, "<= 1.02", host <= 1.02)
         floor = kernel.get("floor", {})
         if "host_open" in floor:  # context: what an empty LSM program costs here
             add("floor: open+close by a host process, empty LSM program only", floor["host_open"]["ratio"], "-", None)
         if "container_open_depth2" in floor:
-            add("floor: open+close in a container, depth 2, empty LSM program only",
-                floor["container_open_depth2"]["ratio"], "-", None)
+            add(
+                "floor: open+close in a container, depth 2, empty LSM program only",
+                floor["container_open_depth2"]["ratio"],
+                "-",
+                None,
+            )
     # Live, natively: text to entries in a real kernel map (compile item, host CPU).
     for row in res.get("compile", []):
         if row["rules"] in (10_000, 100_000):
             what = "YAML parse" if row["includes_yaml_parse"] else "validation"
-            add(f"{row['rules']:,} rules live, natively (incl. {what}) (s)", row["live_s"],
+            add(
+                f"{row['rules']:,} rules live, natively (incl. {what}) (s)",
+                row["live_s"],
                 "<= 1 s" if row["rules"] == 10_000 else "-",
-                row["live_s"] <= 1.0 if row["rules"] == 10_000 else None)
+                row["live_s"] <= 1.0 if row["rules"] == 10_000 else None,
+            )
     dec = res.get("decode")
     if dec:  # natively, per CPU-second of the decoding thread
-        add("ring-buffer events into audit records, natively (events/s)", dec["records_per_s"],
-            ">= 200,000", dec["records_per_s"] >= 200_000)
+        add(
+            "ring-buffer events into audit records, natively (events/s)",
+            dec["records_per_s"],
+            ">= 200,000",
+            dec["records_per_s"] >= 200_000,
+        )
         add("... into written JSON lines, nothing folded (events/s)", dec["json_lines_per_s"], "-", None)
         add("... one denial repeated, folded (events/s)", dec["storm_folded_per_s"], "-", None)
     storm = res.get("storm")
     if storm:
         add("storm counted exactly", storm["counted_exactly"], "true", storm["counted_exactly"])
         if "trail_accounts_for_all" in storm:
-            add("storm: records + audit_loss == kernel counter", storm["trail_accounts_for_all"], "true",
-                storm["trail_accounts_for_all"])
+            add(
+                "storm: records + audit_loss == kernel counter",
+                storm["trail_accounts_for_all"],
+                "true",
+                storm["trail_accounts_for_all"],
+            )
         add("storm daemon CPU (cores, avg)", storm["daemon_cores_avg"], "<= 1", storm["daemon_cores_avg"] <= 1)
-        add("storm daemon peak RSS (MB)", storm["daemon_peak_rss_mb"], "<= 100",
-            storm["daemon_peak_rss_mb"] <= 100)
+        add("storm daemon peak RSS (MB)", storm["daemon_peak_rss_mb"], "<= 100", storm["daemon_peak_rss_mb"] <= 100)
     return out

@@ -32,7 +32,7 @@ from enforcer.kernel.build import ensure_built
 from enforcer.kernel.enforcement import (
     Enforcement,
     PerContainerRules,
-)  # fmt: skip
+)
 from enforcer.kernel.loader import DEFAULT_PIN_ROOT, Loaded
 from enforcer.kernel.policy_maps import PolicyMaps
 from enforcer.kernel.postures import PostureState
@@ -70,6 +70,8 @@ class _Failure:
     reason: str
     attempts: int
     retry_at: float  # on the daemon's clock (monotonic)
+
+
 # The user of the ruleset that containers not registered yet get (CT_KEY_STARTING).
 STARTING = "(containers not registered yet)"
 
@@ -90,8 +92,7 @@ class DaemonConfig:
 
 
 class Daemon:
-    def __init__(self, config: DaemonConfig, audit: AuditWriter,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(self, config: DaemonConfig, audit: AuditWriter, clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
         self._clock = clock
         self._failed: dict[str, _Failure] = {}  # container id -> why it is not (fully) enforced
@@ -126,10 +127,13 @@ class Daemon:
     # ----- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         self._policies = self.startup_policies()
-        log.info("policies loaded", count=len(self._policies.policies),
-                 directory=str(self._config.policies_dir))  # fmt: skip
-        loaded = load_kernel(ensure_built(), self._config.pin_root, self._policies.policies,
-                             allow_missing_lsm=self._config.allow_missing_lsm)  # fmt: skip
+        log.info("policies loaded", count=len(self._policies.policies), directory=str(self._config.policies_dir))
+        loaded = load_kernel(
+            ensure_built(),
+            self._config.pin_root,
+            self._policies.policies,
+            allow_missing_lsm=self._config.allow_missing_lsm,
+        )
         self.use_kernel(loaded)
         self._policy_store.save(self._policies, self._parsed)
         ring = RingBuffer(loaded.maps["events"], self.event_sink(EventDecoder(loaded.abi)))
@@ -142,8 +146,9 @@ class Daemon:
                 watcher = PolicyWatcher(self._config.policies_dir, self.reload, self._config.reload_quiet)
                 watcher.start()
             if self._config.runtime_socket is not None:
-                registrar = RegistrationServer(self._config.runtime_socket, self.register_from_runtime,
-                                               self._config.runtime_socket_uids)  # fmt: skip
+                registrar = RegistrationServer(
+                    self._config.runtime_socket, self.register_from_runtime, self._config.runtime_socket_uids
+                )
                 registrar.start()
             tracker.run(stop)
         finally:
@@ -171,15 +176,17 @@ class Daemon:
         unkept = [str(e) for f in policies.files if f.errors and not f.kept_previous for e in f.errors]
         if unkept:
             raise EnforcerError(
-                "policy files do not validate, and no earlier version of them is in force: "
-                + "; ".join(unkept),
+                "policy files do not validate, and no earlier version of them is in force: " + "; ".join(unkept),
                 hint="fix them (`enforcer check " + str(self._config.policies_dir) + "`) and start again",
             )
         for f in policies.files:
             for err in f.errors:  # all kept_previous here
-                log.error("POLICY FILE REJECTED AT START: the version in force before this restart "
-                          "stays in force until the file validates", error=str(err),
-                          policies=[lp.policy.name for lp in f.policies])  # fmt: skip
+                log.error(
+                    "POLICY FILE REJECTED AT START: the version in force before this restart "
+                    "stays in force until the file validates",
+                    error=str(err),
+                    policies=[lp.policy.name for lp in f.policies],
+                )
         if policies.errors:
             self.reload_failures += 1
         return policies
@@ -209,8 +216,7 @@ class Daemon:
         assert self._loaded is not None
         self._rulesets.use(self._enforcements, in_kernel, self._table, self._loaded.abi)
         if self._inherited:
-            log.info("taking over from an earlier run", containers=len(self._inherited),
-                     rulesets=len(in_kernel))  # fmt: skip
+            log.info("taking over from an earlier run", containers=len(self._inherited), rulesets=len(in_kernel))
 
     def containers_reconciled(self, running: set[str]) -> None:
         """DockerTracker hook: the running set is complete. Drop inherited entries of
@@ -224,8 +230,11 @@ class Daemon:
             gone = [cg for cg in self._inherited if cg not in live]
             for cgroup_id in gone:
                 self._maps.remove_container(cgroup_id)
-            self._inherited = {cg: rs for cg, rs in self._inherited.items() if cg in live
-                               and cg not in {i.cgroup.id for i, _ in self._containers.values()}}  # fmt: skip
+            self._inherited = {
+                cg: rs
+                for cg, rs in self._inherited.items()
+                if cg in live and cg not in {i.cgroup.id for i, _ in self._containers.values()}
+            }
             keep = self._rulesets.ids()
             for enf in self._enforcements:
                 enf.prune(keep)
@@ -256,18 +265,25 @@ class Daemon:
         self.account_losses(drain)
         left = self._losses.unsettled() if self._losses else 0
         if left:
-            log.warning("denials still arriving at stop are not itemised or accounted in the trail",
-                        denials=left, hint="they are in the kernel counters (enforcer status)")  # fmt: skip
+            log.warning(
+                "denials still arriving at stop are not itemised or accounted in the trail",
+                denials=left,
+                hint="they are in the kernel counters (enforcer status)",
+            )
 
     def _sweep(self) -> None:
         """Containers the runtime shim registered but Docker never reported running (their
         start failed after `runc create`) are released once their cgroup is gone."""
         known = self._tracker.known() if self._tracker else {}
         with self._lock:
-            orphans = [cid for cid, (info, _) in self._containers.items()
-                       if cid not in known and not Path(info.cgroup.path).exists()]  # fmt: skip
-            orphans += [cid for cid, f in self._failed.items()
-                        if cid not in known and not Path(f.info.cgroup.path).exists()]  # fmt: skip
+            orphans = [
+                cid
+                for cid, (info, _) in self._containers.items()
+                if cid not in known and not Path(info.cgroup.path).exists()
+            ]
+            orphans += [
+                cid for cid, f in self._failed.items() if cid not in known and not Path(f.info.cgroup.path).exists()
+            ]
         for cid in orphans:
             self.container_stopped(cid)
 
@@ -283,12 +299,10 @@ class Daemon:
                 new = load_directory(self._config.policies_dir, previous=old, cache=self._parsed)
             except EnforcerError as err:
                 self.reload_failures += 1
-                log.error("policy directory unreadable; keeping the policies in force",
-                          error=str(err))  # fmt: skip
+                log.error("policy directory unreadable; keeping the policies in force", error=str(err))
                 return
             for problem in new.errors:
-                log.error("policy file rejected; its previous version stays in force",
-                          error=str(problem))  # fmt: skip
+                log.error("policy file rejected; its previous version stays in force", error=str(problem))
             if new.errors:
                 self.reload_failures += 1
             self._policies = new
@@ -300,9 +314,13 @@ class Daemon:
             for info in [i for i, _ in self._containers.values()] + [f.info for f in self._failed.values()]:
                 self.container_started(info)
             self._write_starting_entry()
-        log.info("policies reloaded", seconds=round(time.monotonic() - t0, 3),
-                 added=list(diff.added) if diff else [], removed=list(diff.removed) if diff else [],
-                 changed=list(diff.changed) if diff else [])  # fmt: skip
+        log.info(
+            "policies reloaded",
+            seconds=round(time.monotonic() - t0, 3),
+            added=list(diff.added) if diff else [],
+            removed=list(diff.removed) if diff else [],
+            changed=list(diff.changed) if diff else [],
+        )
 
     # ----- runtime shim (start race) --------------------------------------------------------
     def register_from_runtime(self, container_id: str, pid: int, bundle: str) -> None:
@@ -337,7 +355,8 @@ class Daemon:
         with self._lock:
             assert self._policies is not None
             selected = self.learning.selection(
-                info.id, policies_for(self._policies, info.name, info.image, info.labels))
+                info.id, policies_for(self._policies, info.name, info.image, info.labels)
+            )
             key = ruleset_key(selected)
             previous = self._containers.get(info.id)
             rs = self._rulesets.get_or_write(key, selected)
@@ -371,11 +390,21 @@ class Daemon:
                 self._rulesets.release(previous[1], info.id)
             recovered = self._failed.pop(info.id, None)
         if recovered is not None:
-            log.warning("container enforced after failing", container=info.name,
-                        attempts=recovered.attempts, earlier_error=recovered.reason)  # fmt: skip
-        log.info("container enforced", container=info.name, image=info.image,
-                 policies=[p.name for p in selected], cgroup_id=info.cgroup.id,
-                 ruleset=rs.id, start_window_s=self._start_windows.get(info.id))  # fmt: skip
+            log.warning(
+                "container enforced after failing",
+                container=info.name,
+                attempts=recovered.attempts,
+                earlier_error=recovered.reason,
+            )
+        log.info(
+            "container enforced",
+            container=info.name,
+            image=info.image,
+            policies=[p.name for p in selected],
+            cgroup_id=info.cgroup.id,
+            ruleset=rs.id,
+            start_window_s=self._start_windows.get(info.id),
+        )
 
     def _start_window(self, info: ContainerInfo) -> float | None:
         """Seconds the container ran before this first entry (enforcer.containers.startwindow)."""
@@ -395,10 +424,16 @@ class Daemon:
             delay = min(first * 2 ** (attempts - 1), cap)
             self._failed[info.id] = _Failure(info, reason, attempts, self._clock() + delay)
             kept = info.id in self._containers or info.cgroup.id in self._inherited
-        log.error("container NOT ENFORCED by its current policies" if not kept else
-                  "container's policy update failed; its previous ruleset stays in force",
-                  container=info.name, container_id=info.short_id, error=reason,
-                  attempts=attempts, retry_in=round(delay, 2))  # fmt: skip
+        log.error(
+            "container NOT ENFORCED by its current policies"
+            if not kept
+            else "container's policy update failed; its previous ruleset stays in force",
+            container=info.name,
+            container_id=info.short_id,
+            error=reason,
+            attempts=attempts,
+            retry_in=round(delay, 2),
+        )
 
     def retry_failed(self) -> None:
         """Retry every failed container whose backoff has run out (the event loop calls
@@ -469,14 +504,15 @@ class Daemon:
             self._point_starting_entry(selected, key, cgroup_key)
         except Exception as err:  # noqa: BLE001 - written all or nothing: the previous entry stays in force
             self._starting_retry_at = self._clock() + RETRY_BACKOFF[0]
-            log.error("containers not registered yet keep their previous policies: writing the "
-                      "new ones failed (retried)", error=str(err) or type(err).__name__)  # fmt: skip
+            log.error(
+                "containers not registered yet keep their previous policies: writing the new ones failed (retried)",
+                error=str(err) or type(err).__name__,
+            )
             return
         self._starting_retry_at = None
         log.info("containers not registered yet are judged by", policies=[p.name for p in selected])
 
-    def _point_starting_entry(self, selected: Sequence[Policy], key: RulesetKey,
-                              cgroup_key: int) -> None:  # fmt: skip
+    def _point_starting_entry(self, selected: Sequence[Policy], key: RulesetKey, cgroup_key: int) -> None:
         maps = self._maps
         assert maps is not None  # _write_starting_entry returns early without maps
         with self._lock:
@@ -544,8 +580,13 @@ class Daemon:
             if routed is None:
                 continue  # lost learning events: the learn session reports them
             rule = routed
-            log.warning("denials not itemised in the audit trail (accounted as an audit_loss record)",
-                        policy=rule.policy, rule=rule.rule, cgroup_id=loss.cgroup_id, count=loss.count)  # fmt: skip
+            log.warning(
+                "denials not itemised in the audit trail (accounted as an audit_loss record)",
+                policy=rule.policy,
+                rule=rule.rule,
+                cgroup_id=loss.cgroup_id,
+                count=loss.count,
+            )
             self._writer.write(LossRecord(loss, rule, container, time.clock_gettime_ns(time.CLOCK_BOOTTIME)))
             total += loss.count
         return total
@@ -556,8 +597,7 @@ class Daemon:
         with self._lock:
             container = self._by_cgroup.get(event.cgroup_id)
             rule = self._rule_ref(event.cgroup_id, event.rule_id)
-        routed = self.learning.route(event.cgroup_id, rule, event.action, event.hook,
-                                     event.target(), event.comm)  # fmt: skip
+        routed = self.learning.route(event.cgroup_id, rule, event.action, event.hook, event.target(), event.comm)
         if routed is None:
             return  # seen only because the container learns: the session's, not the log's
         self._audit.add(AuditRecord(event, routed, container))
@@ -595,8 +635,9 @@ class Daemon:
 
     def _postures_of(self, cgroup_id: int) -> CompiledPostures | None:
         info = self._by_cgroup.get(cgroup_id)
-        key = self._containers[info.id][1] if info is not None and info.id in self._containers \
-            else self._starting_key  # not registered yet: judged by the starting entry
+        key = (
+            self._containers[info.id][1] if info is not None and info.id in self._containers else self._starting_key
+        )  # not registered yet: judged by the starting entry
         rs = self._rulesets.get(key)
         return rs.postures if rs is not None else None
 
@@ -608,31 +649,53 @@ class Daemon:
     def snapshot(self) -> StatusDocument:
         with self._lock:
             failed = dict(self._failed)
-            tracked = [TrackedContainer(info, policy_names(key),
-                                        rs.id if (rs := self._rulesets.get(key)) else None,
-                                        error=failed[info.id].reason if info.id in failed else None,
-                                        start_window=self._start_windows.get(info.id))
-                       for info, key in self._containers.values()]  # fmt: skip
+            tracked = [
+                TrackedContainer(
+                    info,
+                    policy_names(key),
+                    rs.id if (rs := self._rulesets.get(key)) else None,
+                    error=failed[info.id].reason if info.id in failed else None,
+                    start_window=self._start_windows.get(info.id),
+                )
+                for info, key in self._containers.values()
+            ]
             # Failed before any ruleset of this run was in force: shown, not enforced.
-            tracked += [TrackedContainer(f.info, (), self._inherited.get(f.info.cgroup.id),
-                                         enforced=f.info.cgroup.id in self._inherited, error=f.reason)
-                        for cid, f in failed.items() if cid not in self._containers]  # fmt: skip
+            tracked += [
+                TrackedContainer(
+                    f.info,
+                    (),
+                    self._inherited.get(f.info.cgroup.id),
+                    enforced=f.info.cgroup.id in self._inherited,
+                    error=f.reason,
+                )
+                for cid, f in failed.items()
+                if cid not in self._containers
+            ]
             policies, enforcements = self._policies, list(self._enforcements)
         maps = self._loaded.maps if self._loaded else {}
-        return build(StatusInputs(
-            started_at=self._started, policies_dir=self._config.policies_dir,
-            pin_root=self._config.pin_root, policies=policies, table=self._table,
-            containers=tracked,
-            counters=self._maps.counters if self._maps else (lambda _cgroup: {}),
-            kernel_stats=self.kernel_stats(), enforcements=enforcements, maps=maps,
-            audit_records=self._writer.records, audit_events=self._writer.events,
-            audit_write_errors=self._writer.write_errors, audit_log=self._writer.name,
-            audit_losses=self._writer.losses,
-            docker_connected=bool(self._tracker and self._tracker.connected.is_set()),
-            reload_failures=self.reload_failures,
-            enforcement_failures=self.enforcement_failures,
-            not_enforced_reasons=self._not_enforced_reasons(),
-        ))  # fmt: skip
+        return build(
+            StatusInputs(
+                started_at=self._started,
+                policies_dir=self._config.policies_dir,
+                pin_root=self._config.pin_root,
+                policies=policies,
+                table=self._table,
+                containers=tracked,
+                counters=self._maps.counters if self._maps else (lambda _cgroup: {}),
+                kernel_stats=self.kernel_stats(),
+                enforcements=enforcements,
+                maps=maps,
+                audit_records=self._writer.records,
+                audit_events=self._writer.events,
+                audit_write_errors=self._writer.write_errors,
+                audit_log=self._writer.name,
+                audit_losses=self._writer.losses,
+                docker_connected=bool(self._tracker and self._tracker.connected.is_set()),
+                reload_failures=self.reload_failures,
+                enforcement_failures=self.enforcement_failures,
+                not_enforced_reasons=self._not_enforced_reasons(),
+            )
+        )
 
     def _not_enforced_reasons(self) -> dict[str, str]:
         why = self._loaded.lsm_error if self._loaded else None

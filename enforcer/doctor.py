@@ -37,9 +37,14 @@ SECURITYFS_FIX = "mount securityfs: `mount -t securityfs securityfs /sys/kernel/
 
 # Checks that must not FAIL for file/exec enforcement to be possible on this host.
 ENFORCEMENT_CHECKS = (
-    "kernel version", "BTF", "BPF objects", "bpf in active LSM list", "LSM program loads",
-    "bpffs", "cgroup2",
-)  # fmt: skip
+    "kernel version",
+    "BTF",
+    "BPF objects",
+    "bpf in active LSM list",
+    "LSM program loads",
+    "bpffs",
+    "cgroup2",
+)
 
 
 @dataclass
@@ -71,13 +76,17 @@ def check_kernel(release: str | None = None) -> Check:
     version = parse_kernel_version(release)
     need = ".".join(map(str, MIN_KERNEL))
     if version is None:
-        return Check("kernel version", WARN, f"cannot parse kernel release {release!r}",
-                     f"make sure the kernel is {need} or newer")
+        return Check(
+            "kernel version",
+            WARN,
+            f"cannot parse kernel release {release!r}",
+            f"make sure the kernel is {need} or newer",
+        )
     if version < MIN_KERNEL:
         return Check(
-            "kernel version", FAIL,
-            f"{release} is too old: the LSM programs need bpf_loop() (Linux {need}), "
-            "ring buffers need 5.8",
+            "kernel version",
+            FAIL,
+            f"{release} is too old: the LSM programs need bpf_loop() (Linux {need}), ring buffers need 5.8",
             f"boot a kernel >= {need} (or use the VM: `scripts/vm-run -- enforcer run`)",
         )
     return Check("kernel version", OK, f"{release} (>= {need}: ring buffer and bpf_loop)")
@@ -86,8 +95,12 @@ def check_kernel(release: str | None = None) -> Check:
 def check_btf(path: Path = BTF_FILE) -> Check:
     if path.is_file():
         return Check("BTF", OK, f"{path} present")
-    return Check("BTF", FAIL, f"{path} missing: CO-RE programs cannot be relocated",
-                 "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (stock distribution kernels are)")
+    return Check(
+        "BTF",
+        FAIL,
+        f"{path} missing: CO-RE programs cannot be relocated",
+        "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (stock distribution kernels are)",
+    )
 
 
 # ----- BPF objects -------------------------------------------------------------------------
@@ -98,8 +111,12 @@ def check_objects() -> tuple[Check, Path | None]:
     try:
         path = ensure_built().path("lsm_file")
     except EnforcerError as err:
-        return Check("BPF objects", FAIL, f"not built: {err.message}",
-                     err.hint or "install clang and bpftool, then `python -m enforcer.kernel.build`"), None
+        return Check(
+            "BPF objects",
+            FAIL,
+            f"not built: {err.message}",
+            err.hint or "install clang and bpftool, then `python -m enforcer.kernel.build`",
+        ), None
     return Check("BPF objects", OK, f"built ({path})"), path
 
 
@@ -118,15 +135,13 @@ def check_lsm_list(path: Path = LSM_FILE) -> Check:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return Check(name, WARN, f"{path} missing: securityfs is not mounted, cannot read the list",
-                     SECURITYFS_FIX)
+        return Check(name, WARN, f"{path} missing: securityfs is not mounted, cannot read the list", SECURITYFS_FIX)
     except OSError as err:
         return Check(name, WARN, f"cannot read {path}: {err.strerror}", "run as root")
     active = parse_lsm_list(text)
     if "bpf" in active:
         return Check(name, OK, ",".join(active))
-    return Check(name, FAIL, f"bpf is not active ({','.join(active) or 'empty list'})",
-                 _lsm_boot_fix(active))
+    return Check(name, FAIL, f"bpf is not active ({','.join(active) or 'empty list'})", _lsm_boot_fix(active))
 
 
 def _lockdown(path: Path = LOCKDOWN_FILE) -> str | None:
@@ -149,8 +164,9 @@ def check_bpffs(mounts: list[tuple[str, str]] | None = None, where: str = BPFFS)
     mounts = mounts if mounts is not None else _mounts()
     if any(point == where and fstype == "bpf" for point, fstype in mounts):
         return Check("bpffs", OK, f"mounted at {where}")
-    return Check("bpffs", FAIL, f"no bpf filesystem at {where}: maps and links cannot be pinned",
-                 f"`mount -t bpf bpf {where}`")
+    return Check(
+        "bpffs", FAIL, f"no bpf filesystem at {where}: maps and links cannot be pinned", f"`mount -t bpf bpf {where}`"
+    )
 
 
 # The kernel refusing a program type (as opposed to a broken object), errno by errno;
@@ -223,25 +239,28 @@ def check_lsm_load(
     name = "LSM program loads"
     boot = "boot with `lsm=...,bpf` on a kernel with CONFIG_BPF_LSM=y"
     if obj_path is None:
-        return Check(name, FAIL, "not probed: the BPF objects are not built",
-                     "fix the `BPF objects` check first")
+        return Check(name, FAIL, "not probed: the BPF objects are not built", "fix the `BPF objects` check first")
     try:
         probe(obj_path, bpffs_ok)
     except BpfError as err:
         if err.errno in (errno.EPERM, errno.EACCES) and os.geteuid() != 0:
-            return Check(name, FAIL, f"loading the LSM programs failed with {err.errno_name}: not root",
-                         "run `enforcer doctor` (and the enforcer) as root")
+            return Check(
+                name,
+                FAIL,
+                f"loading the LSM programs failed with {err.errno_name}: not root",
+                "run `enforcer doctor` (and the enforcer) as root",
+            )
         if err.errno in (*_REFUSED, ENOTSUPP):
             mode = _lockdown()
             extra = " (kernel lockdown: confidentiality)" if mode == "confidentiality" else ""
             return Check(
-                name, FAIL,
+                name,
+                FAIL,
                 f"{err.errno_name}{extra}: the kernel refuses BPF-LSM programs even when it lists bpf "
                 "as an active LSM; file and exec rules cannot be enforced on this host",
                 f"{VM_FIX}, or {boot}",
             )
-        return Check(name, FAIL, f"loading the LSM programs failed: {str(err).splitlines()[0]}",
-                     f"{VM_FIX}, or {boot}")
+        return Check(name, FAIL, f"loading the LSM programs failed: {str(err).splitlines()[0]}", f"{VM_FIX}, or {boot}")
     except EnforcerError as err:
         return Check(name, FAIL, str(err), "rebuild: `python -m enforcer.kernel.build`")
     return Check(name, OK, f"{' and '.join(LSM_PROGRAMS)} load (probed, not attached)")
@@ -268,9 +287,12 @@ def check_cgroup_load(
     try:
         probe(bpffs_ok)
     except BpfError as err:
-        return Check(name, FAIL, f"loading the device/network/socket programs failed with {err.errno_name}: "
-                     "those rules cannot be enforced",
-                     "use a kernel with CONFIG_CGROUP_BPF=y and run as root")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            f"loading the device/network/socket programs failed with {err.errno_name}: those rules cannot be enforced",
+            "use a kernel with CONFIG_CGROUP_BPF=y and run as root",
+        )
     except EnforcerError as err:
         return Check(name, FAIL, str(err), "rebuild: `python -m enforcer.kernel.build`")
     return Check(name, OK, "device, network and socket programs load (probed, not attached)")
@@ -287,7 +309,8 @@ def check_cgroup2(proc_root: str = "/proc") -> Check:
     layout = detect_layout(proc_root)
     if layout is CgroupLayout.HYBRID:
         return Check(
-            "cgroup2", WARN,
+            "cgroup2",
+            WARN,
             f"hybrid layout: cgroup2 at {mount} beside v1 controllers; enforcement works only if "
             "Docker puts containers in cgroup2 too (its cgroups are read from the 0:: line)",
             "boot with systemd.unified_cgroup_hierarchy=1 for a pure cgroup v2 host",
@@ -298,8 +321,7 @@ def check_cgroup2(proc_root: str = "/proc") -> Check:
 # ----- Docker ------------------------------------------------------------------------------
 def check_docker(docker_host: str | None = None, timeout: int = 3) -> Check:
     url = docker_base_url(docker_host)
-    fix = ("start dockerd (e.g. `systemctl start docker`), or point at it with "
-           "--docker-host URL / DOCKER_HOST")
+    fix = "start dockerd (e.g. `systemctl start docker`), or point at it with --docker-host URL / DOCKER_HOST"
     try:
         import docker
 
@@ -328,17 +350,22 @@ def runtime_check_from(default_runtime: str | None) -> Check:
     from enforcer.runtime.install import RUNTIME_NAME
 
     if default_runtime == RUNTIME_NAME:
-        return Check("runtime wrapper", OK, "Docker's default runtime is enforcer-runc: every "
-                     "container is under all its policies before its first instruction")  # fmt: skip
+        return Check(
+            "runtime wrapper",
+            OK,
+            "Docker's default runtime is enforcer-runc: every "
+            "container is under all its policies before its first instruction",
+        )
     shown = default_runtime or "unknown"
     return Check(
-        "runtime wrapper", WARN,
+        "runtime wrapper",
+        WARN,
         f"Docker's default runtime is {shown}, not enforcer-runc: policies with a selector "
         "(names, images, labels) have a start window, from a container's first instruction until "
         "the daemon sees it (measured per container in `enforcer status`); policies selecting "
         "every container hold from the first instruction",
         START_WINDOW_FIX,
-    )  # fmt: skip
+    )
 
 
 def check_runtime(docker_host: str | None = None, timeout: int = 3) -> Check | None:
@@ -385,8 +412,10 @@ def cgroup_enforcement_possible(checks: list[Check]) -> bool:
 
 def summary(checks: list[Check]) -> str:
     if cgroup_enforcement_possible(checks) and not file_enforcement_possible(checks):
-        return (summary_file(checks) + "\ndevice/network/socket enforcement: possible; "
-                "`enforcer run --allow-missing-lsm` enforces only these (file and exec rules are NOT enforced)")
+        return (
+            summary_file(checks) + "\ndevice/network/socket enforcement: possible; "
+            "`enforcer run --allow-missing-lsm` enforces only these (file and exec rules are NOT enforced)"
+        )
     return summary_file(checks)
 
 
@@ -404,8 +433,23 @@ def exit_code(checks: list[Check]) -> int:
 
 
 __all__ = [
-    "Check", "run_checks", "summary", "exit_code", "file_enforcement_possible",
-    "cgroup_enforcement_possible", "check_cgroup_load", "check_kernel",
-    "check_btf", "check_objects", "check_lsm_list", "check_lsm_load", "check_bpffs",
-    "check_cgroup2", "check_docker", "check_runtime", "runtime_check_from", "parse_kernel_version", "parse_lsm_list",
-]  # fmt: skip
+    "Check",
+    "run_checks",
+    "summary",
+    "exit_code",
+    "file_enforcement_possible",
+    "cgroup_enforcement_possible",
+    "check_cgroup_load",
+    "check_kernel",
+    "check_btf",
+    "check_objects",
+    "check_lsm_list",
+    "check_lsm_load",
+    "check_bpffs",
+    "check_cgroup2",
+    "check_docker",
+    "check_runtime",
+    "runtime_check_from",
+    "parse_kernel_version",
+    "parse_lsm_list",
+]

@@ -63,8 +63,9 @@ class Rulesets:
         self._consts: AbiConsts | None = None
         self._on_written = on_written  # new rule ids must survive a kill -9: save them
 
-    def use(self, enforcements: Sequence[Enforcement], in_kernel: set[int], table: RuleTable,
-            consts: AbiConsts) -> None:  # fmt: skip
+    def use(
+        self, enforcements: Sequence[Enforcement], in_kernel: set[int], table: RuleTable, consts: AbiConsts
+    ) -> None:
         """Compile with `table` (rule ids) for the kernel of `consts` and write through these
         enforcements, with ids above every id already in the kernel (an earlier run's
         rulesets stay in force until their containers are flipped)."""
@@ -119,7 +120,8 @@ class Rulesets:
                     try:
                         enf.delete_ruleset(rid, parts[enf.name])
                     except Exception as err:  # noqa: BLE001 - the write's error is the one to raise
-                        log.warning("could not remove a half-written ruleset", ruleset=rid,
-                                    enforcement=enf.name, error=str(err))  # fmt: skip
+                        log.warning(
+                            "could not remove a half-written ruleset", ruleset=rid, enforcement=enf.name, error=str(err)
+                        )
             raise
         return Ruleset(rid, parts, postures=compiled.postures)

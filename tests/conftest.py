@@ -18,7 +18,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
     if skipped:
         if reporter:
-            reporter.write_line(
-                f"ENFORCER_STRICT=1: {skipped} skipped test(s) count as failures", red=True
-            )
+            reporter.write_line(f"ENFORCER_STRICT=1: {skipped} skipped test(s) count as failures", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

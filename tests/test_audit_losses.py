@@ -71,8 +71,14 @@ def rig(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded, ContainerInfo, io.Stri
         assert not errors
         d = Daemon(DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state"), AuditWriter(out))
         d.use_kernel(loaded, PolicySet(tuple(parsed)))
-        info = ContainerInfo(id=cid, name="flood", image="busybox", labels={}, pid=0,
-                             cgroup=CgroupRef(str(cgroup), os.stat(cgroup).st_ino))  # fmt: skip
+        info = ContainerInfo(
+            id=cid,
+            name="flood",
+            image="busybox",
+            labels={},
+            pid=0,
+            cgroup=CgroupRef(str(cgroup), os.stat(cgroup).st_ino),
+        )
         d.container_started(info)
         yield d, loaded, info, out
     finally:
@@ -89,8 +95,14 @@ def _flood(cgroup: str) -> int:
     def enter() -> None:  # in the child, before exec: into the container's cgroup
         Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
 
-    run = subprocess.run(["unshare", "--net", sys.executable, "-c", FLOOD], preexec_fn=enter,
-                         capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    run = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", FLOOD],
+        preexec_fn=enter,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return int(run.stdout)
 
 
@@ -132,10 +144,13 @@ def test_a_flood_that_overflows_the_ring_is_accounted_in_full(
     mine = [r for r in records if r["container"]["name"] == "flood"]
     itemised = sum(r["count"] for r in mine if r["hook"] == "connect")
     losses = [r for r in mine if r["hook"] == "audit_loss"]
-    assert losses and all((r["policy"], r["rule"], r["action"]) == ("no-metadata", "network[0]", "deny")
-                          for r in losses)  # fmt: skip
-    print(f"attempts {ATTEMPTS}: itemised {itemised} in {len(mine) - len(losses)} records, "
-          f"{sum(r['count'] for r in losses)} accounted in {len(losses)} audit_loss records")
+    assert losses and all(
+        (r["policy"], r["rule"], r["action"]) == ("no-metadata", "network[0]", "deny") for r in losses
+    )
+    print(
+        f"attempts {ATTEMPTS}: itemised {itemised} in {len(mine) - len(losses)} records, "
+        f"{sum(r['count'] for r in losses)} accounted in {len(losses)} audit_loss records"
+    )
     assert itemised + sum(r["count"] for r in losses) == ATTEMPTS  # 0 unaccounted
     assert d._losses is not None and d._losses.unsettled() == 0
     assert d.snapshot().audit.losses == sum(r["count"] for r in losses)  # enforcer status shows it

@@ -124,9 +124,7 @@ def _fake_proc(tmp_path: Path, pid: int, proc_cgroup: str, mounts: str) -> Path:
 
 class TestCgroupOfPid:
     @pytest.mark.parametrize("proc_cgroup", [PROC_CGROUP_V2_SYSTEMD, PROC_CGROUP_HYBRID_SYSTEMD])
-    def test_id_is_the_inode_of_the_directory_on_the_cgroup2_mount(
-        self, tmp_path: Path, proc_cgroup: str
-    ) -> None:
+    def test_id_is_the_inode_of_the_directory_on_the_cgroup2_mount(self, tmp_path: Path, proc_cgroup: str) -> None:
         mount = tmp_path / "cg2"
         cgdir = mount / "system.slice" / f"docker-{CID}.scope"
         cgdir.mkdir(parents=True)
@@ -162,22 +160,26 @@ class TestCgroupOfPid:
 
 
 class TestTheContainersOwnCgroup:
-    @pytest.mark.parametrize("path", [f"/sys/fs/cgroup/docker/{CID}",
-                                      f"/sys/fs/cgroup/system.slice/docker-{CID}.scope",
-                                      f"/sys/fs/cgroup/my-parent/{CID}"])  # fmt: skip
+    @pytest.mark.parametrize(
+        "path",
+        [
+            f"/sys/fs/cgroup/docker/{CID}",
+            f"/sys/fs/cgroup/system.slice/docker-{CID}.scope",
+            f"/sys/fs/cgroup/my-parent/{CID}",
+        ],
+    )
     def test_an_init_in_its_container_cgroup_is_in_its_own(self, path: str) -> None:
         assert container_cgroup_path(path, CID) == path
 
     @pytest.mark.parametrize("child", ["init.scope", "a/b/c", "system.slice/foo.service"])
-    def test_an_init_that_moved_into_a_child_cgroup_is_judged_by_the_ancestor(
-        self, child: str
-    ) -> None:
+    def test_an_init_that_moved_into_a_child_cgroup_is_judged_by_the_ancestor(self, child: str) -> None:
         # systemd as pid 1 moves itself to init.scope below the container's cgroup
         own = f"/sys/fs/cgroup/system.slice/docker-{CID}.scope"
         assert container_cgroup_path(f"{own}/{child}", CID) == own
 
-    @pytest.mark.parametrize("path", ["/sys/fs/cgroup", "/sys/fs/cgroup/system.slice",
-                                      "/sys/fs/cgroup/system.slice/docker-0123.scope/x"])  # fmt: skip
+    @pytest.mark.parametrize(
+        "path", ["/sys/fs/cgroup", "/sys/fs/cgroup/system.slice", "/sys/fs/cgroup/system.slice/docker-0123.scope/x"]
+    )
     def test_a_cgroup_without_the_id_on_its_path_is_never_the_containers(self, path: str) -> None:
         assert container_cgroup_path(path, CID) is None
 

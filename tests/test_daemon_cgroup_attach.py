@@ -51,11 +51,11 @@ def rig(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded, ContainerInfo]]:
     try:
         parsed, errors = parse_text(POLICY, "test.yaml")
         assert not errors
-        d = Daemon(DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state"),
-                   AuditWriter(io.StringIO()))  # fmt: skip
+        d = Daemon(DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state"), AuditWriter(io.StringIO()))
         d.use_kernel(loaded, PolicySet(tuple(parsed)))
-        info = ContainerInfo(id=cid, name="web", image="busybox", labels={}, pid=0,
-                             cgroup=CgroupRef(str(cgroup), os.stat(cgroup).st_ino))  # fmt: skip
+        info = ContainerInfo(
+            id=cid, name="web", image="busybox", labels={}, pid=0, cgroup=CgroupRef(str(cgroup), os.stat(cgroup).st_ino)
+        )
         yield d, loaded, info
     finally:
         loaded.close()
@@ -66,8 +66,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded, ContainerInfo]]:
 
 
 def _rules(loaded: Loaded) -> int:
-    return sum(1 for name in ("dev_rules", "net4_rules", "net6_rules", "sock_rules")
-               for _ in loaded.maps[name].keys())  # fmt: skip
+    return sum(1 for name in ("dev_rules", "net4_rules", "net6_rules", "sock_rules") for _ in loaded.maps[name].keys())
 
 
 def test_an_attach_refused_midway_leaves_nothing_and_the_retry_attaches_everything(

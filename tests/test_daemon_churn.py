@@ -44,15 +44,20 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded]]:
         parsed, errors = parse_text(POLICIES, "test.yaml")
         assert not errors
         policies = PolicySet(tuple(parsed))
-        d = Daemon(DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state"),
-                   AuditWriter(io.StringIO()))  # fmt: skip
+        d = Daemon(DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state"), AuditWriter(io.StringIO()))
         d.use_kernel(loaded, policies)
         yield d, loaded
 
 
 def _info(n: int, name: str) -> ContainerInfo:
-    return ContainerInfo(id=f"{n:064x}", name=name, image="busybox:latest", labels={}, pid=1,
-                         cgroup=CgroupRef(f"/sys/fs/cgroup/docker/{n:064x}", 10_000 + n))  # fmt: skip
+    return ContainerInfo(
+        id=f"{n:064x}",
+        name=name,
+        image="busybox:latest",
+        labels={},
+        pid=1,
+        cgroup=CgroupRef(f"/sys/fs/cgroup/docker/{n:064x}", 10_000 + n),
+    )
 
 
 STARTING_KEY = (0).to_bytes(8, "little")  # CT_KEY_STARTING: not a container
@@ -127,8 +132,10 @@ def test_a_restarted_daemon_takes_over_the_pinned_state_without_a_gap(
     before = {k: v for k, v in loaded.maps["containers"].items() if k != STARTING_KEY}
 
     # A second daemon on the same pins and state (the first was kill -9'ed: nothing cleaned).
-    second = Daemon(DaemonConfig(tmp_path, pin_root=first._config.pin_root, state_dir=tmp_path / "state"),
-                    AuditWriter(io.StringIO()))  # fmt: skip
+    second = Daemon(
+        DaemonConfig(tmp_path, pin_root=first._config.pin_root, state_dir=tmp_path / "state"),
+        AuditWriter(io.StringIO()),
+    )
     second.use_kernel(loaded, first._policies)
     # untouched until it knows better; the entry of containers not registered yet is rewritten
     after = dict(loaded.maps["containers"].items())

@@ -237,8 +237,10 @@ def test_fail_closed_the_runtime_start_is_refused_with_the_reason(
     server = RegistrationServer(tmp_path / "run" / "runtime.sock", d.register_from_runtime)
     server.start()
     try:
-        why = ask_enforcer(ShimConfig(socket=str(tmp_path / "run" / "runtime.sock"), timeout=5),
-                           {"id": info.id, "pid": 4242, "bundle": "/b"})  # fmt: skip
+        why = ask_enforcer(
+            ShimConfig(socket=str(tmp_path / "run" / "runtime.sock"), timeout=5),
+            {"id": info.id, "pid": 4242, "bundle": "/b"},
+        )
     finally:
         server.close()
         restore()
@@ -386,8 +388,9 @@ def test_a_reload_killed_midway_leaves_every_container_enforced_and_a_restart_co
     from enforcer.audit.records import AuditWriter
     from enforcer.daemon import DaemonConfig
 
-    second = Daemon(DaemonConfig(tmp_path, pin_root=d._config.pin_root, state_dir=tmp_path / "state"),
-                    AuditWriter(io.StringIO()))  # fmt: skip
+    second = Daemon(
+        DaemonConfig(tmp_path, pin_root=d._config.pin_root, state_dir=tmp_path / "state"), AuditWriter(io.StringIO())
+    )
     second.use_kernel(loaded, d._policies)
     for n in (1, 2, 3):
         second.container_started(_info(n, f"web-{n}"))
@@ -396,7 +399,6 @@ def test_a_reload_killed_midway_leaves_every_container_enforced_and_a_restart_co
     in_use = {int(layout.decode(v)["ruleset"]) for _k, v in m.items()}
     assert second._maps is not None
     assert set(second._maps.path_rule_rulesets()) == in_use  # nothing stale left behind
-
 
 
 # ----- item 8: a full disk under the audit log --------------------------------------------
@@ -425,9 +427,21 @@ def test_a_full_disk_under_the_audit_log_is_counted_in_status_and_enforcement_go
         d._writer, d._audit = writer, AuditFolder(writer, 0.0)
         d.container_started(_info(1, "web-1"))
         for n in range(20):
-            d._on_event(FileEvent(hook="file_open", action="deny", cgroup_id=10_001, pid=4242, uid=0,
-                                  comm="cat", rule_id=1, ktime_ns=n, path=f"/etc/shadow{n}",
-                                  access=frozenset({"read"}), truncated=False))  # fmt: skip
+            d._on_event(
+                FileEvent(
+                    hook="file_open",
+                    action="deny",
+                    cgroup_id=10_001,
+                    pid=4242,
+                    uid=0,
+                    comm="cat",
+                    rule_id=1,
+                    ktime_ns=n,
+                    path=f"/etc/shadow{n}",
+                    access=frozenset({"read"}),
+                    truncated=False,
+                )
+            )
         d._audit.flush_all()
         d.container_started(_info(2, "web-2"))  # the daemon carries on
         doc = d.snapshot()
@@ -437,9 +451,21 @@ def test_a_full_disk_under_the_audit_log_is_counted_in_status_and_enforcement_go
         assert "enforcer_audit_write_errors_total 20.0" in metrics_text(d)
 
         (disk / "filler").unlink()  # space again: the next record is written, whole
-        d._on_event(FileEvent(hook="file_open", action="deny", cgroup_id=10_001, pid=4242, uid=0,
-                              comm="cat", rule_id=1, ktime_ns=99, path="/etc/gshadow",
-                              access=frozenset({"read"}), truncated=False))  # fmt: skip
+        d._on_event(
+            FileEvent(
+                hook="file_open",
+                action="deny",
+                cgroup_id=10_001,
+                pid=4242,
+                uid=0,
+                comm="cat",
+                rule_id=1,
+                ktime_ns=99,
+                path="/etc/gshadow",
+                access=frozenset({"read"}),
+                truncated=False,
+            )
+        )
         d._audit.flush_all()
         sink.close()  # and closing after a full disk is no error
         import json
@@ -464,10 +490,12 @@ def test_docker_errors_and_timeouts_never_lift_enforcement_and_status_says_docke
     d, loaded, _clock = clocked
     d.container_started(_info(1, "web-1"))
     before = dict(loaded.maps["containers"].items())
-    failures = [docker.errors.APIError("500 Server Error: dockerd is restarting"),
-                requests.exceptions.ReadTimeout("read timed out (30 s)"),
-                requests.exceptions.ConnectionError("connection refused"),
-                docker.errors.DockerException("Error while fetching server API version")]  # fmt: skip
+    failures = [
+        docker.errors.APIError("500 Server Error: dockerd is restarting"),
+        requests.exceptions.ReadTimeout("read timed out (30 s)"),
+        requests.exceptions.ConnectionError("connection refused"),
+        docker.errors.DockerException("Error while fetching server API version"),
+    ]
     stop = threading.Event()
     tried: list[str] = []
 

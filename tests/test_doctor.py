@@ -23,9 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # ----- pure checks ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("release", "expected"),
-    [("6.1.0-27-amd64", (6, 1)), ("6.18.44-fc-v669", (6, 18)), ("5.17.0", (5, 17)),
-     ("4.19.0-rc1", (4, 19)), ("weird", None)],
-)  # fmt: skip
+    [
+        ("6.1.0-27-amd64", (6, 1)),
+        ("6.18.44-fc-v669", (6, 18)),
+        ("5.17.0", (5, 17)),
+        ("4.19.0-rc1", (4, 19)),
+        ("weird", None),
+    ],
+)
 def test_parse_kernel_version(release: str, expected: tuple[int, int] | None) -> None:
     assert doctor.parse_kernel_version(release) == expected
 
@@ -39,8 +44,7 @@ def test_check_kernel() -> None:
 
 
 def test_parse_lsm_list() -> None:
-    assert doctor.parse_lsm_list("lockdown,capability,landlock,bpf\n") == [
-        "lockdown", "capability", "landlock", "bpf"]  # fmt: skip
+    assert doctor.parse_lsm_list("lockdown,capability,landlock,bpf\n") == ["lockdown", "capability", "landlock", "bpf"]
     assert doctor.parse_lsm_list("") == []
 
 
@@ -81,8 +85,9 @@ def test_check_cgroup2_layouts(tmp_path: Path) -> None:
     assert doctor.check_cgroup2(_proc(unified, "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n")).status == OK
     hybrid = tmp_path / "h"
     hybrid.mkdir()
-    c = doctor.check_cgroup2(_proc(hybrid, "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"
-                                           "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n"))
+    c = doctor.check_cgroup2(
+        _proc(hybrid, "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n")
+    )
     assert c.status == WARN and "hybrid" in c.finding and "/sys/fs/cgroup/unified" in c.finding
     legacy = tmp_path / "l"
     legacy.mkdir()
@@ -146,14 +151,28 @@ def _pins() -> set[str]:
 def test_doctor_on_this_host(tmp_path: Path) -> None:
     before = _pins()
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
-    proc = subprocess.run([sys.executable, "-m", "enforcer", "doctor", "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "enforcer", "doctor", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     checks = {c["name"]: c for c in doc["checks"]}
     assert [c["name"] for c in doc["checks"]] == [
-        "kernel version", "BTF", "BPF objects", "bpf in active LSM list", "LSM program loads",
-        "cgroup programs load", "bpffs", "cgroup2", "Docker"]  # fmt: skip
+        "kernel version",
+        "BTF",
+        "BPF objects",
+        "bpf in active LSM list",
+        "LSM program loads",
+        "cgroup programs load",
+        "bpffs",
+        "cgroup2",
+        "Docker",
+    ]
     assert all(set(c) == {"name", "status", "finding", "fix"} for c in doc["checks"])
     load = checks["LSM program loads"]
     assert load["status"] == FAIL, load
@@ -170,13 +189,13 @@ def test_doctor_on_this_host(tmp_path: Path) -> None:
 @pytest.mark.host_bpf
 def test_doctor_text_output(tmp_path: Path) -> None:
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
-    proc = subprocess.run([sys.executable, "-m", "enforcer", "doctor"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "enforcer", "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     assert any(ln.startswith("FAIL  LSM program loads: ") for ln in lines)
-    assert all(ln.split()[0] in {"OK", "WARN", "FAIL", "fix:", "file/exec", "device/network/socket"}
-               for ln in lines)  # fmt: skip
+    assert all(ln.split()[0] in {"OK", "WARN", "FAIL", "fix:", "file/exec", "device/network/socket"} for ln in lines)
     assert lines[-2].startswith("file/exec enforcement: NOT possible")
     assert lines[-1].startswith("device/network/socket enforcement: possible; `enforcer run --allow-missing-lsm`")
     assert "Traceback" not in proc.stderr

@@ -79,9 +79,9 @@ def test_exact_rules_and_multiply_linked_files_under_dir_rules_get_inodes(tmp_pa
     root = _rootfs(tmp_path)
     resolved = resolve_container(str(root), _compiled())
     assert set(resolved.entries) == {
-        _entry(root / "etc/shadow", "PK_FILE_EXACT"),      # named, and through a symlink rule
+        _entry(root / "etc/shadow", "PK_FILE_EXACT"),  # named, and through a symlink rule
         _entry(root / "bin/nc", "PK_EXEC_EXACT"),
-        _entry(root / "keys/sub/id", "PK_FILE_EXACT"),     # under /keys with a second name
+        _entry(root / "keys/sub/id", "PK_FILE_EXACT"),  # under /keys with a second name
     }  # /keys/single has one name; /etc/passwd is only allowed; /missing does not exist
 
 

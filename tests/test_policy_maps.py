@@ -36,10 +36,14 @@ def maps() -> Iterator[tuple[PolicyMaps, BpfObject]]:
 
 
 def compiled(n: int) -> object:
-    pol = Policy.model_validate({
-        "apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": "p"},
-        "spec": {"file": [{"action": "deny", "paths": [f"/srv/s{i}" for i in range(n)]}]},
-    })  # fmt: skip
+    pol = Policy.model_validate(
+        {
+            "apiVersion": "enforcer/v1",
+            "kind": "ContainerPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"file": [{"action": "deny", "paths": [f"/srv/s{i}" for i in range(n)]}]},
+        }
+    )
     return compile_paths(merge([pol]), RuleTable())
 
 

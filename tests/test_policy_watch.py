@@ -75,6 +75,7 @@ def test_a_reload_parses_only_the_files_whose_text_changed(tmp_path: Path, monke
     first = loader.load_directory(tmp_path, cache=cache)
     parsed: list[str] = []
     real = loader.parse_text
+
     def counting(text: str, file: str) -> tuple[list[loader.LoadedPolicy], list[PolicyError]]:
         parsed.append(file)
         return real(text, file)

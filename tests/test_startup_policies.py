@@ -31,8 +31,9 @@ OTHER = GOOD.replace("creds", "other").replace("/etc/shadow", "/etc/gshadow")
 
 
 def _daemon(tmp_path: Path) -> Daemon:
-    config = DaemonConfig(tmp_path / "policies", pin_root=Path("/sys/fs/bpf/enforcer-test-startup"),
-                          state_dir=tmp_path / "state")  # fmt: skip
+    config = DaemonConfig(
+        tmp_path / "policies", pin_root=Path("/sys/fs/bpf/enforcer-test-startup"), state_dir=tmp_path / "state"
+    )
     return Daemon(config, AuditWriter(io.StringIO()))
 
 
@@ -99,10 +100,25 @@ def test_enforcer_run_refuses_a_broken_policy_directory_with_one_line_and_exit_1
     (tmp_path / "policies" / "creds.yaml").write_text(BROKEN)
     pin_root = f"/sys/fs/bpf/enforcer-test-startup-{os.getpid()}"
     proc = subprocess.run(
-        [sys.executable, "-m", "enforcer", "run", "--policies", str(tmp_path / "policies"),
-         "--pin-root", pin_root, "--status-socket", "", "--runtime-socket", ""],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "enforcer",
+            "run",
+            "--policies",
+            str(tmp_path / "policies"),
+            "--pin-root",
+            pin_root,
+            "--status-socket",
+            "",
+            "--runtime-socket",
+            "",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("enforcer: policy files do not validate") and "creds.yaml:6:" in last

@@ -37,10 +37,11 @@ class DropWatch:
         if delta > 0:
             log.warning(
                 "audit records dropped: the kernel ring buffer was full",
-                dropped=delta, dropped_total=total,
+                dropped=delta,
+                dropped_total=total,
                 hint="the operations were still enforced and counted (enforcer status); "
                 "a container is flooding denials, or the daemon is starved of CPU",
-            )  # fmt: skip
+            )
         return max(delta, 0)
 
     def run(self, stop: threading.Event) -> None:

@@ -18,9 +18,14 @@ from enforcer.policy.model import ADDRESS_FAMILIES, SOCKET_TYPES
 from enforcer.pybpf.btf import StructLayout
 
 # enum file_op names whose hook is not "path_<name>"
-_OP_HOOKS = {"FOP_OPEN": "file_open", "FOP_EXEC": "exec", "FOP_MMAP": "mmap_file",
-             "FOP_SETATTR": "inode_setattr", "FOP_XATTR": "inode_setxattr",
-             "FOP_CGROUP_MOVE": "inode_permission"}  # fmt: skip
+_OP_HOOKS = {
+    "FOP_OPEN": "file_open",
+    "FOP_EXEC": "exec",
+    "FOP_MMAP": "mmap_file",
+    "FOP_SETATTR": "inode_setattr",
+    "FOP_XATTR": "inode_setxattr",
+    "FOP_CGROUP_MOVE": "inode_permission",
+}
 
 
 @dataclass(slots=True)
@@ -44,8 +49,7 @@ class Event:
     def fold_key(self) -> tuple[Any, ...]:
         """Events with equal keys are "identical repeats" an audit record may fold: the
         header's identity plus what target() is made of (no pid, no time)."""
-        return (self.hook, self.action, self.cgroup_id, self.uid, self.comm, self.rule_id,
-                *self._target_key())  # fmt: skip
+        return (self.hook, self.action, self.cgroup_id, self.uid, self.comm, self.rule_id, *self._target_key())
 
     def _target_key(self) -> tuple[Any, ...]:
         return tuple(sorted((k, str(v)) for k, v in self.target().items()))
@@ -75,8 +79,12 @@ class DeviceEvent(Event):
     access: frozenset[str]  # read, write, mknod
 
     def target(self) -> dict[str, Any]:
-        return {"type": self.type, "major": self.major, "minor": self.minor,
-                "access": "+".join(a for a in ("read", "write", "mknod") if a in self.access)}  # fmt: skip
+        return {
+            "type": self.type,
+            "major": self.major,
+            "minor": self.minor,
+            "access": "+".join(a for a in ("read", "write", "mknod") if a in self.access),
+        }
 
     def _target_key(self) -> tuple[Any, ...]:
         return (self.type, self.major, self.minor, self.access)
@@ -91,8 +99,7 @@ class NetEvent(Event):
     port: int
 
     def target(self) -> dict[str, Any]:
-        return {"family": self.family, "protocol": self.protocol, "address": self.address,
-                "port": self.port}  # fmt: skip
+        return {"family": self.family, "protocol": self.protocol, "address": self.address, "port": self.port}
 
     def _target_key(self) -> tuple[Any, ...]:
         return (self.family, self.protocol, self.address, self.port)
@@ -113,8 +120,16 @@ class SockEvent(Event):
 
 _FAMILY_NAMES = {n: name for name, n in reversed(ADDRESS_FAMILIES.items())}
 _TYPE_NAMES = {n: name for name, n in SOCKET_TYPES.items()}
-_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 33: "dccp", 132: "sctp",
-                136: "udplite", 0: "unknown"}  # 0: a packet whose L4 header could not be read
+_PROTO_NAMES = {
+    6: "tcp",
+    17: "udp",
+    1: "icmp",
+    58: "icmpv6",
+    33: "dccp",
+    132: "sctp",
+    136: "udplite",
+    0: "unknown",
+}  # 0: a packet whose L4 header could not be read
 _AF_INET, _AF_INET6 = ADDRESS_FAMILIES["inet"], ADDRESS_FAMILIES["inet6"]
 _HDR = ("hdr.ktime_ns", "hdr.cgroup_id", "hdr.pid", "hdr.uid", "hdr.rule_id", "hdr.action", "hdr.comm")
 _COMM_CACHE_MAX = 4096  # distinct process names kept decoded (a storm repeats a few)
@@ -122,8 +137,9 @@ _COMM_CACHE_MAX = 4096  # distinct process names kept decoded (a storm repeats a
 Decode = Callable[[bytes], Event]
 
 
-def picker(layout: StructLayout, names: Sequence[str], spans: Mapping[str, int] | None = None,
-           upto: int | None = None) -> pystruct.Struct:  # fmt: skip
+def picker(
+    layout: StructLayout, names: Sequence[str], spans: Mapping[str, int] | None = None, upto: int | None = None
+) -> pystruct.Struct:
     """A struct.Struct that unpacks just `names` of `layout`, in that order, from the raw
     record: offsets and codes come from the BTF layout once, here, never per event.
 
@@ -184,14 +200,9 @@ class EventDecoder:
         self._truncated = c["FEV_TRUNCATED"]
         # file_event.op -> SPEC hook name: the LSM hook that judged it (FOP_OPEN -> file_open,
         # FOP_UNLINK -> path_unlink, FOP_MMAP -> mmap_file); exec keeps its SPEC name.
-        self._ops = {
-            v: _OP_HOOKS.get(name, "path_" + name[4:].lower())
-            for name, v in abi.btf.enum("file_op").items()
-        }
-        self._file_acc = _flag_sets(((c["ACCF_READ"], "read"), (c["ACCF_WRITE"], "write"),
-                                     (c["ACCF_EXEC"], "exec")))  # fmt: skip
-        self._dev_acc = _flag_sets(((c["ACCF_READ"], "read"), (c["ACCF_WRITE"], "write"),
-                                    (c["ACCF_MKNOD"], "mknod")))  # fmt: skip
+        self._ops = {v: _OP_HOOKS.get(name, "path_" + name[4:].lower()) for name, v in abi.btf.enum("file_op").items()}
+        self._file_acc = _flag_sets(((c["ACCF_READ"], "read"), (c["ACCF_WRITE"], "write"), (c["ACCF_EXEC"], "exec")))
+        self._dev_acc = _flag_sets(((c["ACCF_READ"], "read"), (c["ACCF_WRITE"], "write"), (c["ACCF_MKNOD"], "mknod")))
         self._dev_types = {c["DEV_TYPE_CHAR"]: "char", c["DEV_TYPE_BLOCK"]: "block"}
 
         self._hdr = picker(hdr, tuple(n.removeprefix("hdr.") for n in _HDR))
@@ -254,15 +265,36 @@ class EventDecoder:
         kt, cg, pid, uid, rule, action, comm, access, n, flags, op = self._fields(self._file, raw)
         at = self._path_at
         path = raw[at : at + n].decode(errors="surrogateescape") or "/"
-        return FileEvent(self._ops.get(op, hook), self._action(action), cg, pid, uid, self._comm(comm),
-                         rule, kt, path, self._file_acc[access & (len(self._file_acc) - 1)],
-                         bool(flags & self._truncated))  # fmt: skip
+        return FileEvent(
+            self._ops.get(op, hook),
+            self._action(action),
+            cg,
+            pid,
+            uid,
+            self._comm(comm),
+            rule,
+            kt,
+            path,
+            self._file_acc[access & (len(self._file_acc) - 1)],
+            bool(flags & self._truncated),
+        )
 
     def _device_event(self, raw: bytes) -> DeviceEvent:
         kt, cg, pid, uid, rule, action, comm, dtype, access, major, minor = self._fields(self._dev, raw)
-        return DeviceEvent("device", self._action(action), cg, pid, uid, self._comm(comm), rule, kt,
-                           self._dev_types.get(dtype) or str(dtype), major, minor,
-                           self._dev_acc[access & (len(self._dev_acc) - 1)])  # fmt: skip
+        return DeviceEvent(
+            "device",
+            self._action(action),
+            cg,
+            pid,
+            uid,
+            self._comm(comm),
+            rule,
+            kt,
+            self._dev_types.get(dtype) or str(dtype),
+            major,
+            minor,
+            self._dev_acc[access & (len(self._dev_acc) - 1)],
+        )
 
     def _net_event(self, hook: str, raw: bytes) -> NetEvent:
         kt, cg, pid, uid, rule, action, comm, family, proto, addr, port = self._fields(self._net, raw)
@@ -270,12 +302,33 @@ class EventDecoder:
             address = socket.inet_ntop(socket.AF_INET6, addr)  # ::ffff:a.b.c.d as people write it
         else:
             address = socket.inet_ntop(socket.AF_INET, addr[:4])
-        return NetEvent(hook, self._action(action), cg, pid, uid, self._comm(comm), rule, kt,
-                        _FAMILY_NAMES.get(family) or str(family), _PROTO_NAMES.get(proto) or str(proto),
-                        address, port)  # fmt: skip
+        return NetEvent(
+            hook,
+            self._action(action),
+            cg,
+            pid,
+            uid,
+            self._comm(comm),
+            rule,
+            kt,
+            _FAMILY_NAMES.get(family) or str(family),
+            _PROTO_NAMES.get(proto) or str(proto),
+            address,
+            port,
+        )
 
     def _sock_event(self, raw: bytes) -> SockEvent:
         kt, cg, pid, uid, rule, action, comm, family, stype, proto = self._fields(self._sock, raw)
-        return SockEvent("sock_create", self._action(action), cg, pid, uid, self._comm(comm), rule, kt,
-                         _FAMILY_NAMES.get(family) or str(family), _TYPE_NAMES.get(stype) or str(stype),
-                         proto)  # fmt: skip
+        return SockEvent(
+            "sock_create",
+            self._action(action),
+            cg,
+            pid,
+            uid,
+            self._comm(comm),
+            rule,
+            kt,
+            _FAMILY_NAMES.get(family) or str(family),
+            _TYPE_NAMES.get(stype) or str(stype),
+            proto,
+        )

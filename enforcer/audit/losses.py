@@ -43,8 +43,7 @@ class Loss:
 
 
 class LossAccountant:
-    def __init__(self, counters: Callable[[], Mapping[Key, int]],
-                 clock_ns: Callable[[], int] | None = None) -> None:  # fmt: skip
+    def __init__(self, counters: Callable[[], Mapping[Key, int]], clock_ns: Callable[[], int] | None = None) -> None:
         self._counters = counters
         self._clock_ns = clock_ns or (lambda: time.clock_gettime_ns(time.CLOCK_BOOTTIME))
         self._lock = threading.Lock()
@@ -56,8 +55,7 @@ class LossAccountant:
         self._actions: dict[Key, str] = {}
         self.clear = True  # at the last check every counter was settled (and its loss accounted)
 
-    def itemised(self, cgroup_id: int, rule_id: int, ktime_ns: int, action: str = "unknown",
-                 count: int = 1) -> None:  # fmt: skip
+    def itemised(self, cgroup_id: int, rule_id: int, ktime_ns: int, action: str = "unknown", count: int = 1) -> None:
         """An event arrived (call for every event, decoded or not)."""
         if ktime_ns < self._since_ns:
             return  # counted before our baseline: part of it
@@ -100,8 +98,10 @@ class LossAccountant:
         """Counted but neither itemised nor accounted yet (moving counters, in-flight events)."""
         now = self._counters()
         with self._lock:
-            return sum(max(0, v - self._base.get(k, 0) - self._seen.get(k, 0) - self._accounted.get(k, 0))
-                       for k, v in now.items())  # fmt: skip
+            return sum(
+                max(0, v - self._base.get(k, 0) - self._seen.get(k, 0) - self._accounted.get(k, 0))
+                for k, v in now.items()
+            )
 
     def _forget(self, key: Key) -> None:
         for d in (self._base, self._seen, self._accounted, self._last, self._actions):

@@ -31,7 +31,7 @@ _ROTATED = re.compile(r"^\.(\d+)(\.gz)?$")
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """"90s", "10m", "1h30m", "2d" ago, or an ISO 8601 time ("2026-11-24T18:00:00Z")."""
+    """ "90s", "10m", "1h30m", "2d" ago, or an ISO 8601 time ("2026-11-24T18:00:00Z")."""
     now = now or datetime.now(UTC)
     s = text.strip().replace(" ", "")
     if s and _DURATION.sub("", s) == "":
@@ -39,8 +39,9 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     try:
         t = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
-        raise EnforcerError(f"bad --since {text!r}",
-                            hint='use a duration such as 30s, 10m, 1h30m, 2d, or an ISO time') from None  # fmt: skip
+        raise EnforcerError(
+            f"bad --since {text!r}", hint="use a duration such as 30s, 10m, 1h30m, 2d, or an ISO time"
+        ) from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
@@ -64,8 +65,10 @@ class Filter:
         if self.container is not None:
             c = r.get("container") or {}
             name, cid = c.get("name") or "", c.get("id") or ""
-            if not (fnmatch.fnmatchcase(name, self.container)
-                    or (len(self.container) >= 4 and cid.startswith(self.container))):  # fmt: skip
+            if not (
+                fnmatch.fnmatchcase(name, self.container)
+                or (len(self.container) >= 4 and cid.startswith(self.container))
+            ):
                 return False
         if self.policy is not None and not fnmatch.fnmatchcase(str(r.get("policy", "")), self.policy):
             return False
@@ -81,7 +84,7 @@ def log_files(path: Path) -> list[Path]:
     rotated: list[tuple[int, Path]] = []
     if path.parent.is_dir():
         for p in path.parent.iterdir():
-            if p.name.startswith(path.name) and (m := _ROTATED.match(p.name[len(path.name):])):
+            if p.name.startswith(path.name) and (m := _ROTATED.match(p.name[len(path.name) :])):
                 rotated.append((int(m.group(1)), p))
     files = [p for _, p in sorted(rotated, reverse=True)]
     if path.exists():
@@ -128,8 +131,9 @@ class Reader:
             return
         files = log_files(path)
         if not files:
-            raise EnforcerError(f"no audit log at {path}",
-                                hint="pass --log FILE (the file `enforcer run --audit-log` writes)")  # fmt: skip
+            raise EnforcerError(
+                f"no audit log at {path}", hint="pass --log FILE (the file `enforcer run --audit-log` writes)"
+            )
         for p in files:
             try:
                 with _open(p) as fh:

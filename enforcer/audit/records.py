@@ -77,7 +77,8 @@ class AuditRecord:  # not frozen: built per event, and a frozen dataclass costs 
             "rule": self.rule.rule,
             "container": (
                 {"id": c.id, "name": c.name, "image": c.image}
-                if c else {"id": None, "name": None, "image": None, "cgroup_id": e.cgroup_id}
+                if c
+                else {"id": None, "name": None, "image": None, "cgroup_id": e.cgroup_id}
             ),
             "process": {"pid": e.pid, "comm": e.comm, "uid": e.uid},
             "target": e.target(),
@@ -103,13 +104,19 @@ class LossRecord:
     def to_json(self) -> dict[str, Any]:
         c, loss = self.container, self.loss
         return {
-            "timestamp": _timestamp(self.ktime_ns), "hook": "audit_loss", "action": loss.action,
-            "policy": self.rule.policy, "rule": self.rule.rule,
-            "container": ({"id": c.id, "name": c.name, "image": c.image} if c
-                          else {"id": None, "name": None, "image": None, "cgroup_id": loss.cgroup_id}),
+            "timestamp": _timestamp(self.ktime_ns),
+            "hook": "audit_loss",
+            "action": loss.action,
+            "policy": self.rule.policy,
+            "rule": self.rule.rule,
+            "container": (
+                {"id": c.id, "name": c.name, "image": c.image}
+                if c
+                else {"id": None, "name": None, "image": None, "cgroup_id": loss.cgroup_id}
+            ),
             "target": {"counted": loss.counted, "itemised": loss.itemised},
             "count": loss.count,
-        }  # fmt: skip
+        }
 
 
 class Written(Protocol):
@@ -132,9 +139,13 @@ class AuditWriter:
     and logged, never dropped silently; `enforcer status` and the metrics report it.
     """
 
-    def __init__(self, out: TextSink | IO[str], name: str | None = None,
-                 fmt: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 forward: Sequence[TextSink] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out: TextSink | IO[str],
+        name: str | None = None,
+        fmt: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        forward: Sequence[TextSink] = (),
+    ) -> None:
         """`fmt` turns the SPEC record into what is written (e.g. OCSF); `forward` also
         gets every line (syslog): a failure there is logged and counted in
         `forward_errors`, the record in `out` stands."""
@@ -159,16 +170,25 @@ class AuditWriter:
                     sink.write(line)
                 except OSError as exc:
                     self.forward_errors += 1
-                    log.error("audit record not forwarded", sink=getattr(sink, "name", "?"),
-                              error=str(exc), forward_errors=self.forward_errors)  # fmt: skip
+                    log.error(
+                        "audit record not forwarded",
+                        sink=getattr(sink, "name", "?"),
+                        error=str(exc),
+                        forward_errors=self.forward_errors,
+                    )
             try:
                 self._out.write(line + "\n")
                 self._out.flush()
             except (OSError, ValueError) as exc:  # ValueError: write to a closed file
                 self.write_errors += 1
                 self.events_lost += record.count
-                log.error("audit record not written", sink=self.name, error=str(exc),
-                          record=line, write_errors=self.write_errors)  # fmt: skip
+                log.error(
+                    "audit record not written",
+                    sink=self.name,
+                    error=str(exc),
+                    record=line,
+                    write_errors=self.write_errors,
+                )
                 return
             self.records += 1
             if isinstance(record, LossRecord):

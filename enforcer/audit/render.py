@@ -57,13 +57,16 @@ def summary(records: list[Record]) -> str:
 def table(records: list[Record]) -> Table:
     t = Table(caption=summary(records))
     for col in COLUMNS:
-        t.add_column(col, justify="right" if col == "N" else "left", overflow="fold",
-                     min_width=10 if col == "TIME (UTC)" else None)  # fmt: skip
+        t.add_column(
+            col,
+            justify="right" if col == "N" else "left",
+            overflow="fold",
+            min_width=10 if col == "TIME (UTC)" else None,
+        )
     for r in records:
         ts, name, action, hook, target, rule, proc, count = row(r)
         what = Text(action, style=_action_style(action)) + Text(f"\n{hook}", style="dim")
-        t.add_row(ts.replace(" ", "\n"), name, what, target, rule.replace("/", "\n", 1),
-                  proc.replace(" ", "\n"), count)  # fmt: skip
+        t.add_row(ts.replace(" ", "\n"), name, what, target, rule.replace("/", "\n", 1), proc.replace(" ", "\n"), count)
     return t
 
 

@@ -85,8 +85,10 @@ class SyslogSink:
         try:
             self._sock = self._connect()
         except OSError as exc:
-            raise EnforcerError(f"cannot reach the syslog target {target}: {exc.strerror or exc}",
-                                hint="start the syslog receiver first, or fix --audit-syslog") from None  # fmt: skip
+            raise EnforcerError(
+                f"cannot reach the syslog target {target}: {exc.strerror or exc}",
+                hint="start the syslog receiver first, or fix --audit-syslog",
+            ) from None
 
     def _connect(self) -> socket.socket:
         t = self.target

@@ -23,26 +23,49 @@ def daemon_log(socket_path: Path) -> Path:
     if log == "-":
         if DEFAULT_LOG.exists():
             return DEFAULT_LOG
-        raise EnforcerError("the running daemon writes its audit records to stdout, not a file",
-                            hint="read them where its stdout goes (journalctl -u enforcer), "
-                                 "or pass --log FILE")  # fmt: skip
+        raise EnforcerError(
+            "the running daemon writes its audit records to stdout, not a file",
+            hint="read them where its stdout goes (journalctl -u enforcer), or pass --log FILE",
+        )
     return Path(log)
 
 
 @click.command(name="audit")
-@click.option("--log", "log_path", type=click.Path(path_type=Path, allow_dash=True), default=None,
-              help="Audit log to read (its rotated FILE.N[.gz] too); - reads stdin. Default: the file "
-                   f"the running daemon writes (asked over --socket), else {DEFAULT_LOG}.")
-@click.option("--socket", "socket_path", type=click.Path(path_type=Path), default=DEFAULT_SOCKET,
-              show_default=True, help="Status socket of the running daemon (to find its audit log).")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(path_type=Path, allow_dash=True),
+    default=None,
+    help="Audit log to read (its rotated FILE.N[.gz] too); - reads stdin. Default: the file "
+    f"the running daemon writes (asked over --socket), else {DEFAULT_LOG}.",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_SOCKET,
+    show_default=True,
+    help="Status socket of the running daemon (to find its audit log).",
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new records as they are written (Ctrl-C stops).")
 @click.option("--container", metavar="NAME", default=None, help="Only this container (name glob, or id prefix).")
 @click.option("--policy", metavar="NAME", default=None, help="Only records of this policy (glob).")
-@click.option("--since", metavar="DURATION", default=None,
-              help="Only records newer than this: 30s, 10m, 1h30m, 2d, or an ISO 8601 time.")
+@click.option(
+    "--since",
+    metavar="DURATION",
+    default=None,
+    help="Only records newer than this: 30s, 10m, 1h30m, 2d, or an ISO 8601 time.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print matching records as JSON lines (for jq, log shippers).")
-def command(log_path: Path | None, socket_path: Path, follow: bool, container: str | None, policy: str | None,
-            since: str | None, as_json: bool) -> None:  # fmt: skip
+def command(
+    log_path: Path | None,
+    socket_path: Path,
+    follow: bool,
+    container: str | None,
+    policy: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
     """Show audit records: a table on a terminal, one record per line when piped (no field
     wrapped or cut, so grep finds what the table shows), JSON lines with --json.
 

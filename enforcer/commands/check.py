@@ -32,8 +32,12 @@ def command(paths: tuple[str, ...], as_json: bool) -> None:
         doc = {
             "ok": result.ok,
             "files": [
-                {"file": f.file, "ok": f.ok, "policies": [p.policy.name for p in f.policies],
-                 "errors": [e.as_dict() for e in f.errors]}
+                {
+                    "file": f.file,
+                    "ok": f.ok,
+                    "policies": [p.policy.name for p in f.policies],
+                    "errors": [e.as_dict() for e in f.errors],
+                }
                 for f in result.files
             ],
             "errors": [e.as_dict() for e in result.errors],

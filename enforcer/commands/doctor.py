@@ -28,11 +28,18 @@ def _quiet_logs() -> None:
 
 
 @click.command(name="doctor")
-@click.option("--json", "as_json", is_flag=True,
-              help='Print {"checks": [{name, status, finding, fix}], "file_enforcement": bool, '
-                   '"cgroup_enforcement": bool}.')
-@click.option("--docker-host", metavar="URL", default=None,
-              help="Docker API to try (default: $DOCKER_HOST, else unix:///var/run/docker.sock).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"checks": [{name, status, finding, fix}], "file_enforcement": bool, "cgroup_enforcement": bool}.',
+)
+@click.option(
+    "--docker-host",
+    metavar="URL",
+    default=None,
+    help="Docker API to try (default: $DOCKER_HOST, else unix:///var/run/docker.sock).",
+)
 def command(as_json: bool, docker_host: str | None) -> None:
     """Say whether this host can enforce policies, and how to fix each gap.
 
@@ -46,9 +53,11 @@ def command(as_json: bool, docker_host: str | None) -> None:
     _quiet_logs()
     checks = run_checks(docker_host)
     if as_json:
-        doc = {"checks": [c.as_dict() for c in checks],
-               "file_enforcement": file_enforcement_possible(checks),
-               "cgroup_enforcement": cgroup_enforcement_possible(checks)}
+        doc = {
+            "checks": [c.as_dict() for c in checks],
+            "file_enforcement": file_enforcement_possible(checks),
+            "cgroup_enforcement": cgroup_enforcement_possible(checks),
+        }
         click.echo(json.dumps(doc, indent=2))
     else:
         for c in checks:

@@ -11,8 +11,14 @@ from enforcer.service import ETC, UNIT_DIR
 
 @click.command(name="install-service")
 @click.option("--unit-dir", type=click.Path(path_type=Path), default=UNIT_DIR, show_default=True)
-@click.option("--etc", "etc", type=click.Path(path_type=Path), default=ETC, show_default=True,
-              help="Configuration directory (policies/ is seeded with the shipped policies if missing).")
+@click.option(
+    "--etc",
+    "etc",
+    type=click.Path(path_type=Path),
+    default=ETC,
+    show_default=True,
+    help="Configuration directory (policies/ is seeded with the shipped policies if missing).",
+)
 @click.option("--print", "print_only", is_flag=True, help="Only print the unit; change nothing.")
 @click.option("--start", is_flag=True, help="Also `systemctl enable --now enforcer`.")
 @click.option("--no-reload", is_flag=True, help="Do not run `systemctl daemon-reload`.")

@@ -32,8 +32,10 @@ def progress_line(got: Collected, left: float | None) -> str:
 
 def summary_line(got: Collected) -> str:
     total = sum(got.operations.values())
-    return (f"learned {got.container.name}: {total} operations in {got.seconds:.0f} s, "
-            f"{got.denied} denied by the policies in force, {got.lost} lost ({got.reason})")  # fmt: skip
+    return (
+        f"learned {got.container.name}: {total} operations in {got.seconds:.0f} s, "
+        f"{got.denied} denied by the policies in force, {got.lost} lost ({got.reason})"
+    )
 
 
 def _refuse_existing(path: str | None, what: str) -> None:
@@ -56,24 +58,51 @@ def selector_labels(got: Collected, keys: tuple[str, ...]) -> dict[str, str] | N
     have = got.container.labels or {}
     missing = [k for k in keys if k not in have]
     if missing:
-        raise EnforcerError(f"container {got.container.name} has no label {missing[0]!r}",
-                            hint=f"its labels: {', '.join(sorted(have)) or 'none'}")  # fmt: skip
+        raise EnforcerError(
+            f"container {got.container.name} has no label {missing[0]!r}",
+            hint=f"its labels: {', '.join(sorted(have)) or 'none'}",
+        )
     return {k: have[k] for k in keys}
 
 
 @click.command(name="learn")
 @click.option("--container", required=True, help="The running container to learn (its name).")
 @click.option("--duration", default=None, help="How long to record (30s, 10m, 1h); default until Ctrl-C.")
-@click.option("--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the policy here (a new file) instead of stdout.")
-@click.option("--record", type=click.Path(dir_okay=False), default=None,
-              help="Keep the raw observations as JSON lines (a new file, for enforcer replay).")
-@click.option("--label", "labels", multiple=True, metavar="KEY",
-              help="Select by this label of the container (its value) instead of the image; repeatable.")
-@click.option("--socket", "socket_path", type=click.Path(), default=str(DEFAULT_SOCKET),
-              show_default=True, help="The daemon's status socket.")
-def command(container: str, duration: str | None, output: str | None, record: str | None,
-            labels: tuple[str, ...], socket_path: str) -> None:  # fmt: skip
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the policy here (a new file) instead of stdout.",
+)
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Keep the raw observations as JSON lines (a new file, for enforcer replay).",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY",
+    help="Select by this label of the container (its value) instead of the image; repeatable.",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(),
+    default=str(DEFAULT_SOCKET),
+    show_default=True,
+    help="The daemon's status socket.",
+)
+def command(
+    container: str,
+    duration: str | None,
+    output: str | None,
+    record: str | None,
+    labels: tuple[str, ...],
+    socket_path: str,
+) -> None:
     """Record every operation of a running container through the daemon (execs, file opens
     with their access, connects/sends/binds, devices, sockets), for --duration or until
     Ctrl-C, then write a policy that allows what was seen and denies the rest of each class
@@ -96,8 +125,9 @@ def command(container: str, duration: str | None, output: str | None, record: st
     def on_start(got: Collected) -> IO[str] | None:
         selector_labels(got, labels)  # refused before anything is written
         if got.not_learned:
-            click.echo(f"not learned (the kernel does not judge them by posture yet): "
-                       f"{', '.join(got.not_learned)}", err=True)  # fmt: skip
+            click.echo(
+                f"not learned (the kernel does not judge them by posture yet): {', '.join(got.not_learned)}", err=True
+            )
         if record is None:
             return None
         files.append(_create(record, "recording"))
@@ -115,8 +145,7 @@ def command(container: str, duration: str | None, output: str | None, record: st
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        got = learn(Path(socket_path), container, seconds, on_start, progress,
-                    lambda: stop["requested"])  # fmt: skip
+        got = learn(Path(socket_path), container, seconds, on_start, progress, lambda: stop["requested"])
     finally:
         signal.signal(signal.SIGINT, previous)
         for fh in files:
@@ -125,16 +154,26 @@ def command(container: str, duration: str | None, output: str | None, record: st
         click.echo("", err=True)
     click.echo(summary_line(got), err=True)
     if got.lost:
-        click.echo(f"WARNING: {got.lost} operations were lost before they could be recorded; "
-                   "the policy may miss them (learn again under less load)", err=True)  # fmt: skip
-    text = generalise(Learned(got.container.name or container, got.container.image or "",
-                              list(got.operations.items()), selector_labels(got, labels),
-                              got.lost, got.denied, got.seconds))  # fmt: skip
+        click.echo(
+            f"WARNING: {got.lost} operations were lost before they could be recorded; "
+            "the policy may miss them (learn again under less load)",
+            err=True,
+        )
+    text = generalise(
+        Learned(
+            got.container.name or container,
+            got.container.image or "",
+            list(got.operations.items()),
+            selector_labels(got, labels),
+            got.lost,
+            got.denied,
+            got.seconds,
+        )
+    )
     if output is None:
         sys.stdout.write(text)
         return
     with _create(output, "policy file") as fh:
         fh.write(text)
     hint = f" --events {record}" if record else " --events RECORDING"
-    click.echo(f"policy written to {output} (mode: audit; try it: enforcer replay {output}{hint})",
-               err=True)  # fmt: skip
+    click.echo(f"policy written to {output} (mode: audit; try it: enforcer replay {output}{hint})", err=True)

@@ -23,10 +23,14 @@ def _fail(message: str) -> NoReturn:
 
 @click.command(name="replay")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--events", "events_file", required=True, type=click.Path(),
-              help="A learn recording (enforcer learn --record) or an audit log (JSON lines).")
-@click.option("--container", default=None,
-              help="Only operations of this container (a name glob, or an id prefix).")
+@click.option(
+    "--events",
+    "events_file",
+    required=True,
+    type=click.Path(),
+    help="A learn recording (enforcer learn --record) or an audit log (JSON lines).",
+)
+@click.option("--container", default=None, help="Only operations of this container (a name glob, or an id prefix).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(paths: tuple[str, ...], events_file: str, container: str | None, as_json: bool) -> None:
     """What the policies in PATHS (files, or directories of *.yaml) would do to recorded
@@ -45,8 +49,7 @@ def command(paths: tuple[str, ...], events_file: str, container: str | None, as_
     if not policy_set.ok:
         for err in policy_set.errors:
             click.echo(str(err), err=True)
-        _fail(f"{len(policy_set.errors)} policy error(s): nothing replayed (fix them; "
-              "`enforcer check` shows the same)")  # fmt: skip
+        _fail(f"{len(policy_set.errors)} policy error(s): nothing replayed (fix them; `enforcer check` shows the same)")
     if not policy_set.entries:
         _fail(f"no policies in {', '.join(paths)}")
     try:

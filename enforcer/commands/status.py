@@ -11,8 +11,14 @@ from enforcer.status.server import DEFAULT_SOCKET
 
 @click.command(name="status")
 @click.option("--json", "as_json", is_flag=True, help="Print the status document as JSON.")
-@click.option("--socket", "socket_path", type=click.Path(path_type=Path), default=DEFAULT_SOCKET,
-              show_default=True, help="The daemon's status socket (enforcer run --status-socket).")
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_SOCKET,
+    show_default=True,
+    help="The daemon's status socket (enforcer run --status-socket).",
+)
 def command(as_json: bool, socket_path: Path) -> None:
     """Show the running daemon: containers with their policies and per-rule counters,
     policy files and their last load result, kernel features in use, what is not enforced

@@ -8,8 +8,12 @@ import click
 
 
 @click.command(name="unload")
-@click.option("--pin-root", type=click.Path(path_type=Path), default=None,
-              help="bpffs directory the daemon pinned to (default /sys/fs/bpf/enforcer).")
+@click.option(
+    "--pin-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="bpffs directory the daemon pinned to (default /sys/fs/bpf/enforcer).",
+)
 def command(pin_root: Path | None) -> None:
     """Detach every program and unpin every map the enforcer left (lifts enforcement)."""
     from enforcer.kernel.loader import DEFAULT_PIN_ROOT, unload

@@ -36,8 +36,12 @@ log = structlog.get_logger(__name__)
 
 MAX_SYMLINKS = 40  # as the kernel's path walk
 MAX_DIR_SCAN = 20000  # entries looked at below directory rules, per container
-_KINDS = {"file_exact": "PK_FILE_EXACT", "exec_exact": "PK_EXEC_EXACT",
-          "file_dir": "PK_FILE_EXACT", "exec_dir": "PK_EXEC_EXACT"}  # fmt: skip
+_KINDS = {
+    "file_exact": "PK_FILE_EXACT",
+    "exec_exact": "PK_EXEC_EXACT",
+    "file_dir": "PK_FILE_EXACT",
+    "exec_dir": "PK_EXEC_EXACT",
+}
 
 
 def resolve_in_root(root: str, path: str, *, follow_final: bool = True) -> str | None:

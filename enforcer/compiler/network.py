@@ -75,9 +75,7 @@ def _atoms(rules: Iterable[EffectiveRule], table: RuleTable) -> dict[tuple[str, 
     return out
 
 
-def compile_network(
-    rules: Iterable[EffectiveRule], table: RuleTable, max_entries: int
-) -> CompiledNetwork:
+def compile_network(rules: Iterable[EffectiveRule], table: RuleTable, max_entries: int) -> CompiledNetwork:
     """`max_entries`: ABI_NET_SLOTS, what one trie value holds."""
     out = CompiledNetwork()
     for (direction, _version), atoms in _atoms(rules, table).items():

@@ -27,7 +27,7 @@ def _final(h: int) -> int:
 class PathHash:
     hash: int
     length: int  # bytes ("/" -> 0, "/etc" -> 4)
-    depth: int   # components ("/" -> 0, "/etc" -> 1)
+    depth: int  # components ("/" -> 0, "/etc" -> 1)
 
 
 def components(path: str) -> list[str]:

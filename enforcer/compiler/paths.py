@@ -33,7 +33,7 @@ Kind = Literal["file_exact", "file_dir", "exec_exact", "exec_dir", "guard"]
 
 @dataclass(frozen=True)
 class Slot:
-    action: int   # ACT_*
+    action: int  # ACT_*
     rule_id: int
 
 

@@ -23,15 +23,22 @@ from enforcer.policy.model import ExecRule
 
 # YAML class -> enum abi_posture constant
 CLASS_CONSTS: dict[str, str] = {
-    "exec": "PST_EXEC", "fileRead": "PST_FILE_READ", "fileWrite": "PST_FILE_WRITE",
-    "egress": "PST_EGRESS", "ingress": "PST_INGRESS", "device": "PST_DEVICE",
+    "exec": "PST_EXEC",
+    "fileRead": "PST_FILE_READ",
+    "fileWrite": "PST_FILE_WRITE",
+    "egress": "PST_EGRESS",
+    "ingress": "PST_INGRESS",
+    "device": "PST_DEVICE",
     "socket": "PST_SOCKET",
-}  # fmt: skip
+}
 # The hooks each class needs running (enum abi_container_flags).
 CLASS_FLAGS: dict[str, str] = {
-    "exec": "CT_EXEC_RULES", "fileRead": "CT_FILE_RULES", "fileWrite": "CT_FILE_RULES",
-    "egress": "CT_NET_EGRESS", "ingress": "CT_NET_INGRESS",
-}  # fmt: skip
+    "exec": "CT_EXEC_RULES",
+    "fileRead": "CT_FILE_RULES",
+    "fileWrite": "CT_FILE_RULES",
+    "egress": "CT_NET_EGRESS",
+    "ingress": "CT_NET_INGRESS",
+}
 # Classes the kernel does not judge by posture yet: a ruleset asking for one is refused
 # rather than silently allowed (an allow-list that lets everything through is a lie).
 NOT_IN_KERNEL = ("device", "socket")
@@ -72,8 +79,9 @@ class CompiledPostures:
         return {"flags": flags, "postures": self.bits(const)}
 
 
-def compile_postures(rules: Iterable[EffectiveRule],
-                     postures: Mapping[str, PostureDecision] | None) -> CompiledPostures:  # fmt: skip
+def compile_postures(
+    rules: Iterable[EffectiveRule], postures: Mapping[str, PostureDecision] | None
+) -> CompiledPostures:
     """What a ruleset's postures and origin rules ask of the kernel. Raises EnforcerError
     for what the kernel cannot do yet, so no container runs under a posture that is not
     enforced."""

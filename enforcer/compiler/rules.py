@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True, order=True)
 class RuleRef:
     policy: str  # metadata.name
-    rule: str    # "file[0]"
+    rule: str  # "file[0]"
 
 
 # What records call the kernel's reserved rule ids (enum abi_rule_ids): policy "enforcer".

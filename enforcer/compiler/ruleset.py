@@ -27,8 +27,12 @@ class CompiledRuleset:
     postures: CompiledPostures = field(default_factory=CompiledPostures)
 
 
-def compile_ruleset(rules: Sequence[EffectiveRule], table: RuleTable, consts: AbiConsts,
-                    postures: Mapping[str, PostureDecision] | None = None) -> CompiledRuleset:  # fmt: skip
+def compile_ruleset(
+    rules: Sequence[EffectiveRule],
+    table: RuleTable,
+    consts: AbiConsts,
+    postures: Mapping[str, PostureDecision] | None = None,
+) -> CompiledRuleset:
     """Raises EnforcerError, before anything is written, for what the kernel cannot hold
     (a posture it does not judge, more network entries per prefix than ABI_NET_SLOTS)."""
     return CompiledRuleset(

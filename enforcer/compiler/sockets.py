@@ -40,8 +40,11 @@ class CompiledSockets:
 
     def families_beyond_cgroup(self) -> tuple[str, ...]:
         """Families with deny/audit rules that only the LSM program sees (e.g. packet)."""
-        fams = {k.family for k, s in self.entries.items()
-                if k.family not in CGROUP_FAMILIES and s.action >= ACTION_CODES["audit"]}  # fmt: skip
+        fams = {
+            k.family
+            for k, s in self.entries.items()
+            if k.family not in CGROUP_FAMILIES and s.action >= ACTION_CODES["audit"]
+        }
         return tuple(sorted(FAMILY_NAMES.get(f, str(f)) for f in fams))
 
 

@@ -130,9 +130,7 @@ def cgroup_path_of_pid(pid: int, proc_root: str = "/proc") -> str:
         raise ProcessLookupError(pid) from err
     path = parse_proc_cgroup(text)
     if path is None:
-        raise EnforcerError(
-            f"process {pid} is in no cgroup v2 (this host uses cgroup v1 only)", hint=_V2_HINT
-        )
+        raise EnforcerError(f"process {pid} is in no cgroup v2 (this host uses cgroup v1 only)", hint=_V2_HINT)
     return path
 
 

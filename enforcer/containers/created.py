@@ -41,11 +41,16 @@ class CreatedContainers:
             )
         listed = self.listed(container_id)
         names = listed.get("Names") or ["/"]
-        return ContainerInfo(id=container_id, name=str(names[0]).lstrip("/"),
-                             image=str(listed.get("Image", "")), labels=dict(listed.get("Labels") or {}),
-                             pid=pid, cgroup=cgroup,
-                             # to the second (the list has no more): when origin: image starts counting
-                             created_ns=docker_time_ns(listed.get("Created")))  # fmt: skip
+        return ContainerInfo(
+            id=container_id,
+            name=str(names[0]).lstrip("/"),
+            image=str(listed.get("Image", "")),
+            labels=dict(listed.get("Labels") or {}),
+            pid=pid,
+            cgroup=cgroup,
+            # to the second (the list has no more): when origin: image starts counting
+            created_ns=docker_time_ns(listed.get("Created")),
+        )
 
     def listed(self, container_id: str) -> dict[str, Any]:
         """The container's entry in Docker's container list."""
@@ -58,8 +63,10 @@ class CreatedContainers:
         try:
             found = self.client.containers(all=True, filters={"id": container_id})
         except (docker.errors.DockerException, requests.RequestException) as err:
-            raise EnforcerError(f"Docker did not answer about container {container_id[:12]}: {err}",
-                                hint="is dockerd running? `enforcer doctor`") from err  # fmt: skip
+            raise EnforcerError(
+                f"Docker did not answer about container {container_id[:12]}: {err}",
+                hint="is dockerd running? `enforcer doctor`",
+            ) from err
         match = [c for c in found if c.get("Id") == container_id]
         if not match:
             raise EnforcerError(f"container {container_id[:12]} is not known to Docker")

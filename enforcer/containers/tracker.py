@@ -114,9 +114,11 @@ class DockerTracker:
 
         done = threading.Event()
         closer = threading.Thread(
-            target=self._close_on_stop, args=(stop_event, done), name="docker-events-closer",
+            target=self._close_on_stop,
+            args=(stop_event, done),
+            name="docker-events-closer",
             daemon=True,
-        )  # fmt: skip
+        )
         closer.start()
         first, max_delay = self._backoff
         delay = first
@@ -126,9 +128,7 @@ class DockerTracker:
                 client = None
                 try:
                     client = self._client_factory()
-                    stream = client.api.events(
-                        decode=True, filters={"type": ["container"], "event": list(_EVENTS)}
-                    )
+                    stream = client.api.events(decode=True, filters={"type": ["container"], "event": list(_EVENTS)})
                     with self._stream_lock:
                         self._stream = stream
                     if stop_event.is_set():
@@ -136,8 +136,9 @@ class DockerTracker:
                     running = self._reconcile_with(client)
                     log.info(
                         "docker reconnected" if connected_before else "docker connected",
-                        base_url=self.base_url, running=len(running),
-                    )  # fmt: skip
+                        base_url=self.base_url,
+                        running=len(running),
+                    )
                     connected_before = True
                     self.connected.set()
                     delay = first
@@ -151,9 +152,11 @@ class DockerTracker:
                     if stop_event.is_set():
                         break
                     log.warning(
-                        "docker unreachable", base_url=self.base_url, error=str(err),
+                        "docker unreachable",
+                        base_url=self.base_url,
+                        error=str(err),
                         retry_in=round(delay, 2),
-                    )  # fmt: skip
+                    )
                 finally:
                     self.connected.clear()
                     with self._stream_lock:
@@ -281,9 +284,7 @@ class DockerTracker:
         # would hit processes outside the container.
         own = container_cgroup_path(cgroup.path, full_id)
         if own is None or not own.startswith(self._mount.rstrip("/") + "/"):
-            self._report_unplaceable(
-                full_id, f"its cgroup v2 {cgroup.path} is not the container's own", pid
-            )
+            self._report_unplaceable(full_id, f"its cgroup v2 {cgroup.path} is not the container's own", pid)
             return None
         if own != cgroup.path:
             try:
@@ -341,8 +342,14 @@ class DockerTracker:
 
     def _notify(self, method: str, arg: ContainerInfo | str) -> None:
         if isinstance(arg, ContainerInfo):
-            log.info(method.replace("_", " "), container=arg.short_id, name=arg.name,
-                     image=arg.image, pid=arg.pid, cgroup_id=arg.cgroup.id)  # fmt: skip
+            log.info(
+                method.replace("_", " "),
+                container=arg.short_id,
+                name=arg.name,
+                image=arg.image,
+                pid=arg.pid,
+                cgroup_id=arg.cgroup.id,
+            )
         try:
             getattr(self._listener, method)(arg)
         except Exception:

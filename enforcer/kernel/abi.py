@@ -14,10 +14,22 @@ from enforcer.pybpf import Btf
 from enforcer.pybpf.btf import StructLayout
 
 _ENUMS = (
-    "abi_limits", "abi_action", "abi_access", "abi_path_kind", "abi_container_flags",
-    "abi_rule_ids", "abi_event_type", "abi_stat", "file_event_flags", "abi_dev_access",
-    "abi_dev_match", "abi_net_direction", "abi_container_keys", "abi_posture", "abi_task_flags",
-)  # fmt: skip
+    "abi_limits",
+    "abi_action",
+    "abi_access",
+    "abi_path_kind",
+    "abi_container_flags",
+    "abi_rule_ids",
+    "abi_event_type",
+    "abi_stat",
+    "file_event_flags",
+    "abi_dev_access",
+    "abi_dev_match",
+    "abi_net_direction",
+    "abi_container_keys",
+    "abi_posture",
+    "abi_task_flags",
+)
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,7 @@ def source_dir() -> Path:
     for candidate in (pkg.parent / "bpf", pkg / "_bpf"):
         if (candidate / "include" / "enforcer_abi.h").is_file():
             return candidate
-    raise EnforcerError(
-        "BPF sources not found", hint="reinstall the enforcer package or run from a checkout"
-    )
+    raise EnforcerError("BPF sources not found", hint="reinstall the enforcer package or run from a checkout")
 
 
 def untrusted_reason(path: Path) -> str | None:
@@ -113,9 +111,11 @@ def build_dir(src: Path | None = None) -> Path:
     if env:
         why = _usable(Path(env))
         if why:
-            raise EnforcerError(f"ENFORCER_BPF_BUILD_DIR={env} cannot hold BPF objects safely: {why}",
-                                hint="use a directory owned by root, not writable by group or others, "
-                                "on a path no other user can change")  # fmt: skip
+            raise EnforcerError(
+                f"ENFORCER_BPF_BUILD_DIR={env} cannot hold BPF objects safely: {why}",
+                hint="use a directory owned by root, not writable by group or others, "
+                "on a path no other user can change",
+            )
         return Path(env)
     src = src or source_dir()
     refused = []
@@ -125,9 +125,10 @@ def build_dir(src: Path | None = None) -> Path:
             return d
         refused.append(why)
         log.warning("not using this directory for BPF objects", directory=str(d), reason=why)
-    raise EnforcerError("no safe directory for BPF objects: " + "; ".join(refused),
-                        hint=f"create {CACHE_DIR} owned by root with mode 0700, or set "
-                        "ENFORCER_BPF_BUILD_DIR to such a directory")  # fmt: skip
+    raise EnforcerError(
+        "no safe directory for BPF objects: " + "; ".join(refused),
+        hint=f"create {CACHE_DIR} owned by root with mode 0700, or set ENFORCER_BPF_BUILD_DIR to such a directory",
+    )
 
 
 @dataclass(frozen=True)
@@ -190,9 +191,10 @@ def ensure_built(force: bool = False) -> BuiltObjects:
     src = source_dir()
     why = untrusted_reason(src) or untrusted_reason(src / "include")
     if why:  # what we compile is loaded as root: its sources must be as trusted as the objects
-        raise EnforcerError(f"BPF sources in {src} could be changed by another user: {why}",
-                            hint="install the enforcer package as root, "
-                                 "or fix the checkout's owner and modes")  # fmt: skip
+        raise EnforcerError(
+            f"BPF sources in {src} could be changed by another user: {why}",
+            hint="install the enforcer package as root, or fix the checkout's owner and modes",
+        )
     out = build_dir(src)
     digest = _digest(src)
     stamp = out / "STAMP"
@@ -215,15 +217,15 @@ def ensure_built(force: bool = False) -> BuiltObjects:
             try:
                 leftover.unlink()
             except OSError as err:
-                raise EnforcerError(f"{why}, and it cannot be removed: {err.strerror}",
-                                    hint=f"remove it, or empty {out}") from err  # fmt: skip
+                raise EnforcerError(
+                    f"{why}, and it cannot be removed: {err.strerror}", hint=f"remove it, or empty {out}"
+                ) from err
     _vmlinux_h(out)
     for name, obj in objects.items():
         log.info("building BPF object", object=name, directory=str(out))
         tmp = obj.with_suffix(".tmp")
         _run(
-            [clang, *CFLAGS, f"-I{out}", f"-I{src / 'include'}", "-c",
-             str(src / f"{name}.bpf.c"), "-o", str(tmp)],
+            [clang, *CFLAGS, f"-I{out}", f"-I{src / 'include'}", "-c", str(src / f"{name}.bpf.c"), "-o", str(tmp)],
             f"clang {name}.bpf.c",
         )
         tmp.replace(obj)

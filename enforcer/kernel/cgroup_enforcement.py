@@ -41,8 +41,14 @@ class CgroupEnforcement:
     name = "cgroup"
     kinds = ("device", "network", "socket")
 
-    def __init__(self, abi: Abi, maps: Mapping[str, Map], programs: Mapping[str, Program],
-                 pin_root: Path, lsm_sockets: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        abi: Abi,
+        maps: Mapping[str, Map],
+        programs: Mapping[str, Program],
+        pin_root: Path,
+        lsm_sockets: bool = False,
+    ) -> None:
         self._abi = abi
         self._maps = CgroupMaps(abi, maps)
         self._programs = programs
@@ -54,9 +60,12 @@ class CgroupEnforcement:
         compiled = CompiledCgroupRules(devices=whole.devices, network=whole.network, sockets=whole.sockets)
         beyond = compiled.sockets.families_beyond_cgroup()
         if beyond and not self._lsm_sockets:
-            log.error("socket rules NOT ENFORCED: the cgroup sock_create hook sees inet sockets "
-                      "only, and the LSM socket_create program is not loaded on this host",
-                      families=list(beyond), ruleset=ruleset)  # fmt: skip
+            log.error(
+                "socket rules NOT ENFORCED: the cgroup sock_create hook sees inet sockets "
+                "only, and the LSM socket_create program is not loaded on this host",
+                families=list(beyond),
+                ruleset=ruleset,
+            )
         self._maps.write_ruleset(ruleset, compiled)
         return RulesetPart(compiled, self._maps.container_fields(compiled))
 
@@ -73,8 +82,7 @@ class CgroupEnforcement:
         try:
             for name in CGROUP_PROGRAMS:
                 program = self._programs[name]
-                attach_pinned(links / name, program,
-                              partial(program.attach_cgroup, info.cgroup.path))  # fmt: skip
+                attach_pinned(links / name, program, partial(program.attach_cgroup, info.cgroup.path))
         except BpfError as err:
             self.detach(info)
             raise EnforcerError(

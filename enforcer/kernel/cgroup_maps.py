@@ -15,8 +15,7 @@ from enforcer.pybpf import BpfError, Map
 
 _DEV_TYPES = {"any": "DEV_TYPE_ANY", "block": "DEV_TYPE_BLOCK", "char": "DEV_TYPE_CHAR"}
 _DIRECTIONS = {"egress": "NET_EGRESS", "ingress": "NET_INGRESS"}
-_KEY_LAYOUTS = {"dev_rules": "dev_key", "net4_rules": "net4_key", "net6_rules": "net6_key",
-                "sock_rules": "sock_key"}  # fmt: skip
+_KEY_LAYOUTS = {"dev_rules": "dev_key", "net4_rules": "net4_key", "net6_rules": "net6_key", "sock_rules": "sock_key"}
 
 
 @dataclass(frozen=True)
@@ -35,10 +34,11 @@ class CgroupMaps:
     def dev_key(self, ruleset: int, key: DeviceKey) -> bytes:
         any_num = self._abi.const("DEV_NUM_ANY")
         return self._abi.layout("dev_key").pack(
-            ruleset=ruleset, type=self._abi.const(_DEV_TYPES[key.type]),
+            ruleset=ruleset,
+            type=self._abi.const(_DEV_TYPES[key.type]),
             major=any_num if key.major is None else key.major,
             minor=any_num if key.minor is None else key.minor,
-        )  # fmt: skip
+        )
 
     def dev_value(self, slots: list[Slot | None]) -> bytes:
         values: dict[str, int | bytes] = {"action": bytes(s.action if s else 0 for s in slots)}
@@ -51,10 +51,11 @@ class CgroupMaps:
         net = prefix.network
         name = "net4" if net.version == 4 else "net6"
         key = self._abi.layout(f"{name}_key").pack(
-            prefixlen=self._abi.const("NET_KEY_HEADER_BITS") + net.prefixlen, ruleset=ruleset,
+            prefixlen=self._abi.const("NET_KEY_HEADER_BITS") + net.prefixlen,
+            ruleset=ruleset,
             direction=self._abi.const(_DIRECTIONS[prefix.direction]),
             addr=net.network_address.packed,
-        )  # fmt: skip
+        )
         return f"{name}_rules", key
 
     def net_value(self, entries: tuple[NetEntry, ...]) -> bytes:

@@ -29,16 +29,30 @@ DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/enforcer")
 # object -> its LSM programs (attached globally; they filter by container cgroup themselves)
 LSM_OBJECTS: dict[str, tuple[str, ...]] = {
     "lsm_file": (
-        "enforcer_file_open", "enforcer_bprm_check", "enforcer_task_alloc", "enforcer_mmap_file",
-        "enforcer_file_mprotect", "enforcer_path_truncate", "enforcer_path_chmod",
-        "enforcer_path_chown", "enforcer_path_unlink", "enforcer_path_rmdir",
-        "enforcer_path_mknod", "enforcer_path_mkdir", "enforcer_path_symlink",
+        "enforcer_file_open",
+        "enforcer_bprm_check",
+        "enforcer_task_alloc",
+        "enforcer_mmap_file",
+        "enforcer_file_mprotect",
+        "enforcer_path_truncate",
+        "enforcer_path_chmod",
+        "enforcer_path_chown",
+        "enforcer_path_unlink",
+        "enforcer_path_rmdir",
+        "enforcer_path_mknod",
+        "enforcer_path_mkdir",
+        "enforcer_path_symlink",
         # A hook's programs run last-attached first and the first denial ends the call: the
         # new name's programs attach before the source's, so a denial names the source.
-        "enforcer_path_link_new", "enforcer_path_link", "enforcer_path_rename_target",
-        "enforcer_path_rename_swap", "enforcer_path_rename", "enforcer_inode_setattr",
-        "enforcer_inode_setxattr", "enforcer_inode_removexattr",
-    ),  # fmt: skip
+        "enforcer_path_link_new",
+        "enforcer_path_link",
+        "enforcer_path_rename_target",
+        "enforcer_path_rename_swap",
+        "enforcer_path_rename",
+        "enforcer_inode_setattr",
+        "enforcer_inode_setxattr",
+        "enforcer_inode_removexattr",
+    ),
     # socket rules for the families cgroup/sock_create never sees (packet, netlink, ...)
     "lsm_sock": ("enforcer_socket_create",),
     # a container task may not move a task into a cgroup outside its container's subtree
@@ -49,12 +63,19 @@ LSM_OBJECTS: dict[str, tuple[str, ...]] = {
 # load on kernels that refuse BPF-LSM, so device, network and socket rules hold there too.
 CGROUP_OBJECTS: dict[str, tuple[str, ...]] = {
     "cgroup_dev": ("enforcer_device",),
-    "cgroup_net": ("enforcer_connect4", "enforcer_connect6", "enforcer_sendmsg4",
-                   "enforcer_sendmsg6", "enforcer_bind4", "enforcer_bind6",
-                   # packets: what actually leaves and arrives, whatever the socket kind
-                   "enforcer_egress", "enforcer_ingress"),
+    "cgroup_net": (
+        "enforcer_connect4",
+        "enforcer_connect6",
+        "enforcer_sendmsg4",
+        "enforcer_sendmsg6",
+        "enforcer_bind4",
+        "enforcer_bind6",
+        # packets: what actually leaves and arrives, whatever the socket kind
+        "enforcer_egress",
+        "enforcer_ingress",
+    ),
     "cgroup_sock": ("enforcer_sock_create",),
-}  # fmt: skip
+}
 
 
 def _ensure_bpffs(root: Path) -> None:
@@ -129,8 +150,14 @@ def attach_pinned(link_path: Path, program: Program, attach: Callable[[], Link])
 
 
 def _load_objects(
-    built: BuiltObjects, pin_root: Path, into: Loaded | None, names: Iterable[str],
-    after_load: Callable[[str, BpfObject], None], what: str, hint: str, ring_bytes: int | None = None,
+    built: BuiltObjects,
+    pin_root: Path,
+    into: Loaded | None,
+    names: Iterable[str],
+    after_load: Callable[[str, BpfObject], None],
+    what: str,
+    hint: str,
+    ring_bytes: int | None = None,
 ) -> Loaded:
     """Load `names` (maps pinned under `pin_root`) into `into` or a new Loaded; on failure
     only the objects added here are closed and an EnforcerError says `what` failed."""
@@ -152,8 +179,7 @@ def _load_objects(
     return loaded
 
 
-def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
-             into: Loaded | None = None) -> Loaded:  # fmt: skip
+def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT, into: Loaded | None = None) -> Loaded:
     """Load the LSM objects and attach their programs, pinned under `pin_root`; into
     `into` (whose objects stay loaded if this fails), or a new Loaded."""
 
@@ -163,19 +189,33 @@ def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
             attach_pinned(pin_root / "links" / prog, program, program.attach_lsm)
             log.info("attached", program=prog, pin=str(pin_root / "links" / prog))
 
-    return _load_objects(built, pin_root, into, LSM_OBJECTS, attach_all, "file/exec enforcement",
-                         "run `enforcer doctor`; this kernel may not allow BPF-LSM programs")  # fmt: skip
+    return _load_objects(
+        built,
+        pin_root,
+        into,
+        LSM_OBJECTS,
+        attach_all,
+        "file/exec enforcement",
+        "run `enforcer doctor`; this kernel may not allow BPF-LSM programs",
+    )
 
 
-def load_cgroup(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT,
-                into: Loaded | None = None, ring_bytes: int | None = None) -> Loaded:  # fmt: skip
+def load_cgroup(
+    built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT, into: Loaded | None = None, ring_bytes: int | None = None
+) -> Loaded:
     """Load the cgroup objects (maps pinned under `pin_root`, programs not attached yet:
     they attach per container) into `into`, or a new Loaded. `ring_bytes` sizes a new
     events ring buffer (tests flood a small one)."""
-    return _load_objects(built, pin_root, into, CGROUP_OBJECTS, lambda _n, _o: None,
-                         "device/network/socket",
-                         "run `enforcer doctor`; the kernel needs cgroup v2 BPF (CONFIG_CGROUP_BPF)",
-                         ring_bytes)  # fmt: skip
+    return _load_objects(
+        built,
+        pin_root,
+        into,
+        CGROUP_OBJECTS,
+        lambda _n, _o: None,
+        "device/network/socket",
+        "run `enforcer doctor`; the kernel needs cgroup v2 BPF (CONFIG_CGROUP_BPF)",
+        ring_bytes,
+    )
 
 
 def _unpin_links(directory: Path, removed: list[str]) -> None:

@@ -19,10 +19,12 @@ from enforcer.kernel.abi import Abi
 from enforcer.pybpf import BpfError, Map
 
 _KIND_CONST = {
-    "file_exact": "PK_FILE_EXACT", "file_dir": "PK_FILE_DIR",
-    "exec_exact": "PK_EXEC_EXACT", "exec_dir": "PK_EXEC_DIR", "guard": "PK_GUARD",
-}  # fmt: skip
-
+    "file_exact": "PK_FILE_EXACT",
+    "file_dir": "PK_FILE_DIR",
+    "exec_exact": "PK_EXEC_EXACT",
+    "exec_dir": "PK_EXEC_DIR",
+    "guard": "PK_GUARD",
+}
 
 
 def _host_mnt_ns() -> int:
@@ -34,14 +36,14 @@ def _host_mnt_ns() -> int:
     except OSError:
         return 0
 
+
 class PolicyMaps:
     def __init__(self, abi: Abi, maps: Mapping[str, Map]) -> None:
         self._abi = abi
         self._maps = maps
         self._seed = self._write_settings()
         slots = abi.const("ACC_SLOTS")
-        self._value_packer = abi.layout("path_rule").packer(
-            *(f"rule_id[{i}]" for i in range(slots)), "action")
+        self._value_packer = abi.layout("path_rule").packer(*(f"rule_id[{i}]" for i in range(slots)), "action")
 
     @property
     def seed(self) -> int:
@@ -71,8 +73,7 @@ class PolicyMaps:
 
     def path_value(self, slots: Sequence[Slot | None]) -> bytes:
         """A `struct path_rule` (also the value type of inode_rules)."""
-        return self._value_packer(*(s.rule_id if s else 0 for s in slots),
-                                  bytes(s.action if s else 0 for s in slots))  # fmt: skip
+        return self._value_packer(*(s.rule_id if s else 0 for s in slots), bytes(s.action if s else 0 for s in slots))
 
     def write_ruleset(self, ruleset: int, compiled: CompiledPaths) -> None:
         if not compiled.entries:
@@ -144,9 +145,11 @@ class PolicyMaps:
     def all_counters(self) -> dict[tuple[int, int], int]:
         """Every exact counter: (cgroup id, rule id) -> denials/audits counted."""
         key = self._abi.layout("counter_key").struct
-        return {(cg, rule): int.from_bytes(v, "little")
-                for k, v in self._maps["counters"].items()
-                for cg, rule in [key.unpack_from(k)[:2]]}  # fmt: skip
+        return {
+            (cg, rule): int.from_bytes(v, "little")
+            for k, v in self._maps["counters"].items()
+            for cg, rule in [key.unpack_from(k)[:2]]
+        }
 
     def stats(self) -> dict[str, int]:
         """Global counters (summed over CPUs), by enum abi_stat name."""
@@ -162,8 +165,9 @@ class PolicyMaps:
     def container_entries(self) -> dict[int, int]:
         """cgroup id -> ruleset id of every container entry in the kernel."""
         layout = self._abi.layout("container")
-        return {int.from_bytes(k, "little"): int(layout.decode(v)["ruleset"])
-                for k, v in self._maps["containers"].items()}  # fmt: skip
+        return {
+            int.from_bytes(k, "little"): int(layout.decode(v)["ruleset"]) for k, v in self._maps["containers"].items()
+        }
 
     def path_rule_rulesets(self) -> dict[int, list[bytes]]:
         """ruleset id -> its path_rules keys."""

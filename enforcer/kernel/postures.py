@@ -108,7 +108,10 @@ class PostureState:
             finally:
                 os.close(fd)
         if missed:
-            log.warning("tasks of a container that ran before the enforcer are not judged by "
-                        "postures until they exec (their kernel gives no pidfd of a thread)",
-                        cgroup=str(cgroup_dir), missed=missed)  # fmt: skip
+            log.warning(
+                "tasks of a container that ran before the enforcer are not judged by "
+                "postures until they exec (their kernel gives no pidfd of a thread)",
+                cgroup=str(cgroup_dir),
+                missed=missed,
+            )
         return flagged, missed

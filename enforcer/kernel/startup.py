@@ -34,8 +34,9 @@ def policies_needing_lsm(policies: Iterable[Policy]) -> list[str]:
     return sorted(p.name for p in policies if any(p.spec.rules(k) for k in LSM_KINDS))
 
 
-def load_kernel(built: BuiltObjects, pin_root: Path, policies: Iterable[Policy], *,
-                allow_missing_lsm: bool = False) -> Loaded:  # fmt: skip
+def load_kernel(
+    built: BuiltObjects, pin_root: Path, policies: Iterable[Policy], *, allow_missing_lsm: bool = False
+) -> Loaded:
     """Load the cgroup objects, then the LSM ones. If the LSM ones cannot load: refuse
     (EnforcerError) when a policy has file/exec rules, unless `allow_missing_lsm`."""
     loaded = load_cgroup(built, pin_root)
@@ -54,9 +55,10 @@ def load_kernel(built: BuiltObjects, pin_root: Path, policies: Iterable[Policy],
         log.error(
             "NOT ENFORCED: file and exec rules; this kernel refuses the BPF-LSM programs, only "
             "device, network and socket rules are enforced",
-            reason=err.message, policies_with_file_or_exec_rules=needing,
+            reason=err.message,
+            policies_with_file_or_exec_rules=needing,
             allowed_by=ALLOW_FLAG if needing else "no loaded policy has file/exec rules",
-        )  # fmt: skip
+        )
     return loaded
 
 

@@ -39,8 +39,9 @@ class RuleTableStore:
         except FileNotFoundError:
             return RuleTable()
         except (ValueError, TypeError) as err:
-            log.warning("rule table unreadable; counters from before are unattributed",
-                        path=str(self.path), error=str(err))  # fmt: skip
+            log.warning(
+                "rule table unreadable; counters from before are unattributed", path=str(self.path), error=str(err)
+            )
             return RuleTable()
         self._saved = len(table)
         return table
@@ -102,8 +103,11 @@ class PolicyStore:
         except FileNotFoundError:
             return None
         except (ValueError, TypeError, KeyError) as err:
-            log.warning("policies in force before are unreadable; an invalid policy file at start "
-                        "will stop the daemon", path=str(self.path), error=str(err))  # fmt: skip
+            log.warning(
+                "policies in force before are unreadable; an invalid policy file at start will stop the daemon",
+                path=str(self.path),
+                error=str(err),
+            )
             return None
         files = []
         for file, text in sorted(texts.items()):

@@ -23,7 +23,7 @@ MAX_LINE = 64 * 1024 * 1024
 
 
 def parse_duration(text: str) -> float:
-    """"90s", "10m", "1h30m", "45" (seconds) -> seconds."""
+    """ "90s", "10m", "1h30m", "45" (seconds) -> seconds."""
     s = text.strip().replace(" ", "")
     if re.fullmatch(r"\d+(\.\d+)?", s):
         seconds = float(s)
@@ -63,8 +63,9 @@ class _Lines:
                 try:
                     chunk = self._sock.recv(1 << 16)
                 except TimeoutError:
-                    raise EnforcerError("the daemon stopped answering during learning",
-                                        hint="check its log: journalctl -u enforcer") from None  # fmt: skip
+                    raise EnforcerError(
+                        "the daemon stopped answering during learning", hint="check its log: journalctl -u enforcer"
+                    ) from None
                 if not chunk:
                     return
                 self._buf += chunk
@@ -87,9 +88,10 @@ def connect(path: Path, timeout: float = 10.0) -> socket.socket:
         sock.connect(str(path))
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
-        raise EnforcerError(f"no enforcer daemon is listening on {path}",
-                            hint="start it (systemctl start enforcer, or enforcer run), "
-                            "or pass --socket PATH") from None  # fmt: skip
+        raise EnforcerError(
+            f"no enforcer daemon is listening on {path}",
+            hint="start it (systemctl start enforcer, or enforcer run), or pass --socket PATH",
+        ) from None
     except PermissionError:
         sock.close()
         raise EnforcerError(f"permission denied on {path}", hint="run enforcer learn as root") from None
@@ -115,8 +117,7 @@ def learn(
     sending what it still had."""
     sock = connect(path)
     try:
-        sock.sendall(json.dumps({"request": "learn", "container": container,
-                                 "duration": duration}).encode() + b"\n")  # fmt: skip
+        sock.sendall(json.dumps({"request": "learn", "container": container, "duration": duration}).encode() + b"\n")
         # batches come every half second; silence this long means the daemon is stuck
         sock.settimeout(30.0)
         return _collect(sock, container, duration, on_start, progress, stop_requested, clock)
@@ -124,22 +125,29 @@ def learn(
         sock.close()
 
 
-def _collect(sock: socket.socket, container: str, duration: float | None, on_start: OnStart,
-             progress: Callable[[Collected, float | None], None] | None,
-             stop_requested: Callable[[], bool], clock: Callable[[], float]) -> Collected:  # fmt: skip
+def _collect(
+    sock: socket.socket,
+    container: str,
+    duration: float | None,
+    on_start: OnStart,
+    progress: Callable[[Collected, float | None], None] | None,
+    stop_requested: Callable[[], bool],
+    clock: Callable[[], float],
+) -> Collected:
     lines = iter(_Lines(sock))
     first = next(lines, None)
     if first is None:
-        raise EnforcerError("the daemon closed the connection without answering",
-                            hint="is it a version without enforcer learn? check its log")  # fmt: skip
+        raise EnforcerError(
+            "the daemon closed the connection without answering",
+            hint="is it a version without enforcer learn? check its log",
+        )
     if "error" in first:
         raise EnforcerError(f"the daemon refused: {first['error']}")
     info = first.get("learning")
     if not isinstance(info, dict):
         raise EnforcerError("unexpected answer from the daemon (is it the same version?)")
     c = info.get("container") or {}
-    facts = ContainerFacts(c.get("name") or container, c.get("image") or "", c.get("id"),
-                           c.get("labels") or {})  # fmt: skip
+    facts = ContainerFacts(c.get("name") or container, c.get("image") or "", c.get("id"), c.get("labels") or {})
     got = Collected(facts, tuple(info.get("classes") or ()), tuple(info.get("not_learned") or ()))
     record = on_start(got)  # raising here closes the socket: the daemon ends the session
     writer = RecordingWriter(record, facts) if record is not None else None
@@ -161,8 +169,10 @@ def _collect(sock: socket.socket, container: str, duration: float | None, on_sta
             sock.shutdown(socket.SHUT_WR)  # the daemon ends the session and sends the rest
             closed = True
     else:
-        raise EnforcerError("the daemon closed the connection before the session ended",
-                            hint="the observations so far are incomplete; check its log")  # fmt: skip
+        raise EnforcerError(
+            "the daemon closed the connection before the session ended",
+            hint="the observations so far are incomplete; check its log",
+        )
     got.seconds = clock() - started
     if writer is not None:
         writer.end(got.lost)

@@ -105,8 +105,11 @@ def fold_paths(counts: Mapping[str, int], threshold: int = DIR_FOLD) -> PathSet:
             covering = _covering(path, dirs)
             entry = covering if covering is not None else path
             entries[_parent(entry)].add(entry)
-        new = {d for d, es in entries.items() if len(es) >= threshold and d not in _NEVER_FOLD
-               and _covering(d, dirs) is None}  # fmt: skip
+        new = {
+            d
+            for d, es in entries.items()
+            if len(es) >= threshold and d not in _NEVER_FOLD and _covering(d, dirs) is None
+        }
         if not new:
             break
         dirs |= new
@@ -182,8 +185,7 @@ def _exec_rules(ops: Counter[Operation]) -> tuple[list[str], int]:
         lines += _list("paths", dict(sorted(execs.items())))
     if only_mapped:
         folded = fold_paths(only_mapped)
-        lines += [f"    # mapped executable (shared libraries, ...): {_ops(folded.total)}",
-                  "    - action: allow"]  # fmt: skip
+        lines += [f"    # mapped executable (shared libraries, ...): {_ops(folded.total)}", "    - action: allow"]
         if folded.paths:
             lines += _list("paths", folded.paths)
         if folded.dirs:
@@ -204,8 +206,7 @@ def _file_rules(ops: Counter[Operation]) -> tuple[list[str], set[str]]:
             continue
         classes.add("fileRead" if bit == "read" else "fileWrite")
         folded = fold_paths(counts)
-        lines += [f"    # opened for {bit}: {_ops(folded.total)}", "    - action: allow",
-                  f"      access: [{bit}]"]  # fmt: skip
+        lines += [f"    # opened for {bit}: {_ops(folded.total)}", "    - action: allow", f"      access: [{bit}]"]
         if folded.paths:
             lines += _list("paths", folded.paths)
         if folded.dirs:
@@ -222,11 +223,19 @@ def _device_rules(ops: Counter[Operation]) -> list[str]:
     lines: list[str] = []
     for (dtype, major, minor), bits in sorted(by_dev.items()):
         access = [b for b in ("read", "write", "mknod") if b in bits]
-        total = sum(n for op, n in ops.items() if isinstance(op, DeviceOp)
-                    and (op.type, op.major, op.minor) == (dtype, major, minor))  # fmt: skip
-        lines += [f"    # {_ops(total)}", "    - action: allow",
-                  f"      type: {dtype}", f"      major: {major}", f"      minor: {minor}",
-                  f"      access: [{', '.join(access)}]"]  # fmt: skip
+        total = sum(
+            n
+            for op, n in ops.items()
+            if isinstance(op, DeviceOp) and (op.type, op.major, op.minor) == (dtype, major, minor)
+        )
+        lines += [
+            f"    # {_ops(total)}",
+            "    - action: allow",
+            f"      type: {dtype}",
+            f"      major: {major}",
+            f"      minor: {minor}",
+            f"      access: [{', '.join(access)}]",
+        ]
     return lines
 
 
@@ -269,8 +278,12 @@ def _network_rules(ops: Counter[Operation]) -> tuple[list[str], set[str]]:
                 what += f" to port{'s' if len(ports) > 1 or '-' in ports[0] else ''} {', '.join(ports)}"
             if any(p.startswith(f"{EPHEMERAL[0]}-") for p in ports):
                 what += " (ephemeral ports: replies to clients)"
-            lines += [f"    # {what}: {_ops(total)}", "    - action: allow",
-                      f"      direction: {direction}", f"      protocol: {proto}"]  # fmt: skip
+            lines += [
+                f"    # {what}: {_ops(total)}",
+                "    - action: allow",
+                f"      direction: {direction}",
+                f"      protocol: {proto}",
+            ]
             if "" in cidrs:
                 lines.append("      # bound to the wildcard address: any local address")
             elif len(cidrs) <= ADDR_FOLD:
@@ -294,8 +307,7 @@ def _socket_rules(ops: Counter[Operation]) -> list[str]:
         if not family:
             continue  # an address family this version has no name for: cannot be written
         named = sorted(types) if "any" not in types else []
-        lines += [f"    # {_ops(sum(types.values()))}", "    - action: allow",
-                  f"      families: [{family}]"]  # fmt: skip
+        lines += [f"    # {_ops(sum(types.values()))}", "    - action: allow", f"      families: [{family}]"]
         if named:
             lines.append(f"      types: [{', '.join(named)}]")
     return lines
@@ -324,23 +336,33 @@ def generalise(learned: Learned) -> str:
 
     total = sum(ops.values())
     over = f" over {learned.seconds:.0f} s" if learned.seconds is not None else ""
-    out = [f"# Learned by `enforcer learn` from container {learned.container_name} "
-           f"(image {learned.image}){over}: {_ops(total)}.",
-           "# It allows what was seen and, for each class that had observations, denies the",
-           "# rest (posture deny). mode: audit only records what it would deny: replay it",
-           "# (enforcer replay) against more traffic, review it, then set mode: enforce.",
-           "# Learning cannot see what did not happen while it ran: error paths, rare jobs,",
-           "# `docker exec` sessions, paths never exercised (docs/learning.md)."]  # fmt: skip
+    out = [
+        f"# Learned by `enforcer learn` from container {learned.container_name} "
+        f"(image {learned.image}){over}: {_ops(total)}.",
+        "# It allows what was seen and, for each class that had observations, denies the",
+        "# rest (posture deny). mode: audit only records what it would deny: replay it",
+        "# (enforcer replay) against more traffic, review it, then set mode: enforce.",
+        "# Learning cannot see what did not happen while it ran: error paths, rare jobs,",
+        "# `docker exec` sessions, paths never exercised (docs/learning.md).",
+    ]
     if learned.lost:
-        out += [f"# WARNING: {_ops(learned.lost)} were seen by the kernel but lost before they",
-                "# could be recorded: this policy may miss what they were. Learn again."]
+        out += [
+            f"# WARNING: {_ops(learned.lost)} were seen by the kernel but lost before they",
+            "# could be recorded: this policy may miss what they were. Learn again.",
+        ]
     if learned.denied:
-        out.append(f"# {_ops(learned.denied)} were denied by the policies in force while "
-                   "learning; they are not allowed here.")  # fmt: skip
-    out += ["apiVersion: enforcer/v1", "kind: ContainerPolicy", "metadata:",
-            f"  name: {_policy_name(learned.container_name)}",
-            f"  description: {_q(f'learned from container {learned.container_name}')}",
-            "spec:", "  selector:"]  # fmt: skip
+        out.append(
+            f"# {_ops(learned.denied)} were denied by the policies in force while learning; they are not allowed here."
+        )
+    out += [
+        "apiVersion: enforcer/v1",
+        "kind: ContainerPolicy",
+        "metadata:",
+        f"  name: {_policy_name(learned.container_name)}",
+        f"  description: {_q(f'learned from container {learned.container_name}')}",
+        "spec:",
+        "  selector:",
+    ]
     if learned.labels:
         out.append("    labels:")
         out += [f"      {_q(k)}: {_q(v)}" for k, v in sorted(learned.labels.items())]
@@ -351,8 +373,13 @@ def generalise(learned: Learned) -> str:
         out.append("  posture:")
         order = ("exec", "fileRead", "fileWrite", "egress", "ingress", "device", "socket")
         out += [f"    {c}: deny" for c in order if c in classes]
-    for key, lines in (("exec", exec_lines), ("file", file_lines), ("device", device_lines),
-                       ("network", net_lines), ("socket", socket_lines)):  # fmt: skip
+    for key, lines in (
+        ("exec", exec_lines),
+        ("file", file_lines),
+        ("device", device_lines),
+        ("network", net_lines),
+        ("socket", socket_lines),
+    ):
         if lines:
             out.append(f"  {key}:")
             out += lines

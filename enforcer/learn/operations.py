@@ -29,8 +29,16 @@ EXEC_HOOKS = frozenset({"exec", "mmap_file"})
 EGRESS_HOOKS = frozenset({"connect", "sendmsg", "egress"})
 INGRESS_HOOKS = frozenset({"bind", "ingress"})
 NOT_OPERATIONS = frozenset({"audit_loss"})  # accounting records, not something a process did
-IP_PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "dccp": 33, "icmpv6": 58, "sctp": 132,
-                       "udplite": 136, "unknown": 0}  # fmt: skip
+IP_PROTOCOL_NUMBERS = {
+    "icmp": 1,
+    "tcp": 6,
+    "udp": 17,
+    "dccp": 33,
+    "icmpv6": 58,
+    "sctp": 132,
+    "udplite": 136,
+    "unknown": 0,
+}
 
 
 class BadRecord(ValueError):
@@ -59,8 +67,7 @@ class FileOp:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(c for bit, c in (("read", "fileRead"), ("write", "fileWrite"))
-                     if bit in self.access)  # fmt: skip
+        return tuple(c for bit, c in (("read", "fileRead"), ("write", "fileWrite")) if bit in self.access)
 
     def describe(self) -> str:
         return f"{self.hook} {self.path} {'+'.join(sorted(self.access))}"
@@ -178,8 +185,13 @@ def parse_operation(hook: Any, target: Any) -> Operation | None:
         dtype = _str(target, "type")
         if dtype not in ("char", "block"):
             raise BadRecord(f"target.type must be char or block, got {dtype!r}")
-        return DeviceOp(hook, dtype, _int(target, "major", 0, 4095),
-                        _int(target, "minor", 0, 1048575), _bits(target, ("read", "write", "mknod")))
+        return DeviceOp(
+            hook,
+            dtype,
+            _int(target, "major", 0, 4095),
+            _int(target, "minor", 0, 1048575),
+            _bits(target, ("read", "write", "mknod")),
+        )
     if hook in EGRESS_HOOKS or hook in INGRESS_HOOKS:
         protocol = _str(target, "protocol")
         if protocol not in IP_PROTOCOL_NUMBERS and not protocol.isdigit():
@@ -189,8 +201,14 @@ def parse_operation(hook: Any, target: Any) -> Operation | None:
             ipaddress.ip_address(address)
         except ValueError:
             raise BadRecord(f"target.address {address!r} is not an IP address") from None
-        return NetOp(hook, "egress" if hook in EGRESS_HOOKS else "ingress",
-                     _str(target, "family"), protocol, address, _int(target, "port", 0, 65535))
+        return NetOp(
+            hook,
+            "egress" if hook in EGRESS_HOOKS else "ingress",
+            _str(target, "family"),
+            protocol,
+            address,
+            _int(target, "port", 0, 65535),
+        )
     if hook == "sock_create":
         family, stype = _str(target, "family"), _str(target, "type")
         if family not in ADDRESS_FAMILIES and not family.isdigit():
@@ -208,11 +226,14 @@ def to_target(op: Operation) -> dict[str, Any]:
     if isinstance(op, FileOp):
         return {"path": op.path, "access": "+".join(sorted(op.access)) or "none"}
     if isinstance(op, DeviceOp):
-        return {"type": op.type, "major": op.major, "minor": op.minor,
-                "access": "+".join(a for a in ("read", "write", "mknod") if a in op.access)}  # fmt: skip
+        return {
+            "type": op.type,
+            "major": op.major,
+            "minor": op.minor,
+            "access": "+".join(a for a in ("read", "write", "mknod") if a in op.access),
+        }
     if isinstance(op, NetOp):
-        return {"family": op.family, "protocol": op.protocol, "address": op.address,
-                "port": op.port}  # fmt: skip
+        return {"family": op.family, "protocol": op.protocol, "address": op.address, "port": op.port}
     return {"family": op.family, "type": op.type}
 
 

@@ -40,8 +40,12 @@ class ContainerFacts:
     labels: Mapping[str, str] | None = field(default=None, hash=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "image": self.image,
-                "labels": dict(self.labels) if self.labels is not None else None}  # fmt: skip
+        return {
+            "id": self.id,
+            "name": self.name,
+            "image": self.image,
+            "labels": dict(self.labels) if self.labels is not None else None,
+        }
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -86,16 +90,17 @@ def _facts(raw: Any, where: str) -> ContainerFacts | None:
     if not isinstance(raw, Mapping):
         raise EnforcerError(f"{where}: container must be an object")
     labels = raw.get("labels")
-    if labels is not None and not (isinstance(labels, Mapping)
-                                   and all(isinstance(v, str) for v in labels.values())):  # fmt: skip
+    if labels is not None and not (isinstance(labels, Mapping) and all(isinstance(v, str) for v in labels.values())):
         raise EnforcerError(f"{where}: container.labels must map names to strings")
     name, image = raw.get("name"), raw.get("image")
     if name is None and image is None:
         return None  # an audit record of a cgroup the daemon could not name
-    return ContainerFacts(name if isinstance(name, str) else None,
-                          image if isinstance(image, str) else None,
-                          raw.get("id") if isinstance(raw.get("id"), str) else None,
-                          dict(labels) if labels is not None else None)  # fmt: skip
+    return ContainerFacts(
+        name if isinstance(name, str) else None,
+        image if isinstance(image, str) else None,
+        raw.get("id") if isinstance(raw.get("id"), str) else None,
+        dict(labels) if labels is not None else None,
+    )
 
 
 def _count(raw: Any, where: str) -> int:
@@ -136,14 +141,12 @@ def _read_line(events: Events, line: str, where: str) -> None:
     try:
         rec = json.loads(line)
     except ValueError:
-        raise EnforcerError(f"{where}: not a JSON object (is this a learn recording or an "
-                            "audit log?)") from None  # fmt: skip
+        raise EnforcerError(f"{where}: not a JSON object (is this a learn recording or an audit log?)") from None
     if not isinstance(rec, dict):
         raise EnforcerError(f"{where}: not a JSON object")
     if "recording" in rec:
         if rec["recording"] != RECORDING_FORMAT:
-            raise EnforcerError(f"{where}: recording format {rec['recording']!r} is not "
-                                f"{RECORDING_FORMAT!r}")  # fmt: skip
+            raise EnforcerError(f"{where}: recording format {rec['recording']!r} is not {RECORDING_FORMAT!r}")
         events.recording = _facts(rec.get("container"), where)
         return
     if "end" in rec:
@@ -188,8 +191,7 @@ class RecordingWriter:
     def __init__(self, out: IO[str], container: ContainerFacts) -> None:
         self._out = out
         self.operations = 0
-        self._line({"recording": RECORDING_FORMAT, "container": container.to_json(),
-                    "started": now_rfc3339()})  # fmt: skip
+        self._line({"recording": RECORDING_FORMAT, "container": container.to_json(), "started": now_rfc3339()})
 
     def _line(self, record: Mapping[str, Any]) -> None:
         self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -205,8 +207,9 @@ class RecordingWriter:
     def denied(self, op: Operation, count: int, policy: str, rule: str) -> None:
         """An operation the policies in force denied while learning: kept for the reader,
         apart from the operations (it never ran, so it is neither learned nor replayed)."""
-        self._line({"denied": {"hook": op.hook, "target": to_target(op), "count": count,
-                               "policy": policy, "rule": rule}})  # fmt: skip
+        self._line(
+            {"denied": {"hook": op.hook, "target": to_target(op), "count": count, "policy": policy, "rule": rule}}
+        )
 
     def end(self, lost: int) -> None:
         self._line({"end": now_rfc3339(), "operations": self.operations, "lost": lost})

@@ -95,8 +95,10 @@ def replay(policies: Sequence[Policy], events: Events, container: str | None = N
 def summary_line(r: ReplayResult) -> str:
     n = len(r.containers)
     ops = f"{r.operations} operation{'s' if r.operations != 1 else ''}"
-    line = (f"replay: {ops} of {n} container{'s' if n != 1 else ''}: "
-            f"{r.denied} would be denied, {r.audited} audited, {r.allowed} allowed")  # fmt: skip
+    line = (
+        f"replay: {ops} of {n} container{'s' if n != 1 else ''}: "
+        f"{r.denied} would be denied, {r.audited} audited, {r.allowed} allowed"
+    )
     notes = []
     if r.truncated:
         notes.append(f"{r.truncated} not decidable (path too long for the kernel to resolve)")
@@ -116,8 +118,7 @@ def render_text(r: ReplayResult) -> list[str]:
         groups.setdefault((f.action, f.policy, f.rule), []).append((f, count))
     many = len(r.containers) > 1
     out: list[str] = []
-    order = sorted(groups.items(), key=lambda kv: (kv[0][0] != "deny",
-                                                   -sum(c for _, c in kv[1]), kv[0]))  # fmt: skip
+    order = sorted(groups.items(), key=lambda kv: (kv[0][0] != "deny", -sum(c for _, c in kv[1]), kv[0]))
     for (action, policy, rule), items in order:
         total = sum(c for _, c in items)
         verb = "denied" if action == "deny" else "audited"
@@ -132,14 +133,28 @@ def render_text(r: ReplayResult) -> list[str]:
 def to_json(r: ReplayResult) -> dict[str, Any]:
     return {
         "ok": r.denied == 0,
-        "operations": r.operations, "denied": r.denied, "audited": r.audited,
-        "allowed": r.allowed, "not_decidable": r.truncated, "no_container": r.no_container,
-        "lost": r.lost, "denied_while_recorded": r.denied_then, "containers": sorted(r.containers),
+        "operations": r.operations,
+        "denied": r.denied,
+        "audited": r.audited,
+        "allowed": r.allowed,
+        "not_decidable": r.truncated,
+        "no_container": r.no_container,
+        "lost": r.lost,
+        "denied_while_recorded": r.denied_then,
+        "containers": sorted(r.containers),
         "findings": [
-            {"action": f.action, "policy": f.policy, "rule": f.rule, "container": f.container,
-             "hook": f.op.hook, "target": to_target(f.op), "count": count}
-            for f, count in sorted(r.findings.items(),
-                                   key=lambda fc: (fc[0].action != "deny", -fc[1], fc[0].container,
-                                                   fc[0].rule, fc[0].op.describe()))
+            {
+                "action": f.action,
+                "policy": f.policy,
+                "rule": f.rule,
+                "container": f.container,
+                "hook": f.op.hook,
+                "target": to_target(f.op),
+                "count": count,
+            }
+            for f, count in sorted(
+                r.findings.items(),
+                key=lambda fc: (fc[0].action != "deny", -fc[1], fc[0].container, fc[0].rule, fc[0].op.describe()),
+            )
         ],
-    }  # fmt: skip
+    }

@@ -80,15 +80,19 @@ def _plain(doc: Any) -> Any:
 
 
 def session_policy(classes: Iterable[str]) -> Policy:
-    return Policy.model_validate({
-        "apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
-        "metadata": {"name": SESSION_POLICY, "description": "enforcer learn: see every operation"},
-        "spec": {"posture": dict.fromkeys(classes, "audit")},
-    })  # fmt: skip
+    return Policy.model_validate(
+        {
+            "apiVersion": "enforcer/v1",
+            "kind": "ContainerPolicy",
+            "metadata": {"name": SESSION_POLICY, "description": "enforcer learn: see every operation"},
+            "spec": {"posture": dict.fromkeys(classes, "audit")},
+        }
+    )
 
 
-def learning_policies(selected: Sequence[Policy], classes: Iterable[str] = KERNEL_CLASSES
-                      ) -> tuple[tuple[Policy, ...], dict[str, Policy]]:  # fmt: skip
+def learning_policies(
+    selected: Sequence[Policy], classes: Iterable[str] = KERNEL_CLASSES
+) -> tuple[tuple[Policy, ...], dict[str, Policy]]:
     """(the learning selection, copy name -> the real policy it copies)."""
     classes = tuple(classes)
     copies = {_copy_name(i): p for i, p in enumerate(sorted(selected, key=lambda p: p.name))}
@@ -167,14 +171,16 @@ class LearnSessions:
         # session ends name its copies, and must not reach the audit log under those names.
         self._ended: dict[int, Mapping[str, Policy]] = {}
 
-    def begin(self, facts: ContainerFacts, container_id: str, cgroup_id: int,
-              selected: Sequence[Policy]) -> LearnSession:  # fmt: skip
+    def begin(
+        self, facts: ContainerFacts, container_id: str, cgroup_id: int, selected: Sequence[Policy]
+    ) -> LearnSession:
         _, copies = learning_policies(selected, self.classes)
         session = LearnSession(facts, container_id, cgroup_id, copies, self.classes)
         with self._lock:
             if container_id in self._by_id:
-                raise EnforcerError(f"container {facts.name} is already learning",
-                                    hint="one enforcer learn per container at a time")  # fmt: skip
+                raise EnforcerError(
+                    f"container {facts.name} is already learning", hint="one enforcer learn per container at a time"
+                )
             self._by_id[container_id] = session
             self._by_cgroup[cgroup_id] = session
             self._ended.pop(cgroup_id, None)
@@ -209,8 +215,16 @@ class LearnSessions:
         if session is not None:
             session.stopped = "the container stopped"
 
-    def route(self, cgroup_id: int, ref: RuleRef, action: str, hook: str,
-              target: Mapping[str, Any], comm: str | None, count: int = 1) -> RuleRef | None:
+    def route(
+        self,
+        cgroup_id: int,
+        ref: RuleRef,
+        action: str,
+        hook: str,
+        target: Mapping[str, Any],
+        comm: str | None,
+        count: int = 1,
+    ) -> RuleRef | None:
         """Give an event of a learning container to its session; returns the ref to write
         to the audit log (the real policy's), or None when the event is the session's
         alone. Events of containers that do not learn are returned unchanged."""
@@ -304,14 +318,12 @@ def serve_learn(
     if not isinstance(name, str) or not name:
         channel.send({"error": "learn needs a container name"})
         return
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)
-                                 or duration <= 0):  # fmt: skip
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0):
         channel.send({"error": f"bad duration {duration!r}: a number of seconds > 0"})
         return
     target = find(name)
     if target is None:
-        channel.send({"error": f"no running container named {name!r} is enforced by this daemon "
-                               "(see enforcer status)"})  # fmt: skip
+        channel.send({"error": f"no running container named {name!r} is enforced by this daemon (see enforcer status)"})
         return
     try:
         session = sessions.begin(target.facts, target.container_id, target.cgroup_id, target.selected)
@@ -325,14 +337,18 @@ def serve_learn(
             sessions.end(session)  # container keeps the ruleset it had
             channel.send({"error": f"cannot learn {name}: {exc}"})
             return
-        log.info("learning started", container=name, classes=list(session.classes),
-                 duration=duration)  # fmt: skip
+        log.info("learning started", container=name, classes=list(session.classes), duration=duration)
         started = clock()
-        channel.send({"learning": {
-            "container": target.facts.to_json(), "classes": list(session.classes),
-            "not_learned": [c for c in POSTURE_CLASSES if c not in session.classes],
-            "duration": duration,
-        }})  # fmt: skip
+        channel.send(
+            {
+                "learning": {
+                    "container": target.facts.to_json(),
+                    "classes": list(session.classes),
+                    "not_learned": [c for c in POSTURE_CLASSES if c not in session.classes],
+                    "duration": duration,
+                }
+            }
+        )
         reason = "stopped by the client"
         while True:
             sleep(BATCH_SECONDS)
@@ -353,8 +369,7 @@ def serve_learn(
             try:
                 reenforce(target.container_id)  # back to its real policies
             except Exception:
-                log.exception("restoring the container's policies after learning failed",
-                              container=name)  # fmt: skip
+                log.exception("restoring the container's policies after learning failed", container=name)
     log.info("learning ended", container=name, reason=reason)
     try:
         _send_batch(channel, session)  # what arrived before the real policies were back

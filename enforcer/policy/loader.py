@@ -165,8 +165,12 @@ def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyErr
                 starts = starts if starts is not None else document_starts(text)
                 line, col = starts[index] if index < len(starts) else (1, 1)
                 errors.append(
-                    PolicyError(file, line, col, "a policy document must be a mapping "
-                                f"(apiVersion, kind, metadata, spec), got {_kind_of(doc)}")
+                    PolicyError(
+                        file,
+                        line,
+                        col,
+                        f"a policy document must be a mapping (apiVersion, kind, metadata, spec), got {_kind_of(doc)}",
+                    )
                 )
                 continue
             data, pos = to_plain(doc, (doc.lc.line + 1, doc.lc.col + 1))
@@ -181,25 +185,40 @@ def parse_text(text: str, file: str) -> tuple[list[LoadedPolicy], list[PolicyErr
         errors.append(_yaml_error(exc, file))
     except YAMLError as exc:  # e.g. a control character (ReaderError: an offset, no mark)
         at = getattr(exc, "position", None)
-        line, col = (1, 1) if not isinstance(at, int) else (
-            text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1)  # fmt: skip
+        line, col = (
+            (1, 1) if not isinstance(at, int) else (text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1)
+        )
         errors.append(PolicyError(file, line, col, "YAML error: " + " ".join(str(exc).split())))
     except TooBig as exc:
         errors.append(PolicyError(file, *exc.where, f"{exc}; write the policy out plainly"))
     except TypeError:  # ruamel cannot hash a key that is itself a mapping: `? [{a: 1}]`
         line, col = _complex_key(text)
-        errors.append(PolicyError(file, line, col, "a mapping key must be a plain word or number "
-                                  "(YAML complex keys `? ...` are not allowed)"))
+        errors.append(
+            PolicyError(
+                file,
+                line,
+                col,
+                "a mapping key must be a plain word or number (YAML complex keys `? ...` are not allowed)",
+            )
+        )
     except RecursionError:  # the YAML reader itself recurses per level of flow nesting
-        errors.append(PolicyError(file, 1, 1, "nested too deeply to read (a policy needs ~6 levels); "
-                                  "write the policy out plainly"))
+        errors.append(
+            PolicyError(
+                file, 1, 1, "nested too deeply to read (a policy needs ~6 levels); write the policy out plainly"
+            )
+        )
     seen: dict[str, LoadedPolicy] = {}
     for lp in policies:
         first = seen.setdefault(lp.policy.name, lp)
         if first is not lp:
             errors.append(
-                PolicyError(file, lp.line, lp.col, f"duplicate policy name {lp.policy.name!r} "
-                            f"(first defined at {first.file}:{first.line}:{first.col})")
+                PolicyError(
+                    file,
+                    lp.line,
+                    lp.col,
+                    f"duplicate policy name {lp.policy.name!r} "
+                    f"(first defined at {first.file}:{first.line}:{first.col})",
+                )
             )
     errors.sort(key=PolicyError.sort_key)
     return policies, errors
@@ -317,7 +336,8 @@ def policy_files(directory: str | os.PathLike[str]) -> list[str]:
 
 
 def load_directory(
-    directory: str | os.PathLike[str], previous: PolicySet | None = None,
+    directory: str | os.PathLike[str],
+    previous: PolicySet | None = None,
     cache: ParseCache | None = None,
 ) -> PolicySet:
     """All policy files of `directory` (non-recursive). Raises EnforcerError if the
@@ -334,9 +354,7 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     return out
 
 
-def load_files(
-    files: Iterable[str], previous: PolicySet | None = None, cache: ParseCache | None = None
-) -> PolicySet:
+def load_files(files: Iterable[str], previous: PolicySet | None = None, cache: ParseCache | None = None) -> PolicySet:
     """Load `files` in the given order; names must be unique across them (later loses)."""
     old_by_file: dict[str, tuple[LoadedPolicy, ...]] = {}
     if previous is not None:
@@ -366,23 +384,24 @@ def load_files(
     return PolicySet(tuple(entries), tuple(results))
 
 
-def load_paths(
-    paths: Iterable[str | os.PathLike[str]], previous: PolicySet | None = None
-) -> PolicySet:
+def load_paths(paths: Iterable[str | os.PathLike[str]], previous: PolicySet | None = None) -> PolicySet:
     return load_files(expand_paths(paths), previous=previous)
 
 
-def _duplicates(
-    policies: Iterable[LoadedPolicy], taken: Mapping[str, LoadedPolicy]
-) -> list[PolicyError]:
+def _duplicates(policies: Iterable[LoadedPolicy], taken: Mapping[str, LoadedPolicy]) -> list[PolicyError]:
     out = []
     for lp in policies:
         first = taken.get(lp.policy.name)
         if first is not None:
             out.append(
-                PolicyError(lp.file, lp.line, lp.col, f"duplicate policy name {lp.policy.name!r} "
-                            f"(already defined at {first.file}:{first.line}:{first.col}); "
-                            "this file is not loaded")
+                PolicyError(
+                    lp.file,
+                    lp.line,
+                    lp.col,
+                    f"duplicate policy name {lp.policy.name!r} "
+                    f"(already defined at {first.file}:{first.line}:{first.col}); "
+                    "this file is not loaded",
+                )
             )
     return out
 
@@ -409,8 +428,10 @@ def _yaml_error(exc: MarkedYAMLError, file: str) -> PolicyError:
         return PolicyError(file, line, col, f"duplicate key {key!r}{first}")
     msg = f"YAML syntax error: {problem}"
     if exc.context and exc.context_mark and exc.context_mark is not mark:
-        msg += (f" ({' '.join(exc.context.split())} at line {exc.context_mark.line + 1}, "
-                f"column {exc.context_mark.column + 1})")
+        msg += (
+            f" ({' '.join(exc.context.split())} at line {exc.context_mark.line + 1}, "
+            f"column {exc.context_mark.column + 1})"
+        )
     return PolicyError(file, line, col, msg)
 
 
@@ -460,8 +481,13 @@ _TYPE_MESSAGES = {
 
 def _is_origin_outside_exec(loc: Loc) -> bool:
     """spec.<file|device|network|socket>[i].origin: a mistake worth its own words."""
-    return (len(loc) == 4 and loc[0] == "spec" and loc[-1] == "origin"
-            and loc[1] in ("file", "device", "network", "socket") and isinstance(loc[2], int))
+    return (
+        len(loc) == 4
+        and loc[0] == "spec"
+        and loc[-1] == "origin"
+        and loc[1] in ("file", "device", "network", "socket")
+        and isinstance(loc[2], int)
+    )
 
 
 def _validation_errors(exc: ValidationError, file: str, pos: Positions) -> list[PolicyError]:
@@ -485,10 +511,15 @@ def _validation_errors(exc: ValidationError, file: str, pos: Positions) -> list[
             continue
         if kind == "extra_forbidden" and _is_origin_outside_exec(loc):
             line, col = pos.key(loc)
-            out.append(PolicyError(
-                file, line, col, f"{_where(loc[:-1])}: 'origin' is for exec rules only "
-                "(origin: image says where an executable came from)"
-            ))
+            out.append(
+                PolicyError(
+                    file,
+                    line,
+                    col,
+                    f"{_where(loc[:-1])}: 'origin' is for exec rules only "
+                    "(origin: image says where an executable came from)",
+                )
+            )
             continue
         if kind == "extra_forbidden":
             line, col = pos.key(loc)
@@ -499,15 +530,11 @@ def _validation_errors(exc: ValidationError, file: str, pos: Positions) -> list[
                 close = difflib.get_close_matches(str(loc[-1]), names, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 allowed = f" ({hint}allowed: {', '.join(names)})"
-            out.append(PolicyError(
-                file, line, col, f"{_where(loc[:-1])}: unknown key {loc[-1]!r}{allowed}"
-            ))
+            out.append(PolicyError(file, line, col, f"{_where(loc[:-1])}: unknown key {loc[-1]!r}{allowed}"))
             continue
         if kind == "missing":
             line, col = pos.value(loc[:-1])
-            out.append(PolicyError(
-                file, line, col, f"{_where(loc[:-1])}: missing required key {loc[-1]!r}"
-            ))
+            out.append(PolicyError(file, line, col, f"{_where(loc[:-1])}: missing required key {loc[-1]!r}"))
             continue
         line, col = pos.value(loc)
         msg = _TYPE_MESSAGES.get(kind, err["msg"])

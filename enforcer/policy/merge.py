@@ -46,11 +46,16 @@ def merge(policies: Iterable[Policy]) -> tuple[EffectiveRule, ...]:
     for policy in sorted(policies, key=lambda p: p.name):
         for kind in RULE_KINDS:
             for rule in policy.spec.rules(kind):
-                out.append(EffectiveRule(
-                    policy=policy.name, rule_id=rule.rule_id, kind=kind,
-                    action=effective_action(rule.action, policy.spec.mode),
-                    declared_action=rule.action, rule=rule,
-                ))
+                out.append(
+                    EffectiveRule(
+                        policy=policy.name,
+                        rule_id=rule.rule_id,
+                        kind=kind,
+                        action=effective_action(rule.action, policy.spec.mode),
+                        declared_action=rule.action,
+                        rule=rule,
+                    )
+                )
     return tuple(out)
 
 
@@ -88,5 +93,3 @@ def merge_postures(policies: Iterable[Policy]) -> dict[str, PostureDecision]:
 
 def of_kind(rules: Iterable[EffectiveRule], kind: RuleKind) -> tuple[EffectiveRule, ...]:
     return tuple(r for r in rules if r.kind == kind)
-
-

@@ -55,15 +55,55 @@ MAX_MINOR = 1048575  # 20 bits in dev_t
 # Linux address family numbers (include/linux/socket.h). A table rather than the socket
 # module: the kernel's numbering is what the BPF programs compare, whatever Python was built with.
 ADDRESS_FAMILIES: dict[str, int] = {
-    "unspec": 0, "unix": 1, "local": 1, "inet": 2, "ax25": 3, "ipx": 4, "appletalk": 5,
-    "netrom": 6, "bridge": 7, "atmpvc": 8, "x25": 9, "inet6": 10, "rose": 11, "decnet": 12,
-    "netbeui": 13, "security": 14, "key": 15, "netlink": 16, "route": 16, "packet": 17,
-    "ash": 18, "econet": 19, "atmsvc": 20, "rds": 21, "sna": 22, "irda": 23, "pppox": 24,
-    "wanpipe": 25, "llc": 26, "ib": 27, "mpls": 28, "can": 29, "tipc": 30, "bluetooth": 31,
-    "iucv": 32, "rxrpc": 33, "isdn": 34, "phonet": 35, "ieee802154": 36, "caif": 37,
-    "alg": 38, "nfc": 39, "vsock": 40, "kcm": 41, "qipcrtr": 42, "smc": 43, "xdp": 44,
+    "unspec": 0,
+    "unix": 1,
+    "local": 1,
+    "inet": 2,
+    "ax25": 3,
+    "ipx": 4,
+    "appletalk": 5,
+    "netrom": 6,
+    "bridge": 7,
+    "atmpvc": 8,
+    "x25": 9,
+    "inet6": 10,
+    "rose": 11,
+    "decnet": 12,
+    "netbeui": 13,
+    "security": 14,
+    "key": 15,
+    "netlink": 16,
+    "route": 16,
+    "packet": 17,
+    "ash": 18,
+    "econet": 19,
+    "atmsvc": 20,
+    "rds": 21,
+    "sna": 22,
+    "irda": 23,
+    "pppox": 24,
+    "wanpipe": 25,
+    "llc": 26,
+    "ib": 27,
+    "mpls": 28,
+    "can": 29,
+    "tipc": 30,
+    "bluetooth": 31,
+    "iucv": 32,
+    "rxrpc": 33,
+    "isdn": 34,
+    "phonet": 35,
+    "ieee802154": 36,
+    "caif": 37,
+    "alg": 38,
+    "nfc": 39,
+    "vsock": 40,
+    "kcm": 41,
+    "qipcrtr": 42,
+    "smc": 43,
+    "xdp": 44,
     "mctp": 45,
-}  # fmt: skip
+}
 # SOCK_* numbers; the kernel passes `type` with SOCK_NONBLOCK/SOCK_CLOEXEC or'ed in: mask them.
 # "packet" is the obsolete SOCK_PACKET (10): raw link-level frames, as SOCK_RAW of AF_PACKET.
 SOCKET_TYPES: dict[str, int] = {"stream": 1, "dgram": 2, "raw": 3, "seqpacket": 5, "packet": 10}
@@ -106,7 +146,7 @@ def _container_glob(value: str) -> str:
 def _label_value(value: Any) -> str:
     if not isinstance(value, str):
         raise _err(
-            f"label values are strings; quote it: \"{_yaml_scalar(value)}\"",
+            f'label values are strings; quote it: "{_yaml_scalar(value)}"',
         )
     return value
 
@@ -120,9 +160,7 @@ def _yaml_scalar(value: Any) -> str:
 def _posture_action(value: Any) -> str:
     # a custom message: "allowed:" like an unknown key, rather than pydantic's "Input should be"
     if not isinstance(value, str) or value not in POSTURE_ACTIONS:
-        raise _err(
-            f"unknown posture {_yaml_scalar(value)!r} (allowed: {', '.join(POSTURE_ACTIONS)})"
-        )
+        raise _err(f"unknown posture {_yaml_scalar(value)!r} (allowed: {', '.join(POSTURE_ACTIONS)})")
     return value
 
 
@@ -142,14 +180,14 @@ def _device_number(limit: int) -> Any:
 def _port(value: Any) -> tuple[int, int]:
     """80 -> (80, 80); "8000-8100" -> (8000, 8100); "443" is accepted as 443."""
     if isinstance(value, bool):
-        raise _err("expected a port 1..65535 or a range \"A-B\"")
+        raise _err('expected a port 1..65535 or a range "A-B"')
     if isinstance(value, int):
         lo = hi = value
     elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*(-\s*\d+\s*)?", value):
         lo_s, _, hi_s = value.partition("-")
         lo, hi = int(lo_s), int(hi_s or lo_s)
     else:
-        raise _err(f"expected a port 1..65535 or a range \"A-B\", got {value!r}")
+        raise _err(f'expected a port 1..65535 or a range "A-B", got {value!r}')
     for p in (lo, hi):
         if not 1 <= p <= 65535:
             raise _err(f"port out of range: {p} (1..65535)")
@@ -173,17 +211,13 @@ def _cidr(value: Any) -> str:
     if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None:
         if net.prefixlen < 96:
             raise _err(f"IPv4-mapped CIDR {value!r} needs a prefix length >= 96")
-        net = ipaddress.IPv4Network(
-            (net.network_address.ipv4_mapped, net.prefixlen - 96), strict=True
-        )
+        net = ipaddress.IPv4Network((net.network_address.ipv4_mapped, net.prefixlen - 96), strict=True)
     return net.with_prefixlen
 
 
 def _family(value: Any) -> str:
     if not isinstance(value, str) or value.lower() not in ADDRESS_FAMILIES:
-        raise _err(
-            f"unknown address family {value!r} (known: inet, inet6, unix, packet, netlink, ...)"
-        )
+        raise _err(f"unknown address family {value!r} (known: inet, inet6, unix, packet, netlink, ...)")
     return value.lower()
 
 
@@ -212,7 +246,7 @@ class _Rule(_Frozen):
 
     @property
     def rule_id(self) -> str:
-        """"file[0]", "network[2]": the name audit records use (set by Spec)."""
+        """ "file[0]", "network[2]": the name audit records use (set by Spec)."""
         return self._rule_id
 
 
@@ -349,9 +383,7 @@ class Selector(_Frozen):
     containerNames: Annotated[  # camelCase: the YAML spelling
         tuple[ContainerGlob, ...] | None, AfterValidator(_non_empty_list("containerNames"))
     ] = None
-    images: Annotated[
-        tuple[Glob, ...] | None, AfterValidator(_non_empty_list("images"))
-    ] = None
+    images: Annotated[tuple[Glob, ...] | None, AfterValidator(_non_empty_list("images"))] = None
     labels: dict[StrictStr, LabelValue] | None = None
 
     def __hash__(self) -> int:  # dict fields are unhashable; hash the canonical dump
@@ -359,9 +391,14 @@ class Selector(_Frozen):
 
 
 POSTURE_FIELDS: dict[str, str] = {  # YAML class name -> Posture attribute
-    "exec": "exec", "fileRead": "file_read", "fileWrite": "file_write", "egress": "egress",
-    "ingress": "ingress", "device": "device", "socket": "socket",
-}  # fmt: skip
+    "exec": "exec",
+    "fileRead": "file_read",
+    "fileWrite": "file_write",
+    "egress": "egress",
+    "ingress": "ingress",
+    "device": "device",
+    "socket": "socket",
+}
 
 
 class Posture(_Frozen):

@@ -28,9 +28,7 @@ def normalize_path(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError(f"path must be absolute (start with '/'): {value!r}")
     if _GLOB.search(value):
-        raise ValueError(
-            f"paths are literal, globs are not supported: {value!r} (list each file)"
-        )
+        raise ValueError(f"paths are literal, globs are not supported: {value!r} (list each file)")
     if len(value.encode("utf-8", "surrogateescape")) <= NAME_MAX and _CANONICAL.match(value):
         return value  # the common spelling: nothing to change, no component can be too long
     parts = [p for p in value.split("/") if p not in ("", ".")]

@@ -58,9 +58,7 @@ class Decision:
     access: str | None = None  # the access bit that decided (file/device), else None
 
 
-def _posture(
-    postures: Postures | None, posture_class: str, access: str | None = None
-) -> Decision | None:
+def _posture(postures: Postures | None, posture_class: str, access: str | None = None) -> Decision | None:
     """The decision of the class's posture for an operation no rule matched (None: allow)."""
     if postures is None:
         return None
@@ -72,7 +70,9 @@ def _posture(
 
 
 def _or_posture(
-    decision: Decision | None, postures: Postures | None, posture_class: str,
+    decision: Decision | None,
+    postures: Postures | None,
+    posture_class: str,
     access: str | None = None,
 ) -> Decision | None:
     return decision if decision is not None else _posture(postures, posture_class, access)
@@ -113,7 +113,7 @@ def combine(decisions: Iterable[Decision | None]) -> Decision | None:
 
 
 def access_bits(access: str | Iterable[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
-    """"read" / {"read", "write"} -> bits in canonical order; ValueError if empty or unknown."""
+    """ "read" / {"read", "write"} -> bits in canonical order; ValueError if empty or unknown."""
     bits = {access} if isinstance(access, str) else set(access)
     unknown = bits - set(allowed)
     if unknown or not bits:
@@ -141,7 +141,9 @@ FILE_POSTURE = {"read": "fileRead", "write": "fileWrite"}
 
 
 def decide_file(
-    rules: Iterable[EffectiveRule], path: str, access: str | Iterable[str],
+    rules: Iterable[EffectiveRule],
+    path: str,
+    access: str | Iterable[str],
     postures: Postures | None = None,
 ) -> Decision | None:
     """The decision for opening `path` (absolute, as resolved in the container) with
@@ -165,7 +167,10 @@ ORIGIN_SPECIFICITY: Specificity = (-1, 0)  # below every dir (0, depth) and exac
 
 
 def decide_exec(
-    rules: Iterable[EffectiveRule], path: str, postures: Postures | None = None, *,
+    rules: Iterable[EffectiveRule],
+    path: str,
+    postures: Postures | None = None,
+    *,
     from_image: bool = False,
 ) -> Decision | None:
     """The decision for executing `path` (absolute, resolved). Same specificity rules;
@@ -189,7 +194,11 @@ DEVICE_ACCESS_ORDER = ("read", "write", "mknod")
 
 
 def decide_device(
-    rules: Iterable[EffectiveRule], type: str, major: int, minor: int, access: str | Iterable[str],
+    rules: Iterable[EffectiveRule],
+    type: str,
+    major: int,
+    minor: int,
+    access: str | Iterable[str],
     postures: Postures | None = None,
 ) -> Decision | None:
     """The decision for `access` (read, write, mknod or several) to device `type`
@@ -238,7 +247,11 @@ def network_specificity(prefixlen: int, ports: tuple[int, int], protocol: str) -
 
 
 def decide_network(
-    rules: Iterable[EffectiveRule], direction: str, address: str, port: int, protocol: str | int,
+    rules: Iterable[EffectiveRule],
+    direction: str,
+    address: str,
+    port: int,
+    protocol: str | int,
     postures: Postures | None = None,
 ) -> Decision | None:
     """The decision for a connect/sendmsg (direction egress) or bind (ingress) to
@@ -265,8 +278,7 @@ def decide_network(
                 continue
             for lo, hi in rule.ports or (ALL_PORTS,):
                 if lo <= port <= hi:
-                    cand = (network_specificity(net.prefixlen, (lo, hi), rule.protocol),
-                            str(net))  # fmt: skip
+                    cand = (network_specificity(net.prefixlen, (lo, hi), rule.protocol), str(net))
                     if best is None or cand[0] > best[0]:
                         best = cand
         return best
@@ -280,7 +292,9 @@ def decide_network(
 
 
 def decide_socket(
-    rules: Iterable[EffectiveRule], family: str | int, type: str | int,
+    rules: Iterable[EffectiveRule],
+    family: str | int,
+    type: str | int,
     postures: Postures | None = None,
 ) -> Decision | None:
     """The decision for socket(family, type). A rule matches when it names the family and

@@ -17,7 +17,7 @@ _PORT = {
         {"type": "integer", "minimum": 1, "maximum": 65535},
         {"type": "string", "pattern": r"^\s*\d+\s*(-\s*\d+\s*)?$", "description": 'a range "A-B"'},
     ]
-}  # fmt: skip
+}
 
 
 def _device_number(limit: int) -> dict[str, Any]:

@@ -75,9 +75,7 @@ def image_matches(pattern: str, ref: str) -> bool:
     return not _pattern_has_tag(pattern) and any(glob_match(pattern, r) for r in repos)
 
 
-def matches(
-    selector: Selector, name: str, image: str, labels: Mapping[str, str]
-) -> bool:
+def matches(selector: Selector, name: str, image: str, labels: Mapping[str, str]) -> bool:
     """All given keys must match; within a list any glob may match; {} matches everything.
 
     `name` may carry Docker's leading '/' (the API's spelling); it is ignored.
@@ -109,6 +107,9 @@ def every_container_policies(policy_set: PolicySet | Iterable[Policy]) -> tuple[
     """Policies whose selector has no key: they select every container whatever its name,
     image and labels, so they apply before the daemon knows which container it is."""
     policies = policy_set.policies if isinstance(policy_set, PolicySet) else policy_set
-    chosen = [p for p in policies if p.spec.selector.containerNames is None
-              and p.spec.selector.images is None and p.spec.selector.labels is None]  # fmt: skip
+    chosen = [
+        p
+        for p in policies
+        if p.spec.selector.containerNames is None and p.spec.selector.images is None and p.spec.selector.labels is None
+    ]
     return tuple(sorted(chosen, key=lambda p: p.name))

@@ -30,10 +30,25 @@ INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8
 VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, VAR, DATASEC, FLOAT = 9, 10, 11, 12, 13, 14, 15, 16
 DECL_TAG, TYPE_TAG, ENUM64 = 17, 18, 19
 KIND_NAMES = {
-    0: "void", INT: "int", PTR: "ptr", ARRAY: "array", STRUCT: "struct", UNION: "union",
-    ENUM: "enum", FWD: "fwd", TYPEDEF: "typedef", VOLATILE: "volatile", CONST: "const",
-    RESTRICT: "restrict", FUNC: "func", FUNC_PROTO: "func_proto", VAR: "var",
-    DATASEC: "datasec", FLOAT: "float", DECL_TAG: "decl_tag", TYPE_TAG: "type_tag",
+    0: "void",
+    INT: "int",
+    PTR: "ptr",
+    ARRAY: "array",
+    STRUCT: "struct",
+    UNION: "union",
+    ENUM: "enum",
+    FWD: "fwd",
+    TYPEDEF: "typedef",
+    VOLATILE: "volatile",
+    CONST: "const",
+    RESTRICT: "restrict",
+    FUNC: "func",
+    FUNC_PROTO: "func_proto",
+    VAR: "var",
+    DATASEC: "datasec",
+    FLOAT: "float",
+    DECL_TAG: "decl_tag",
+    TYPE_TAG: "type_tag",
     ENUM64: "enum64",
 }
 _MODIFIERS = frozenset({TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG})
@@ -139,11 +154,13 @@ class StructLayout:
         pack = self._struct.pack
         if where == list(range(len(template))):
             return pack
+
         def packed(*values: Any) -> bytes:
             args = template.copy()
             for i, v in zip(where, values, strict=True):
                 args[i] = v
             return pack(*args)
+
         return packed
 
     def pack(self, **values: Any) -> bytes:
@@ -234,8 +251,10 @@ class Btf:
             t = self.resolve(tid)
             if t.kind in kinds:
                 return t
-        raise KeyError(f"BTF has no {'/'.join(KIND_NAMES[k] for k in kinds)} named {name}"
-                       " (referenced only by local variables? see btf.py)")
+        raise KeyError(
+            f"BTF has no {'/'.join(KIND_NAMES[k] for k in kinds)} named {name}"
+            " (referenced only by local variables? see btf.py)"
+        )
 
     # ----- enums --------------------------------------------------------------------------
     def enum(self, name: str) -> dict[str, int]:
@@ -346,8 +365,14 @@ class Btf:
         return layout
 
     _INT_FMT: ClassVar[dict[tuple[int, bool], str]] = {
-        (1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
-        (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q",
+        (1, False): "B",
+        (1, True): "b",
+        (2, False): "H",
+        (2, True): "h",
+        (4, False): "I",
+        (4, True): "i",
+        (8, False): "Q",
+        (8, True): "q",
     }
 
     def _flatten(self, type_id: int, prefix: str, base: int, out: list[Field]) -> None:

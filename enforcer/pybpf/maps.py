@@ -100,8 +100,7 @@ class Map:
             raise ValueError(f"map {self.name} is closed")
         fd = int(lib().bpf_map__fd(self._obj_ptr("fd of map")))
         if fd < 0:
-            raise BpfError(-fd if fd < 0 else EINVAL, "use map", self.name,
-                           detail="the object is not loaded yet")
+            raise BpfError(-fd if fd < 0 else EINVAL, "use map", self.name, detail="the object is not loaded yet")
         self._fd = fd  # stable until the object closes; cached for the hot path
         return fd
 
@@ -327,9 +326,7 @@ class Map:
             bad = next(x for x in items if len(x) != size)
             self._check_len(bad, size, what)
 
-    def update_batch(
-        self, keys: Sequence[bytes], values: Sequence[bytes], flags: int = UpdateFlag.ANY
-    ) -> int:
+    def update_batch(self, keys: Sequence[bytes], values: Sequence[bytes], flags: int = UpdateFlag.ANY) -> int:
         """Write many entries with one syscall (one by one where the map type lacks batch ops).
 
         The kernel's batch op takes no NOEXIST/EXIST flag, so those go one by one too.
@@ -354,8 +351,7 @@ class Map:
                 self._batch_ok = True
                 return count.value
             if -ret not in _BATCH_UNSUPPORTED:
-                raise fail(-ret, "batch update map", self.name,
-                           detail=f"{count.value} of {len(keys)} entries written")
+                raise fail(-ret, "batch update map", self.name, detail=f"{count.value} of {len(keys)} entries written")
             # The map type has no batch op (e.g. LPM trie on older kernels). Nothing was
             # written: the kernel refuses before the loop (count is then left unchanged).
             self._batch_ok = False
@@ -374,15 +370,14 @@ class Map:
         self._check_all(keys, self.key_size, "key")
         if self._batch_ok is not False:
             count = ctypes.c_uint32(len(keys))
-            ret = lib().bpf_map_delete_batch(
-                self.fd, b"".join(keys), ctypes.byref(count), self._batch_opts(0)
-            )
+            ret = lib().bpf_map_delete_batch(self.fd, b"".join(keys), ctypes.byref(count), self._batch_opts(0))
             if ret >= 0:
                 self._batch_ok = True
                 return count.value
             if -ret not in _BATCH_UNSUPPORTED:
-                raise fail(-ret, "batch delete from map", self.name,
-                           detail=f"{count.value} of {len(keys)} entries deleted")
+                raise fail(
+                    -ret, "batch delete from map", self.name, detail=f"{count.value} of {len(keys)} entries deleted"
+                )
             self._batch_ok = False
         return sum(1 for k in keys if self.delete(k))
 

@@ -148,9 +148,7 @@ def prog_query(
             ids = (ctypes.c_uint32 * cap)()
             cnt = ctypes.c_uint32(cap)
             attach_flags = ctypes.c_uint32(0)
-            ret = lib().bpf_prog_query(
-                fd, int(attach_type), flags, ctypes.byref(attach_flags), ids, ctypes.byref(cnt)
-            )
+            ret = lib().bpf_prog_query(fd, int(attach_type), flags, ctypes.byref(attach_flags), ids, ctypes.byref(cnt))
             if ret == -ENOSPC:  # more programs than room: cnt says how many there are
                 cap = max(cap * 2, cnt.value)
                 continue

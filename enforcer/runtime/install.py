@@ -37,8 +37,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text() or "{}")
     except ValueError as err:
-        raise EnforcerError(f"{path} is not valid JSON ({err})",
-                            hint=f"fix {path} first; nothing was changed") from err  # fmt: skip
+        raise EnforcerError(f"{path} is not valid JSON ({err})", hint=f"fix {path} first; nothing was changed") from err
     if not isinstance(doc, dict):
         raise EnforcerError(f"{path} does not hold a JSON object", hint=f"fix {path} first")
     return doc
@@ -67,8 +66,9 @@ def default_shim() -> str:
     beside = Path(sys.executable).parent / "enforcer-runc"
     if beside.exists():
         return str(beside)
-    raise EnforcerError("the enforcer-runc program is not installed",
-                        hint="install the package (`pip install .`) or pass --shim PATH")  # fmt: skip
+    raise EnforcerError(
+        "the enforcer-runc program is not installed", hint="install the package (`pip install .`) or pass --shim PATH"
+    )
 
 
 def default_runc() -> str:
@@ -117,13 +117,16 @@ def install(
     shim = shim or default_shim()
     runtimes = doc.setdefault("runtimes", {})
     if not isinstance(runtimes, dict):
-        raise EnforcerError(f"{daemon_json}: \"runtimes\" is not an object", hint=f"fix {daemon_json} first")
+        raise EnforcerError(f'{daemon_json}: "runtimes" is not an object', hint=f"fix {daemon_json} first")
     previous = doc.get("default-runtime")
     if previous == RUNTIME_NAME:  # already installed: keep what the first install recorded
         previous = ShimConfig.load(config_path).previous_default_runtime
-    cfg = ShimConfig(runc=runc or default_runc(), socket=str(socket),
-                     on_unavailable=FAIL_OPEN if fail_open else FAIL_CLOSED,
-                     previous_default_runtime=previous)  # fmt: skip
+    cfg = ShimConfig(
+        runc=runc or default_runc(),
+        socket=str(socket),
+        on_unavailable=FAIL_OPEN if fail_open else FAIL_CLOSED,
+        previous_default_runtime=previous,
+    )
     before = json.dumps(doc, sort_keys=True)
     launcher = launcher_path(config_path)
     runtimes[RUNTIME_NAME] = {"path": str(launcher), "runtimeArgs": [f"--enforcer-config={config_path}"]}

@@ -61,8 +61,7 @@ class RegistrationServer:
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="runtime-registrar", daemon=True)
         self._thread.start()
-        log.info("runtime registration socket", path=str(self._path),
-                 allowed_uids=sorted(self._allowed))  # fmt: skip
+        log.info("runtime registration socket", path=str(self._path), allowed_uids=sorted(self._allowed))
 
     def close(self) -> None:
         self._stop.set()
@@ -86,8 +85,11 @@ class RegistrationServer:
                     return
                 raise
             if not self._slots.acquire(blocking=False):
-                threading.Thread(target=self._refuse, args=(conn, "the enforcer is busy with "
-                                 f"{MAX_CONCURRENT} container starts; retry"), daemon=True).start()  # fmt: skip
+                threading.Thread(
+                    target=self._refuse,
+                    args=(conn, f"the enforcer is busy with {MAX_CONCURRENT} container starts; retry"),
+                    daemon=True,
+                ).start()
                 continue
             # One thread per start: a slow lookup must not hold up other containers' starts.
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
@@ -108,8 +110,10 @@ class RegistrationServer:
                     uid = peer_uid(conn)
                     if uid not in self._allowed:
                         log.warning("runtime registration refused", peer_uid=uid)
-                        raise PermissionError("permission denied: only root (or a uid allowed "
-                                              "with --runtime-socket-uid) may register containers")  # fmt: skip
+                        raise PermissionError(
+                            "permission denied: only root (or a uid allowed "
+                            "with --runtime-socket-uid) may register containers"
+                        )
                     req = json.loads(raw)
                     if not isinstance(req, dict):
                         raise RequestError("bad request: send one JSON object")

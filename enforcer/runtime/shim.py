@@ -95,8 +95,11 @@ def _log(global_opts: list[str], message: str) -> None:
     print(f"enforcer-runc: {message}", file=sys.stderr)
     path = option(global_opts, {"--log"})
     if path and option(global_opts, {"--log-format"}) == "json":
-        entry = {"level": "error", "msg": f"enforcer: {message}",
-                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+        entry = {
+            "level": "error",
+            "msg": f"enforcer: {message}",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         try:
             with open(path, "a") as f:
                 f.write(json.dumps(entry) + "\n")
@@ -126,18 +129,28 @@ def main(argv: list[str] | None = None) -> int:
         pid = int(Path(pid_file).read_text().strip()) if pid_file else 0
     except (OSError, ValueError):
         pid = 0
-    why = "runc create gave no container id or pid" if not (cid and pid) else ask_enforcer(
-        cfg, {"id": cid, "pid": pid, "bundle": bundle})  # fmt: skip
+    why = (
+        "runc create gave no container id or pid"
+        if not (cid and pid)
+        else ask_enforcer(cfg, {"id": cid, "pid": pid, "bundle": bundle})
+    )
     if why is None:
         return 0
     if cfg.on_unavailable == FAIL_OPEN:
         _log(global_opts, f"container {cid} starts WITHOUT its policy: {why} (fail-open)")
         return 0
-    _log(global_opts, f"container {cid} not started: {why}. Start the enforcer (`enforcer run`) "
-         "or, to start containers unpoliced while it is down, `enforcer install-runtime --fail-open`")
+    _log(
+        global_opts,
+        f"container {cid} not started: {why}. Start the enforcer (`enforcer run`) "
+        "or, to start containers unpoliced while it is down, `enforcer install-runtime --fail-open`",
+    )
     if cid:
-        subprocess.run(runc[:1] + global_opts + ["delete", "--force", cid], close_fds=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            runc[:1] + global_opts + ["delete", "--force", cid],
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return 1
 
 

@@ -35,8 +35,9 @@ def fetch_status(path: Path = DEFAULT_SOCKET, timeout: float = 10.0) -> StatusDo
             if len(data) > MAX_REPLY:
                 raise EnforcerError(f"status reply from {path} is larger than {MAX_REPLY} bytes")
     except TimeoutError:
-        raise EnforcerError(f"the daemon on {path} did not answer within {timeout:.0f} s",
-                            hint="check its log: journalctl -u enforcer") from None  # fmt: skip
+        raise EnforcerError(
+            f"the daemon on {path} did not answer within {timeout:.0f} s", hint="check its log: journalctl -u enforcer"
+        ) from None
     finally:
         sock.close()
     try:
@@ -48,5 +49,7 @@ def fetch_status(path: Path = DEFAULT_SOCKET, timeout: float = 10.0) -> StatusDo
     try:
         return StatusDocument.model_validate(reply)
     except ValidationError as exc:
-        raise EnforcerError(f"unexpected status document from {path}: {exc.error_count()} problem(s)",
-                            hint="are `enforcer` and the running daemon the same version?") from None  # fmt: skip
+        raise EnforcerError(
+            f"unexpected status document from {path}: {exc.error_count()} problem(s)",
+            hint="are `enforcer` and the running daemon the same version?",
+        ) from None

@@ -33,10 +33,13 @@ KINDS_BY_ENFORCEMENT: dict[str, tuple[str, ...]] = {"file": ("file", "exec")}
 WATCHED_MAPS = ("containers", "counters", "path_rules", "dev_rules", "net4_rules", "net6_rules", "sock_rules")
 # enum abi_stat name -> AuditStats field
 _STATS = {
-    "STAT_EVENTS_LOST": "dropped", "STAT_DENIED": "denied", "STAT_AUDITED": "audited",
-    "STAT_UNRESOLVED": "unresolved", "STAT_SCRATCH_BUSY": "scratch_busy",
+    "STAT_EVENTS_LOST": "dropped",
+    "STAT_DENIED": "denied",
+    "STAT_AUDITED": "audited",
+    "STAT_UNRESOLVED": "unresolved",
+    "STAT_SCRATCH_BUSY": "scratch_busy",
     "STAT_COUNTER_FULL": "counter_full",
-}  # fmt: skip
+}
 _RULE_RE = re.compile(r"^([a-z]+)\[(\d+)\]$")
 
 
@@ -103,23 +106,31 @@ def _posture_action(ref: RuleRef, tracked: TrackedContainer, policies: PolicySet
 
 
 def container_status(
-    tracked: TrackedContainer, counts: Mapping[int, int], table: RuleTable,
+    tracked: TrackedContainer,
+    counts: Mapping[int, int],
+    table: RuleTable,
     policies: PolicySet | None,
-) -> ContainerStatus:  # fmt: skip
+) -> ContainerStatus:
     counters = []
     for rule_id, n in sorted(counts.items()):
-        ref = table.ref_for(rule_id) or _posture_ref(rule_id, tracked, policies) \
-            or RuleRef("enforcer", f"rule#{rule_id}")
+        ref = (
+            table.ref_for(rule_id) or _posture_ref(rule_id, tracked, policies) or RuleRef("enforcer", f"rule#{rule_id}")
+        )
         action = _posture_action(ref, tracked, policies) or rule_action(policies, ref)
         counters.append(RuleCounter(policy=ref.policy, rule=ref.rule, action=action, count=n))
     info = tracked.info
     return ContainerStatus(
-        id=info.id, name=info.name, image=info.image, cgroup_id=info.cgroup.id,
-        policies=tracked.policies, ruleset=tracked.ruleset,
-        enforced=tracked.enforced, error=tracked.error,
+        id=info.id,
+        name=info.name,
+        image=info.image,
+        cgroup_id=info.cgroup.id,
+        policies=tracked.policies,
+        ruleset=tracked.ruleset,
+        enforced=tracked.enforced,
+        error=tracked.error,
         counters=tuple(sorted(counters, key=lambda c: (c.policy, c.rule))),
         start_window_seconds=tracked.start_window,
-    )  # fmt: skip
+    )
 
 
 def start_window_note(policies: Iterable[Policy], containers: Sequence[TrackedContainer]) -> str | None:
@@ -134,11 +145,13 @@ def start_window_note(policies: Iterable[Policy], containers: Sequence[TrackedCo
     if not specific or not windows:
         return None
     worst = max(windows, key=lambda t: t.start_window or 0.0)
-    return (f"{len(windows)} container(s) started without the enforcer-runc runtime wrapper: "
-            f"policies with a selector ({', '.join(specific)}) were not in force from their first "
-            f"instruction (longest start window {worst.start_window:.3f} s, {worst.info.name}); "
-            "policies selecting every container were. Close the window with `enforcer "
-            "install-runtime` and a dockerd restart.")  # fmt: skip
+    return (
+        f"{len(windows)} container(s) started without the enforcer-runc runtime wrapper: "
+        f"policies with a selector ({', '.join(specific)}) were not in force from their first "
+        f"instruction (longest start window {worst.start_window:.3f} s, {worst.info.name}); "
+        "policies selecting every container were. Close the window with `enforcer "
+        "install-runtime` and a dockerd restart."
+    )
 
 
 def policy_files(policies: PolicySet | None) -> tuple[PolicyFileStatus, ...]:
@@ -146,9 +159,12 @@ def policy_files(policies: PolicySet | None) -> tuple[PolicyFileStatus, ...]:
         return ()
     return tuple(
         PolicyFileStatus(
-            file=f.file, ok=f.ok, policies=tuple(p.policy.name for p in f.policies),
-            errors=tuple(str(e) for e in f.errors), kept_previous=f.kept_previous,
-        )  # fmt: skip
+            file=f.file,
+            ok=f.ok,
+            policies=tuple(p.policy.name for p in f.policies),
+            errors=tuple(str(e) for e in f.errors),
+            kept_previous=f.kept_previous,
+        )
         for f in policies.files
     )
 
@@ -177,18 +193,19 @@ def not_enforced(policies: Iterable[Policy], kinds: set[str], reasons: Mapping[s
     return tuple(out)
 
 
-def audit_stats(kernel: Mapping[str, int], records: int, events: int, write_errors: int,
-                log: str, losses: int = 0) -> AuditStats:  # fmt: skip
+def audit_stats(
+    kernel: Mapping[str, int], records: int, events: int, write_errors: int, log: str, losses: int = 0
+) -> AuditStats:
     fields = {_STATS[k]: v for k, v in kernel.items() if k in _STATS}
-    return AuditStats(records=records, events=events, write_errors=write_errors, log=log, losses=losses,
-                      **fields)  # fmt: skip
+    return AuditStats(records=records, events=events, write_errors=write_errors, log=log, losses=losses, **fields)
 
 
 def map_fill(maps: Mapping[str, HasMapShape]) -> tuple[MapFill, ...]:
     return tuple(
         MapFill(name=name, entries=maps[name].count(), max_entries=maps[name].max_entries)
-        for name in WATCHED_MAPS if name in maps
-    )  # fmt: skip
+        for name in WATCHED_MAPS
+        if name in maps
+    )
 
 
 def pinned_links(pin_root: Path) -> tuple[str, ...]:
@@ -250,7 +267,13 @@ def build(inputs: StatusInputs) -> StatusDocument:
         enforcement_failures=inputs.enforcement_failures,
         not_enforced=not_enforced(loaded, kinds, inputs.not_enforced_reasons or {}),
         start_window=start_window_note(loaded, inputs.containers),
-        audit=audit_stats(inputs.kernel_stats, inputs.audit_records, inputs.audit_events,
-                          inputs.audit_write_errors, inputs.audit_log, inputs.audit_losses),  # fmt: skip
+        audit=audit_stats(
+            inputs.kernel_stats,
+            inputs.audit_records,
+            inputs.audit_events,
+            inputs.audit_write_errors,
+            inputs.audit_log,
+            inputs.audit_losses,
+        ),
         maps=map_fill(inputs.maps),
     )

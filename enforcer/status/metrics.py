@@ -26,7 +26,7 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def parse_addr(text: str) -> tuple[str, int]:
-    """"9464" / ":9464" -> loopback; "0.0.0.0:9464", "[::1]:9464", "localhost:9464"."""
+    """ "9464" / ":9464" -> loopback; "0.0.0.0:9464", "[::1]:9464", "localhost:9464"."""
     host, sep, port_s = text.rpartition(":")
     if not sep:
         host, port_s = "", text
@@ -47,10 +47,12 @@ class StatusCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         doc = self._snapshot()
         labels = ["container", "policy", "rule"]
-        denials = CounterMetricFamily("enforcer_denials", "Operations denied, per container and rule (kernel counters)",
-                                      labels=labels)
-        audits = CounterMetricFamily("enforcer_audits", "Operations audited, per container and rule (kernel counters)",
-                                     labels=labels)
+        denials = CounterMetricFamily(
+            "enforcer_denials", "Operations denied, per container and rule (kernel counters)", labels=labels
+        )
+        audits = CounterMetricFamily(
+            "enforcer_audits", "Operations audited, per container and rule (kernel counters)", labels=labels
+        )
         for c in doc.containers:
             for rc in c.counters:
                 (denials if rc.action == "deny" else audits).add_metric([c.name, rc.policy, rc.rule], rc.count)
@@ -68,22 +70,31 @@ class StatusCollector(Collector):
             ("enforcer_unresolved_paths", "Opens denied because the path could not be resolved", a.unresolved),
             ("enforcer_scratch_busy", "Operations denied because no scratch slot was free", a.scratch_busy),
             ("enforcer_counter_map_full", "Counted denials with no room in the per-rule counter map", a.counter_full),
-            ("enforcer_policy_reload_failures", "Policy reloads that rejected a changed file",
-             doc.policy_reload_failures),
-            ("enforcer_enforcement_failures",
-             "Container enforcement attempts that failed (map full, ENOMEM, EPERM; retries included)",
-             doc.enforcement_failures),
-        ):  # fmt: skip
+            (
+                "enforcer_policy_reload_failures",
+                "Policy reloads that rejected a changed file",
+                doc.policy_reload_failures,
+            ),
+            (
+                "enforcer_enforcement_failures",
+                "Container enforcement attempts that failed (map full, ENOMEM, EPERM; retries included)",
+                doc.enforcement_failures,
+            ),
+        ):
             yield CounterMetricFamily(name, help_, value=value)
-        yield GaugeMetricFamily("enforcer_containers_tracked", "Containers under enforcement",
-                                value=len(doc.containers))
-        yield GaugeMetricFamily("enforcer_containers_not_enforced",
-                                "Running containers with no ruleset in force (enforcement failed, retrying)",
-                                value=sum(1 for c in doc.containers if not c.enforced))  # fmt: skip
-        failing = GaugeMetricFamily("enforcer_container_enforcement_failing",
-                                    "1 per container whose last enforcement attempt failed; "
-                                    "enforced=0 when nothing is in force",
-                                    labels=["container", "enforced"])  # fmt: skip
+        yield GaugeMetricFamily(
+            "enforcer_containers_tracked", "Containers under enforcement", value=len(doc.containers)
+        )
+        yield GaugeMetricFamily(
+            "enforcer_containers_not_enforced",
+            "Running containers with no ruleset in force (enforcement failed, retrying)",
+            value=sum(1 for c in doc.containers if not c.enforced),
+        )
+        failing = GaugeMetricFamily(
+            "enforcer_container_enforcement_failing",
+            "1 per container whose last enforcement attempt failed; enforced=0 when nothing is in force",
+            labels=["container", "enforced"],
+        )
         for c in doc.containers:
             if c.error:
                 failing.add_metric([c.name, str(int(c.enforced))], 1)
@@ -102,13 +113,17 @@ class StatusCollector(Collector):
         yield entries
         yield capacity
         yield fill
-        ne = GaugeMetricFamily("enforcer_rules_not_enforced",
-                               "1 per rule kind a loaded policy uses that this host does not enforce", labels=["kind"])
+        ne = GaugeMetricFamily(
+            "enforcer_rules_not_enforced",
+            "1 per rule kind a loaded policy uses that this host does not enforce",
+            labels=["kind"],
+        )
         for n in doc.not_enforced:
             ne.add_metric([n.what], 1)
         yield ne
-        yield GaugeMetricFamily("enforcer_docker_connected", "1 when the Docker event stream is connected",
-                                value=int(doc.docker_connected))
+        yield GaugeMetricFamily(
+            "enforcer_docker_connected", "1 when the Docker event stream is connected", value=int(doc.docker_connected)
+        )
 
 
 class MetricsServer:
@@ -123,13 +138,17 @@ class MetricsServer:
         try:
             self._server, self._thread = start_http_server(self.port, self.host, registry=self.registry)
         except OSError as exc:
-            raise EnforcerError(f"cannot serve metrics on {self.host}:{self.port}: {exc.strerror}",
-                                hint="pick a free port with --metrics-addr HOST:PORT") from exc  # fmt: skip
+            raise EnforcerError(
+                f"cannot serve metrics on {self.host}:{self.port}: {exc.strerror}",
+                hint="pick a free port with --metrics-addr HOST:PORT",
+            ) from exc
         self.port = self._server.server_port  # port 0 -> the one the kernel chose
         public = not _is_loopback(self.host)
-        log.info("metrics endpoint listening", url=f"http://{self.host}:{self.port}/metrics",
-                 **({"warning": "not loopback: anyone who can reach it sees container names"}
-                    if public else {}))  # fmt: skip
+        log.info(
+            "metrics endpoint listening",
+            url=f"http://{self.host}:{self.port}/metrics",
+            **({"warning": "not loopback: anyone who can reach it sees container names"} if public else {}),
+        )
 
     def stop(self) -> None:
         if self._server is not None:

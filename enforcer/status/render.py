@@ -21,8 +21,9 @@ def _duration(seconds: float) -> str:
 
 def render(doc: StatusDocument, console: Console) -> None:
     docker = "[green]connected[/]" if doc.docker_connected else "[red]not connected[/]"
-    console.print(f"[bold]enforcer[/] pid {doc.pid}, up {_duration(doc.uptime_seconds)} "
-                  f"(since {doc.started_at}); docker {docker}")  # fmt: skip
+    console.print(
+        f"[bold]enforcer[/] pid {doc.pid}, up {_duration(doc.uptime_seconds)} (since {doc.started_at}); docker {docker}"
+    )
     console.print(f"policies: {doc.policies_dir}   pins: {doc.pin_root}")
     console.print("kernel: " + (", ".join(doc.kernel_features) or "[red]nothing attached[/]"))
 
@@ -58,8 +59,9 @@ def _containers(doc: StatusDocument) -> Table:
             t.add_row(name, policies, "[dim]-[/]", "", "0")
             continue
         rules = "\n".join(f"{rc.policy}/{rc.rule}" for rc in c.counters)
-        actions = Text("\n").join(Text(rc.action, style="red" if rc.action == "deny" else "yellow")
-                                  for rc in c.counters)  # fmt: skip
+        actions = Text("\n").join(
+            Text(rc.action, style="red" if rc.action == "deny" else "yellow") for rc in c.counters
+        )
         counts = "\n".join(str(rc.count) for rc in c.counters)
         t.add_row(name, policies, rules, actions, counts)
     return t

@@ -87,8 +87,9 @@ def prepare_socket_path(path: Path, option: str = "--status-socket") -> None:
         return
     finally:
         probe.close()
-    raise EnforcerError(f"another enforcer is serving on {path}",
-                        hint=f"stop it first (systemctl stop enforcer), or pass {option} PATH")  # fmt: skip
+    raise EnforcerError(
+        f"another enforcer is serving on {path}", hint=f"stop it first (systemctl stop enforcer), or pass {option} PATH"
+    )
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -113,7 +114,7 @@ class _Handler(socketserver.StreamRequestHandler):
             if not isinstance(request, dict):
                 raise ValueError("not an object")
         except ValueError:
-            self._reply({"error": "bad request: send one JSON line {\"request\": \"status\"}"})
+            self._reply({"error": 'bad request: send one JSON line {"request": "status"}'})
             return
         stream = self.server.streams.get(str(request.get("request")))
         if stream is not None:
@@ -168,10 +169,12 @@ class StatusServer:
         try:
             self._server = _Server(self.path, self._snapshot, self._streams)
         except OSError as exc:
-            raise EnforcerError(f"cannot listen on {self.path}: {exc.strerror}",
-                                hint="run as root, or pass --status-socket PATH") from exc  # fmt: skip
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="status", daemon=True)  # fmt: skip
+            raise EnforcerError(
+                f"cannot listen on {self.path}: {exc.strerror}", hint="run as root, or pass --status-socket PATH"
+            ) from exc
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.5}, name="status", daemon=True
+        )
         self._thread.start()
         log.info("status socket listening", path=str(self.path))
 

@@ -22,19 +22,39 @@ def abi() -> Abi:
 
 
 def _hdr(abi: Abi, ev_type: str, **kw: object) -> dict[str, object]:
-    return {"hdr.type": abi.const(ev_type), "hdr.action": abi.const("ACT_AUDIT"), "hdr.rule_id": 9,
-            "hdr.pid": 77, "hdr.uid": 1000, "hdr.cgroup_id": 555, "hdr.ktime_ns": 123,
-            "hdr.comm": b"sh", **kw}  # fmt: skip
+    return {
+        "hdr.type": abi.const(ev_type),
+        "hdr.action": abi.const("ACT_AUDIT"),
+        "hdr.rule_id": 9,
+        "hdr.pid": 77,
+        "hdr.uid": 1000,
+        "hdr.cgroup_id": 555,
+        "hdr.ktime_ns": 123,
+        "hdr.comm": b"sh",
+        **kw,
+    }
 
 
 def test_a_device_event_decodes_every_field(abi: Abi) -> None:
-    raw = abi.layout("device_event").pack(**_hdr(abi, "EV_DEVICE"), dev_type=abi.const("DEV_TYPE_BLOCK"),
-                                          access=abi.const("ACCF_WRITE") | abi.const("ACCF_MKNOD"),
-                                          major=8, minor=1)  # fmt: skip
+    raw = abi.layout("device_event").pack(
+        **_hdr(abi, "EV_DEVICE"),
+        dev_type=abi.const("DEV_TYPE_BLOCK"),
+        access=abi.const("ACCF_WRITE") | abi.const("ACCF_MKNOD"),
+        major=8,
+        minor=1,
+    )
     e = EventDecoder(abi).decode(raw)
     assert isinstance(e, DeviceEvent)
-    assert (e.hook, e.action, e.cgroup_id, e.pid, e.uid, e.comm, e.rule_id, e.ktime_ns) == \
-        ("device", "audit", 555, 77, 1000, "sh", 9, 123)
+    assert (e.hook, e.action, e.cgroup_id, e.pid, e.uid, e.comm, e.rule_id, e.ktime_ns) == (
+        "device",
+        "audit",
+        555,
+        77,
+        1000,
+        "sh",
+        9,
+        123,
+    )
     assert e.target() == {"type": "block", "major": 8, "minor": 1, "access": "write+mknod"}
 
 
@@ -47,8 +67,12 @@ def test_a_socket_event_names_family_and_type(abi: Abi) -> None:
 def test_a_file_event_reads_only_the_sent_part_of_the_path(abi: Abi) -> None:
     lay = abi.layout("file_event")
     path = b"/etc/\xffbad"  # not UTF-8: kept byte for byte (surrogate escapes)
-    raw = lay.pack(**_hdr(abi, "EV_FILE"), access=abi.const("ACCF_READ") | abi.const("ACCF_WRITE"),
-                   path_len=len(path), path=path + b"GARBAGE")[: lay.offsets["path"] + len(path)]  # fmt: skip
+    raw = lay.pack(
+        **_hdr(abi, "EV_FILE"),
+        access=abi.const("ACCF_READ") | abi.const("ACCF_WRITE"),
+        path_len=len(path),
+        path=path + b"GARBAGE",
+    )[: lay.offsets["path"] + len(path)]
     e = EventDecoder(abi).decode(raw)
     assert isinstance(e, FileEvent)
     assert e.path.encode(errors="surrogateescape") == path

@@ -31,16 +31,25 @@ from enforcer.errors import EnforcerError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((Path(__file__).with_name("ocsf-1.1.0.schema.json")).read_text())
-WEB = ContainerInfo(id="e" * 64, name="web", image="nginx:1.25", labels={}, pid=10,
-                    cgroup=CgroupRef("/sys/fs/cgroup/docker/x", 77))  # fmt: skip
+WEB = ContainerInfo(
+    id="e" * 64, name="web", image="nginx:1.25", labels={}, pid=10, cgroup=CgroupRef("/sys/fs/cgroup/docker/x", 77)
+)
 RULE = RuleRef("protect-credentials", "file[0]")
 # RFC 5424: <PRI>VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP SD SP MSG
 RFC5424 = re.compile(r"<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|\[.*?\]) \ufeff(.*)", re.S)
 
 
 def _hdr(hook: str, action: str = "deny") -> dict[str, Any]:
-    return {"hook": hook, "action": action, "cgroup_id": 77, "pid": 1234, "uid": 0, "comm": "cat",
-            "rule_id": 1, "ktime_ns": time.clock_gettime_ns(time.CLOCK_BOOTTIME)}  # fmt: skip
+    return {
+        "hook": hook,
+        "action": action,
+        "cgroup_id": 77,
+        "pid": 1234,
+        "uid": 0,
+        "comm": "cat",
+        "rule_id": 1,
+        "ktime_ns": time.clock_gettime_ns(time.CLOCK_BOOTTIME),
+    }
 
 
 EVENTS: dict[str, Event] = {
@@ -53,8 +62,16 @@ EVENTS: dict[str, Event] = {
     "egress": NetEvent(**_hdr("egress"), family="inet", protocol="udp", address="127.0.0.3", port=53),
     "sock_create": SockEvent(**_hdr("sock_create"), family="packet", type="raw", protocol=0),
 }
-CLASSES = {"file_open": (1001, 14), "path_unlink": (1001, 4), "exec": (1007, 1), "device": (1001, 2),
-           "connect": (4001, 1), "bind": (4001, 7), "egress": (4001, 6), "sock_create": (4001, 99)}  # fmt: skip
+CLASSES = {
+    "file_open": (1001, 14),
+    "path_unlink": (1001, 4),
+    "exec": (1007, 1),
+    "device": (1001, 2),
+    "connect": (4001, 1),
+    "bind": (4001, 7),
+    "egress": (4001, 6),
+    "sock_create": (4001, 99),
+}
 
 
 def _native(hook: str) -> dict[str, Any]:
@@ -147,7 +164,7 @@ class Receiver:
                     if len(rest) < int(n):
                         break
                     self.messages.append(rest[: int(n)].decode())
-                    buf = rest[int(n):]
+                    buf = rest[int(n) :]
 
     def wait(self, n: int) -> list[str]:
         deadline = time.monotonic() + 5
@@ -183,11 +200,17 @@ def test_syslog_messages_are_rfc5424_and_carry_the_record(receiver: Receiver) ->
     assert int(parsed[1].group(1)) == 13 * 8 + 5  # type: ignore[union-attr]  # an audit match: notice
 
 
-@pytest.mark.parametrize("target", ["relative/log", "udp://127.0.0.1", "http://127.0.0.1:514", "tcp://:514",
-                                    "/nonexistent/dev/log"])  # fmt: skip
+@pytest.mark.parametrize(
+    "target", ["relative/log", "udp://127.0.0.1", "http://127.0.0.1:514", "tcp://:514", "/nonexistent/dev/log"]
+)
 def test_a_bad_syslog_target_is_a_one_line_error_and_exit_1(target: str) -> None:
-    run = subprocess.run([sys.executable, "-m", "enforcer", "run", "--audit-syslog", target], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "enforcer", "run", "--audit-syslog", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "--audit-syslog" in run.stderr and "Traceback" not in run.stderr
 

@@ -18,8 +18,7 @@ def abi() -> Abi:
 
 
 def _raw(abi: Abi, ev_type: str, family: int, protocol: int, address: str, port: int) -> bytes:
-    hdr = abi.layout("event_hdr").pack(type=abi.const(ev_type), action=abi.const("ACT_DENY"),
-                                       rule_id=3, comm=b"")  # fmt: skip
+    hdr = abi.layout("event_hdr").pack(type=abi.const(ev_type), action=abi.const("ACT_DENY"), rule_id=3, comm=b"")
     packed = ipaddress.ip_address(address).packed.ljust(16, b"\0")
     words = {f"addr[{i}]": int.from_bytes(packed[4 * i : 4 * i + 4], "little") for i in range(4)}
     body = abi.layout("net_event")
@@ -28,20 +27,57 @@ def _raw(abi: Abi, ev_type: str, family: int, protocol: int, address: str, port:
     return bytes(raw)
 
 
-@pytest.mark.parametrize(("ev_type", "family", "protocol", "address", "port", "hook", "want"), [
-    ("EV_EGRESS", 2, 132, "127.0.0.31", 5000, "egress",
-     {"family": "inet", "protocol": "sctp", "address": "127.0.0.31", "port": 5000}),
-    ("EV_EGRESS", 10, 58, "::1", 0, "egress",
-     {"family": "inet6", "protocol": "icmpv6", "address": "::1", "port": 0}),
-    ("EV_INGRESS", 2, 6, "127.0.0.7", 9000, "ingress",
-     {"family": "inet", "protocol": "tcp", "address": "127.0.0.7", "port": 9000}),
-    ("EV_EGRESS", 2, 0, "127.0.0.30", 0, "egress",
-     {"family": "inet", "protocol": "unknown", "address": "127.0.0.30", "port": 0}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("ev_type", "family", "protocol", "address", "port", "hook", "want"),
+    [
+        (
+            "EV_EGRESS",
+            2,
+            132,
+            "127.0.0.31",
+            5000,
+            "egress",
+            {"family": "inet", "protocol": "sctp", "address": "127.0.0.31", "port": 5000},
+        ),
+        (
+            "EV_EGRESS",
+            10,
+            58,
+            "::1",
+            0,
+            "egress",
+            {"family": "inet6", "protocol": "icmpv6", "address": "::1", "port": 0},
+        ),
+        (
+            "EV_INGRESS",
+            2,
+            6,
+            "127.0.0.7",
+            9000,
+            "ingress",
+            {"family": "inet", "protocol": "tcp", "address": "127.0.0.7", "port": 9000},
+        ),
+        (
+            "EV_EGRESS",
+            2,
+            0,
+            "127.0.0.30",
+            0,
+            "egress",
+            {"family": "inet", "protocol": "unknown", "address": "127.0.0.30", "port": 0},
+        ),
+    ],
+)
 def test_packet_events_name_their_hook_and_protocol(
-    abi: Abi, ev_type: str, family: int, protocol: int, address: str, port: int, hook: str,
+    abi: Abi,
+    ev_type: str,
+    family: int,
+    protocol: int,
+    address: str,
+    port: int,
+    hook: str,
     want: dict[str, object],
-) -> None:  # fmt: skip
+) -> None:
     event = EventDecoder(abi).decode(_raw(abi, ev_type, family, protocol, address, port))
     assert isinstance(event, NetEvent)
     assert (event.hook, event.action, event.rule_id, event.target()) == (hook, "deny", 3, want)

@@ -12,30 +12,53 @@ from enforcer.compiler.rules import RuleRef
 from enforcer.containers.cgroups import CgroupRef
 from enforcer.containers.model import ContainerInfo
 
-WEB = ContainerInfo(id="e" * 64, name="web", image="nginx:1.25", labels={}, pid=10,
-                    cgroup=CgroupRef("/sys/fs/cgroup/docker/x", 77))  # fmt: skip
+WEB = ContainerInfo(
+    id="e" * 64, name="web", image="nginx:1.25", labels={}, pid=10, cgroup=CgroupRef("/sys/fs/cgroup/docker/x", 77)
+)
 RULE = RuleRef("protect-credentials", "file[0]")
 
 
 def _event(path: str = "/etc/shadow", action: str = "deny", pid: int = 1234, **kw: object) -> FileEvent:
-    fields: dict[str, object] = {"hook": "file_open", "action": action, "cgroup_id": 77, "pid": pid, "uid": 0,
-                                 "comm": "cat", "rule_id": 1, "path": path, "access": frozenset({"read"}),
-                                 "truncated": False,
-                                 "ktime_ns": time.clock_gettime_ns(time.CLOCK_BOOTTIME)}  # fmt: skip
+    fields: dict[str, object] = {
+        "hook": "file_open",
+        "action": action,
+        "cgroup_id": 77,
+        "pid": pid,
+        "uid": 0,
+        "comm": "cat",
+        "rule_id": 1,
+        "path": path,
+        "access": frozenset({"read"}),
+        "truncated": False,
+        "ktime_ns": time.clock_gettime_ns(time.CLOCK_BOOTTIME),
+    }
     fields.update(kw)
     return FileEvent(**fields)  # type: ignore[arg-type]
 
 
 def test_a_denial_record_has_the_spec_fields() -> None:
     rec = AuditRecord(_event(), RULE, WEB).to_json()
-    assert list(rec) == ["timestamp", "hook", "action", "errno", "policy", "rule", "container",
-                         "process", "target", "count"]  # fmt: skip
+    assert list(rec) == [
+        "timestamp",
+        "hook",
+        "action",
+        "errno",
+        "policy",
+        "rule",
+        "container",
+        "process",
+        "target",
+        "count",
+    ]
     assert rec["errno"] == "EPERM" and rec["policy"] == "protect-credentials" and rec["rule"] == "file[0]"
     assert rec["container"] == {"id": "e" * 64, "name": "web", "image": "nginx:1.25"}
     assert rec["process"] == {"pid": 1234, "comm": "cat", "uid": 0}
     assert rec["target"] == {"path": "/etc/shadow", "access": "read"}
-    assert rec["timestamp"].endswith("Z") and abs(
-        time.time() - time.mktime(time.strptime(rec["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) + time.timezone) < 5
+    assert (
+        rec["timestamp"].endswith("Z")
+        and abs(time.time() - time.mktime(time.strptime(rec["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) + time.timezone)
+        < 5
+    )
 
 
 def test_an_audit_record_has_no_errno_and_an_unresolvable_path_says_so() -> None:
@@ -80,8 +103,9 @@ def test_a_repeat_after_the_window_starts_a_new_record() -> None:
 def test_different_containers_never_fold_together() -> None:
     out = io.StringIO()
     folder = AuditFolder(AuditWriter(out), window=10.0)
-    other = ContainerInfo(id="f" * 64, name="db", image="postgres", labels={}, pid=11,
-                          cgroup=CgroupRef("/sys/fs/cgroup/docker/y", 78))  # fmt: skip
+    other = ContainerInfo(
+        id="f" * 64, name="db", image="postgres", labels={}, pid=11, cgroup=CgroupRef("/sys/fs/cgroup/docker/y", 78)
+    )
     folder.add(AuditRecord(_event(), RULE, WEB), now=0.0)
     folder.add(AuditRecord(_event(cgroup_id=78), RULE, other), now=0.1)
     assert len(out.getvalue().splitlines()) == 2

@@ -46,8 +46,11 @@ ruleset(name="audit") {{ action(type="omfile" file="{out}" template="parsed") }}
 input(type="imudp" address="127.0.0.1" port="{udp}" ruleset="audit")
 input(type="imtcp" address="127.0.0.1" port="{tcp}" ruleset="audit")
 """)
-    proc = subprocess.Popen([binary, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslogd.pid")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [binary, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslogd.pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:  # up when the TCP input accepts
@@ -82,8 +85,10 @@ def _received(out: Path, n: int) -> list[list[str]]:
 def test_rsyslog_parses_udp_and_tcp_messages_as_rfc5424(rsyslog: tuple[int, int, Path]) -> None:
     udp, tcp, out = rsyslog
     sent = io.StringIO()
-    sinks = [SyslogSink(parse_target(f"udp://127.0.0.1:{udp}"), hostname="host1"),
-             SyslogSink(parse_target(f"tcp://127.0.0.1:{tcp}"), hostname="host1")]  # fmt: skip
+    sinks = [
+        SyslogSink(parse_target(f"udp://127.0.0.1:{udp}"), hostname="host1"),
+        SyslogSink(parse_target(f"tcp://127.0.0.1:{tcp}"), hostname="host1"),
+    ]
     writer = AuditWriter(sent, forward=sinks)
     writer.write(AuditRecord(EVENTS["file_open"], RULE, WEB))
     for s in sinks:

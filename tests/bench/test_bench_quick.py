@@ -21,8 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_quick_bench_produces_every_figure_and_counts_the_storm_exactly(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     res = json.loads((tmp_path / "latest.json").read_text())
     for name in ("latest.md", "rules.png", "depth.png"):

@@ -10,13 +10,28 @@ import pytest
 from bench.report import update_readmes
 
 RESULTS = {
-    "machine": {"when": "2026-11-25T00:00:00+00:00", "kernel": "6.1.0-test", "cpu": "Test CPU", "cpus": 2,
-                "memory_mb": 4000, "vm_guest": True, "loadavg_at_end": ["0.1", "0.2", "0.3"], "commit": "abc1234"},
-    "mode": "full", "duration_s": 1.0,
-    "targets": [{"figure": "open+close by a host process", "value": 1.01, "target": "<= 1.02", "met": True},
-                {"figure": "10,000 rules live, natively (incl. YAML parse) (s)", "value": 1.5, "target": "<= 1 s",
-                 "met": False}],
-}  # fmt: skip
+    "machine": {
+        "when": "2026-11-25T00:00:00+00:00",
+        "kernel": "6.1.0-test",
+        "cpu": "Test CPU",
+        "cpus": 2,
+        "memory_mb": 4000,
+        "vm_guest": True,
+        "loadavg_at_end": ["0.1", "0.2", "0.3"],
+        "commit": "abc1234",
+    },
+    "mode": "full",
+    "duration_s": 1.0,
+    "targets": [
+        {"figure": "open+close by a host process", "value": 1.01, "target": "<= 1.02", "met": True},
+        {
+            "figure": "10,000 rules live, natively (incl. YAML parse) (s)",
+            "value": 1.5,
+            "target": "<= 1 s",
+            "met": False,
+        },
+    ],
+}
 
 
 def readme(tmp_path: Path, name: str) -> Path:

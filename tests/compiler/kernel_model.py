@@ -29,15 +29,13 @@ def reference(d: Decision | None) -> Outcome:
     return None if d is None else (d.action, d.policy, d.rule_id)
 
 
-def device(c: CompiledDevices, table: RuleTable, type: str, major: int, minor: int,
-           access: set[str]) -> Outcome:  # fmt: skip
+def device(c: CompiledDevices, table: RuleTable, type: str, major: int, minor: int, access: set[str]) -> Outcome:
     need = {i for i, a in enumerate(DEVICE_ACCESS_ORDER) if a in access}
     slot_action, slot_rule = [0, 0, 0], [0, 0, 0]
     for level in range(8):
         if not need or not c.levels & (1 << level):
             continue
-        key = DeviceKey("any" if level & 1 else type, None if level & 4 else major,
-                        None if level & 2 else minor)  # fmt: skip
+        key = DeviceKey("any" if level & 1 else type, None if level & 4 else major, None if level & 2 else minor)
         slots = c.entries.get(key)
         if slots is None:
             continue
@@ -52,16 +50,19 @@ def device(c: CompiledDevices, table: RuleTable, type: str, major: int, minor: i
     return outcome(action, rule, table)
 
 
-def network(c: CompiledNetwork, table: RuleTable, direction: str, address: str, port: int,
-            protocol: str) -> Outcome:  # fmt: skip
+def network(c: CompiledNetwork, table: RuleTable, direction: str, address: str, port: int, protocol: str) -> Outcome:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     best = None
     for prefix in c.entries:  # the LPM trie: the longest prefix of this direction holding ip
         net = prefix.network
-        if (prefix.direction == direction and net.version == ip.version and ip in net
-                and (best is None or net.prefixlen > best.network.prefixlen)):  # fmt: skip
+        if (
+            prefix.direction == direction
+            and net.version == ip.version
+            and ip in net
+            and (best is None or net.prefixlen > best.network.prefixlen)
+        ):
             best = prefix
     if best is None:
         return None
@@ -85,8 +86,9 @@ def _prefixes(path: str) -> list[str]:
     return ["/" + "/".join(parts[:d]) for d in range(len(parts) + 1)]
 
 
-def path_lookup(c: CompiledPaths, ns: str, path: str, slots: list[int],
-                lookups: list[str] | None = None) -> dict[int, tuple[int, int]]:  # fmt: skip
+def path_lookup(
+    c: CompiledPaths, ns: str, path: str, slots: list[int], lookups: list[str] | None = None
+) -> dict[int, tuple[int, int]]:
     """Per access slot, (action, rule id) of the rule the kernel takes, as match_ns does it:
     the exact rule, then (for slots still open) a binary search for the deepest prefix
     holding a dir-kind entry and dir rules deepest first from there at the mask's depths.

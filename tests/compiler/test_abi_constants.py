@@ -37,4 +37,3 @@ def test_a_python_constant_is_the_abi_constant_of_every_object(
     abis: dict[str, Abi], name: str, value: int, const: str
 ) -> None:
     assert {obj: abi.consts[const] for obj, abi in abis.items()} == dict.fromkeys(OBJECTS, value), name
-

@@ -30,9 +30,12 @@ Rule = dict[str, Any]  # one rule of a policy document, as the strategies draw i
 
 
 def rules_of(*specs: tuple[str, dict[str, Any]]) -> tuple[EffectiveRule, ...]:
-    return merge(Policy.model_validate({"apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
-                                        "metadata": {"name": name}, "spec": spec})
-                 for name, spec in specs)  # fmt: skip
+    return merge(
+        Policy.model_validate(
+            {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": name}, "spec": spec}
+        )
+        for name, spec in specs
+    )
 
 
 # ----- devices ------------------------------------------------------------------------------
@@ -55,15 +58,20 @@ def check_devices(rules: tuple[EffectiveRule, ...]) -> None:
 
 def test_devices_most_specific_wins_and_ties_go_to_the_more_severe() -> None:
     rules = rules_of(
-        ("p", {"device": [
-            {"action": "deny", "type": "block", "major": "*", "minor": "*"},
-            {"action": "allow", "type": "block", "major": 8, "minor": "*"},
-            {"action": "audit", "type": "any", "major": 8, "minor": 1},
-            {"action": "deny", "type": "char", "major": 1, "minor": 5, "access": ["read"]},
-            {"action": "allow", "type": "char", "major": 1, "minor": 5},
-        ]}),
+        (
+            "p",
+            {
+                "device": [
+                    {"action": "deny", "type": "block", "major": "*", "minor": "*"},
+                    {"action": "allow", "type": "block", "major": 8, "minor": "*"},
+                    {"action": "audit", "type": "any", "major": 8, "minor": 1},
+                    {"action": "deny", "type": "char", "major": 1, "minor": 5, "access": ["read"]},
+                    {"action": "allow", "type": "char", "major": 1, "minor": 5},
+                ]
+            },
+        ),
         ("q", {"mode": "audit", "device": [{"action": "deny", "type": "char", "major": 1, "minor": 5}]}),
-    )  # fmt: skip
+    )
     table = RuleTable()
     c = compile_devices(rules, table)
     assert km.device(c, table, "block", 7, 0, {"read"}) == ("deny", "p", "device[0]")
@@ -76,10 +84,17 @@ def test_devices_most_specific_wins_and_ties_go_to_the_more_severe() -> None:
 
 
 def test_device_access_bits_combine_to_the_most_severe_first_bit_on_a_tie() -> None:
-    rules = rules_of(("p", {"device": [
-        {"action": "deny", "type": "char", "major": 1, "minor": "*", "access": ["write"]},
-        {"action": "deny", "type": "char", "major": 1, "minor": 3, "access": ["read"]},
-    ]}))  # fmt: skip
+    rules = rules_of(
+        (
+            "p",
+            {
+                "device": [
+                    {"action": "deny", "type": "char", "major": 1, "minor": "*", "access": ["write"]},
+                    {"action": "deny", "type": "char", "major": 1, "minor": 3, "access": ["read"]},
+                ]
+            },
+        )
+    )
     table = RuleTable()
     c = compile_devices(rules, table)
     assert km.device(c, table, "char", 1, 3, {"read", "write"}) == ("deny", "p", "device[1]")
@@ -101,30 +116,42 @@ def test_shipped_device_policy_denies_memory_devices_and_every_block_device() ->
 
 def test_a_ruleset_without_deny_or_audit_device_rules_needs_no_lookup() -> None:
     table = RuleTable()
-    assert not compile_devices(rules_of(("p", {"device": [
-        {"action": "allow", "type": "char", "major": 1, "minor": 1}]})), table).has_enforcing()  # fmt: skip
+    assert not compile_devices(
+        rules_of(("p", {"device": [{"action": "allow", "type": "char", "major": 1, "minor": 1}]})), table
+    ).has_enforcing()
     assert compile_devices((), table).levels == 0
 
 
-device_rule = st.fixed_dictionaries({
-    "action": st.sampled_from(["deny", "audit", "allow"]),
-    "type": st.sampled_from(["char", "block", "any"]),
-    "major": st.sampled_from([1, 4, 8, "*"]),
-    "minor": st.sampled_from([1, 3, 5, "*"]),
-    "access": st.lists(st.sampled_from(["read", "write", "mknod"]), min_size=1, max_size=3, unique=True),
-})  # fmt: skip
+device_rule = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(["deny", "audit", "allow"]),
+        "type": st.sampled_from(["char", "block", "any"]),
+        "major": st.sampled_from([1, 4, 8, "*"]),
+        "minor": st.sampled_from([1, 3, 5, "*"]),
+        "access": st.lists(st.sampled_from(["read", "write", "mknod"]), min_size=1, max_size=3, unique=True),
+    }
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(device_rule, max_size=6), st.lists(device_rule, max_size=3), st.booleans())
 def test_generated_device_policies_match_the_reference(a: list[Rule], b: list[Rule], b_audit: bool) -> None:
-    check_devices(rules_of(("a", {"device": a}),
-                           ("b", {"device": b, "mode": "audit" if b_audit else "enforce"})))  # fmt: skip
+    check_devices(rules_of(("a", {"device": a}), ("b", {"device": b, "mode": "audit" if b_audit else "enforce"})))
 
 
 # ----- network ------------------------------------------------------------------------------
-NET_ADDRESSES = ["127.0.0.1", "127.0.0.2", "127.1.2.3", "10.0.0.1", "169.254.169.254",
-                 "::1", "fd00:ec2::254", "fd00::1", "::ffff:127.0.0.2", "::ffff:10.0.0.1"]  # fmt: skip
+NET_ADDRESSES = [
+    "127.0.0.1",
+    "127.0.0.2",
+    "127.1.2.3",
+    "10.0.0.1",
+    "169.254.169.254",
+    "::1",
+    "fd00:ec2::254",
+    "fd00::1",
+    "::ffff:127.0.0.2",
+    "::ffff:10.0.0.1",
+]
 NET_PORTS = [0, 53, 80, 443, 8000, 8080, 8100, 8101]
 
 
@@ -141,14 +168,26 @@ def check_network(rules: tuple[EffectiveRule, ...]) -> None:
 
 
 def test_network_longest_prefix_then_narrowest_ports_then_named_protocol() -> None:
-    rules = rules_of(("p", {"network": [
-        {"action": "deny", "direction": "egress", "cidrs": ["127.0.0.0/8"]},
-        {"action": "allow", "direction": "egress", "cidrs": ["127.0.0.1/32"]},
-        {"action": "deny", "direction": "egress", "cidrs": ["127.0.0.1/32"], "ports": ["8000-8100"]},
-        {"action": "allow", "direction": "egress", "cidrs": ["127.0.0.1/32"], "ports": [8080]},
-        {"action": "audit", "direction": "egress", "protocol": "udp", "cidrs": ["127.0.0.1/32"],
-         "ports": [8080]},
-    ]}))  # fmt: skip
+    rules = rules_of(
+        (
+            "p",
+            {
+                "network": [
+                    {"action": "deny", "direction": "egress", "cidrs": ["127.0.0.0/8"]},
+                    {"action": "allow", "direction": "egress", "cidrs": ["127.0.0.1/32"]},
+                    {"action": "deny", "direction": "egress", "cidrs": ["127.0.0.1/32"], "ports": ["8000-8100"]},
+                    {"action": "allow", "direction": "egress", "cidrs": ["127.0.0.1/32"], "ports": [8080]},
+                    {
+                        "action": "audit",
+                        "direction": "egress",
+                        "protocol": "udp",
+                        "cidrs": ["127.0.0.1/32"],
+                        "ports": [8080],
+                    },
+                ]
+            },
+        )
+    )
     table = RuleTable()
     c = compile_network(rules, table, SLOTS)
     assert km.network(c, table, "egress", "127.0.0.2", 80, "tcp") == ("deny", "p", "network[0]")
@@ -161,10 +200,17 @@ def test_network_longest_prefix_then_narrowest_ports_then_named_protocol() -> No
 
 
 def test_ipv4_mapped_ipv6_addresses_are_judged_by_ipv4_rules() -> None:
-    rules = rules_of(("p", {"network": [
-        {"action": "deny", "direction": "egress", "cidrs": ["127.0.0.2/32"]},
-        {"action": "deny", "direction": "egress", "cidrs": ["::/0"]},
-    ]}))  # fmt: skip
+    rules = rules_of(
+        (
+            "p",
+            {
+                "network": [
+                    {"action": "deny", "direction": "egress", "cidrs": ["127.0.0.2/32"]},
+                    {"action": "deny", "direction": "egress", "cidrs": ["::/0"]},
+                ]
+            },
+        )
+    )
     table = RuleTable()
     c = compile_network(rules, table, SLOTS)
     assert km.network(c, table, "egress", "::ffff:127.0.0.2", 80, "tcp") == ("deny", "p", "network[0]")
@@ -185,34 +231,59 @@ def test_shipped_metadata_policy_blocks_every_spelling_of_the_address() -> None:
 
 
 def test_too_many_entries_for_one_prefix_is_an_error_that_says_what_to_do() -> None:
-    rules = rules_of(("p", {"network": [
-        {"action": "deny", "direction": "egress", "cidrs": ["10.0.0.0/8"], "ports": list(range(1, 40))},
-    ]}))  # fmt: skip
+    rules = rules_of(
+        (
+            "p",
+            {
+                "network": [
+                    {"action": "deny", "direction": "egress", "cidrs": ["10.0.0.0/8"], "ports": list(range(1, 40))},
+                ]
+            },
+        )
+    )
     with pytest.raises(EnforcerError, match="at most 32 per prefix"):
         compile_network(rules, RuleTable(), SLOTS)
 
 
-net_rule = st.fixed_dictionaries({
-    "action": st.sampled_from(["deny", "audit", "allow"]),
-    "direction": st.sampled_from(["egress", "ingress"]),
-    "protocol": st.sampled_from(["tcp", "udp", "any"]),
-    "cidrs": st.lists(st.sampled_from(["127.0.0.0/8", "127.0.0.0/24", "127.0.0.2/32", "0.0.0.0/0",
-                                       "::/0", "::1/128", "fd00::/8", "10.0.0.0/8"]),
-                      min_size=1, max_size=2, unique=True),
-    "ports": st.lists(st.sampled_from([53, 80, 8080, "8000-8100", "1-1024"]), max_size=2, unique=True),
-})  # fmt: skip
+net_rule = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(["deny", "audit", "allow"]),
+        "direction": st.sampled_from(["egress", "ingress"]),
+        "protocol": st.sampled_from(["tcp", "udp", "any"]),
+        "cidrs": st.lists(
+            st.sampled_from(
+                [
+                    "127.0.0.0/8",
+                    "127.0.0.0/24",
+                    "127.0.0.2/32",
+                    "0.0.0.0/0",
+                    "::/0",
+                    "::1/128",
+                    "fd00::/8",
+                    "10.0.0.0/8",
+                ]
+            ),
+            min_size=1,
+            max_size=2,
+            unique=True,
+        ),
+        "ports": st.lists(st.sampled_from([53, 80, 8080, "8000-8100", "1-1024"]), max_size=2, unique=True),
+    }
+)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(net_rule, max_size=6), st.lists(net_rule, max_size=3), st.booleans())
 def test_generated_network_policies_match_the_reference(a: list[Rule], b: list[Rule], b_audit: bool) -> None:
-    check_network(rules_of(("a", {"network": a}),
-                           ("b", {"network": b, "mode": "audit" if b_audit else "enforce"})))  # fmt: skip
+    check_network(rules_of(("a", {"network": a}), ("b", {"network": b, "mode": "audit" if b_audit else "enforce"})))
 
 
 # ----- sockets ------------------------------------------------------------------------------
-SOCKET_REQUESTS = [(f, t) for f in ("inet", "inet6", "packet", "unix", "netlink")
-                   for t in ("stream", "dgram", "raw", "seqpacket", "packet")]  # fmt: skip
+SOCKET_REQUESTS = [
+    (f, t)
+    for f in ("inet", "inet6", "packet", "unix", "netlink")
+    for t in ("stream", "dgram", "raw", "seqpacket", "packet")
+]
 
 
 def check_sockets(rules: tuple[EffectiveRule, ...]) -> None:
@@ -235,8 +306,7 @@ def test_shipped_socket_policy_denies_raw_and_packet_and_says_packet_needs_lsm()
 
 def test_sock_packet_is_named_packet_and_compiles_to_type_10() -> None:
     # SOCK_PACKET (10) is the obsolete way to raw link-level frames; a policy can name it alone
-    rules = rules_of(("a", {"socket": [{"action": "deny", "families": ["packet"],
-                                        "types": ["packet"]}]}))  # fmt: skip
+    rules = rules_of(("a", {"socket": [{"action": "deny", "families": ["packet"], "types": ["packet"]}]}))
     table = RuleTable()
     c = compile_sockets(rules, table)
     assert [(k.family, k.type) for k in c.entries] == [(17, 10)]
@@ -245,24 +315,32 @@ def test_sock_packet_is_named_packet_and_compiles_to_type_10() -> None:
     check_sockets(rules)
 
 
-sock_rule = st.fixed_dictionaries({
-    "action": st.sampled_from(["deny", "audit", "allow"]),
-    "families": st.lists(st.sampled_from(["inet", "inet6", "packet", "unix"]), min_size=1, max_size=2, unique=True),
-    "types": st.lists(st.sampled_from(["stream", "dgram", "raw", "any"]), max_size=2, unique=True),
-})  # fmt: skip
+sock_rule = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(["deny", "audit", "allow"]),
+        "families": st.lists(st.sampled_from(["inet", "inet6", "packet", "unix"]), min_size=1, max_size=2, unique=True),
+        "types": st.lists(st.sampled_from(["stream", "dgram", "raw", "any"]), max_size=2, unique=True),
+    }
+)
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(sock_rule, max_size=5), st.lists(sock_rule, max_size=3), st.booleans())
 def test_generated_socket_policies_match_the_reference(a: list[Rule], b: list[Rule], b_audit: bool) -> None:
-    check_sockets(rules_of(("a", {"socket": a}),
-                           ("b", {"socket": b, "mode": "audit" if b_audit else "enforce"})))  # fmt: skip
+    check_sockets(rules_of(("a", {"socket": a}), ("b", {"socket": b, "mode": "audit" if b_audit else "enforce"})))
 
 
 def test_network_rule_without_cidrs_covers_every_address_of_both_families() -> None:
-    rules = rules_of(("p", {"network": [
-        {"action": "deny", "direction": "ingress", "ports": ["9000-9010"]},
-    ]}))  # fmt: skip
+    rules = rules_of(
+        (
+            "p",
+            {
+                "network": [
+                    {"action": "deny", "direction": "ingress", "ports": ["9000-9010"]},
+                ]
+            },
+        )
+    )
     table = RuleTable()
     c = compile_network(rules, table, SLOTS)
     for address in ("127.0.0.7", "::1", "::ffff:127.0.0.7", "10.1.2.3"):

@@ -23,8 +23,12 @@ def _compile(spec: str) -> CompiledPaths:
 
 def _guards(spec: str) -> dict[str, int]:
     compiled = _compile(spec)
-    return {e.path: s[0].action for e, s in compiled.entries.items()  # type: ignore[union-attr]
-            if e.kind == "guard"}  # fmt: skip
+    guards: dict[str, int] = {}
+    for entry, slots in compiled.entries.items():
+        if entry.kind == "guard":
+            assert slots[0] is not None, f"guard {entry.path} has no slot 0"
+            guards[entry.path] = slots[0].action
+    return guards
 
 
 def test_every_enforcing_rule_path_and_its_directories_are_guarded() -> None:
@@ -37,9 +41,13 @@ def test_every_enforcing_rule_path_and_its_directories_are_guarded() -> None:
     - {action: deny, paths: [/usr/bin/nc]}
 """)
     assert guards == {
-        "/etc/shadow": 3, "/etc": 3,
-        "/root/.ssh": 2, "/root": 2,
-        "/usr/bin/nc": 3, "/usr/bin": 3, "/usr": 3,
+        "/etc/shadow": 3,
+        "/etc": 3,
+        "/root/.ssh": 2,
+        "/root": 2,
+        "/usr/bin/nc": 3,
+        "/usr/bin": 3,
+        "/usr": 3,
     }  # allow rules guard nothing; "/" cannot be renamed anyway
 
 

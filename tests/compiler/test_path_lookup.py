@@ -26,9 +26,12 @@ Rule = dict[str, Any]  # one rule of a policy document, as the strategies draw i
 
 
 def rules_of(*specs: tuple[str, dict[str, Any]]) -> tuple[EffectiveRule, ...]:
-    return merge(Policy.model_validate({"apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
-                                        "metadata": {"name": name}, "spec": spec})
-                 for name, spec in specs)  # fmt: skip
+    return merge(
+        Policy.model_validate(
+            {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": name}, "spec": spec}
+        )
+        for name, spec in specs
+    )
 
 
 def check(rules: tuple[EffectiveRule, ...]) -> None:
@@ -46,32 +49,38 @@ def check(rules: tuple[EffectiveRule, ...]) -> None:
         assert have == want, ("exec", path, have, want)
 
 
-file_rule = st.fixed_dictionaries({
-    "action": st.sampled_from(["deny", "audit", "allow"]),
-    "paths": st.lists(st.sampled_from(TREE), max_size=2, unique=True),
-    "dirs": st.lists(st.sampled_from(TREE), max_size=2, unique=True),
-    "access": st.lists(st.sampled_from(["read", "write"]), min_size=1, max_size=2, unique=True),
-}).filter(lambda r: r["paths"] or r["dirs"])  # fmt: skip
-exec_rule = st.fixed_dictionaries({
-    "action": st.sampled_from(["deny", "audit", "allow"]),
-    "paths": st.lists(st.sampled_from(TREE), max_size=2, unique=True),
-    "dirs": st.lists(st.sampled_from(TREE), max_size=1, unique=True),
-}).filter(lambda r: r["paths"] or r["dirs"])  # fmt: skip
+file_rule = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(["deny", "audit", "allow"]),
+        "paths": st.lists(st.sampled_from(TREE), max_size=2, unique=True),
+        "dirs": st.lists(st.sampled_from(TREE), max_size=2, unique=True),
+        "access": st.lists(st.sampled_from(["read", "write"]), min_size=1, max_size=2, unique=True),
+    }
+).filter(lambda r: r["paths"] or r["dirs"])
+exec_rule = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from(["deny", "audit", "allow"]),
+        "paths": st.lists(st.sampled_from(TREE), max_size=2, unique=True),
+        "dirs": st.lists(st.sampled_from(TREE), max_size=1, unique=True),
+    }
+).filter(lambda r: r["paths"] or r["dirs"])
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(file_rule, max_size=6), st.lists(exec_rule, max_size=3), st.lists(file_rule, max_size=3),
-       st.booleans())  # fmt: skip
-def test_generated_file_and_exec_policies_match_the_reference(a: list[Rule], ax: list[Rule], b: list[Rule],
-                                                              b_audit: bool) -> None:  # fmt: skip
-    check(rules_of(("a", {"file": a, "exec": ax}),
-                   ("b", {"file": b, "mode": "audit" if b_audit else "enforce"})))  # fmt: skip
+@given(st.lists(file_rule, max_size=6), st.lists(exec_rule, max_size=3), st.lists(file_rule, max_size=3), st.booleans())
+def test_generated_file_and_exec_policies_match_the_reference(
+    a: list[Rule], ax: list[Rule], b: list[Rule], b_audit: bool
+) -> None:
+    check(rules_of(("a", {"file": a, "exec": ax}), ("b", {"file": b, "mode": "audit" if b_audit else "enforce"})))
 
 
 def test_every_directory_above_a_rule_path_holds_an_entry() -> None:
-    compiled = compile_paths(rules_of(("p", {"file": [{"action": "allow", "paths": ["/a/b/c"]}],
-                                              "exec": [{"action": "deny", "dirs": ["/e/f"]}]})),
-                             RuleTable())  # fmt: skip
+    compiled = compile_paths(
+        rules_of(
+            ("p", {"file": [{"action": "allow", "paths": ["/a/b/c"]}], "exec": [{"action": "deny", "dirs": ["/e/f"]}]})
+        ),
+        RuleTable(),
+    )
     for p in ("/", "/a", "/a/b"):
         assert compiled.entries[PathEntry("file_dir", p)] == [None, None]  # a marker, no rule
     assert PathEntry("file_dir", "/a/b/c") not in compiled.entries
@@ -84,8 +93,9 @@ def test_the_search_costs_the_same_for_one_rule_and_many() -> None:
     near stops at the root whatever the policy's size."""
     fillers = [{"action": "deny", "dirs": ["/f" * d + f"/x{d}"]} for d in range(40)]
     small = compile_paths(rules_of(("p", {"file": [{"action": "deny", "paths": ["/etc/shadow"]}]})), RuleTable())
-    big = compile_paths(rules_of(("p", {"file": [{"action": "deny", "paths": ["/etc/shadow"]}, *fillers]})),
-                        RuleTable())
+    big = compile_paths(
+        rules_of(("p", {"file": [{"action": "deny", "paths": ["/etc/shadow"]}, *fillers]})), RuleTable()
+    )
     deep = "/bench" + "/d" * 30 + "/none"
     seen_small: list[str] = []
     seen_big: list[str] = []

@@ -37,9 +37,12 @@ Rule = dict[str, Any]  # one rule of a policy document, as the strategies draw i
 
 
 def policies_of(*specs: tuple[str, dict[str, Any]]) -> list[Policy]:
-    return [Policy.model_validate({"apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
-                                   "metadata": {"name": name}, "spec": spec})
-            for name, spec in specs]  # fmt: skip
+    return [
+        Policy.model_validate(
+            {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": name}, "spec": spec}
+        )
+        for name, spec in specs
+    ]
 
 
 def posture_outcome(abi: Abi, compiled: CompiledPostures, word: int, cls: str) -> km.Outcome:
@@ -54,8 +57,13 @@ def posture_outcome(abi: Abi, compiled: CompiledPostures, word: int, cls: str) -
 
 
 def _const_name(cls: str) -> str:
-    return {"exec": "EXEC", "fileRead": "FILE_READ", "fileWrite": "FILE_WRITE",
-            "egress": "EGRESS", "ingress": "INGRESS"}[cls]  # fmt: skip
+    return {
+        "exec": "EXEC",
+        "fileRead": "FILE_READ",
+        "fileWrite": "FILE_WRITE",
+        "egress": "EGRESS",
+        "ingress": "INGRESS",
+    }[cls]
 
 
 def allowed_to_none(o: km.Outcome) -> km.Outcome:
@@ -73,8 +81,9 @@ def check(abi: Abi, policies: list[Policy], from_image: set[str]) -> None:
     for path in TREE:
         got = km.path_lookup(paths, "file", path, [READ, WRITE])
         for bit, slot in (("read", READ), ("write", WRITE)):
-            have = (km.outcome(*got[slot], table) if slot in got
-                    else posture_outcome(abi, compiled, word, SLOT_CLASS[slot]))  # fmt: skip
+            have = (
+                km.outcome(*got[slot], table) if slot in got else posture_outcome(abi, compiled, word, SLOT_CLASS[slot])
+            )
             want = km.reference(decide_file(rules, path, bit, postures))
             assert allowed_to_none(have) == allowed_to_none(want), (path, bit, have, want)
         got = km.path_lookup(paths, "exec", path, [READ])
@@ -88,21 +97,40 @@ def check(abi: Abi, policies: list[Policy], from_image: set[str]) -> None:
         assert allowed_to_none(have) == allowed_to_none(want), ("exec", path, have, want)
 
 
-posture = st.fixed_dictionaries({}, optional={
-    c: st.sampled_from(["allow", "audit", "deny"]) for c in ("exec", "fileRead", "fileWrite")})
+posture = st.fixed_dictionaries(
+    {}, optional={c: st.sampled_from(["allow", "audit", "deny"]) for c in ("exec", "fileRead", "fileWrite")}
+)
 origin_rule = st.just({"action": "allow", "origin": "image"})
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(file_rule, max_size=5), st.lists(st.one_of(exec_rule, origin_rule), max_size=3),
-       posture, st.lists(file_rule, max_size=2), posture, st.booleans(),
-       st.sets(st.sampled_from(TREE)))  # fmt: skip
-def test_generated_postures_match_the_reference(abi: Abi, a: list[Rule], ax: list[Rule], pa: dict[str, str],
-                                                b: list[Rule], pb: dict[str, str], b_audit: bool,
-                                                image: set[str]) -> None:  # fmt: skip
-    check(abi, policies_of(("a", {"file": a, "exec": ax, "posture": pa}),
-                           ("b", {"file": b, "posture": pb,
-                                  "mode": "audit" if b_audit else "enforce"})), image)  # fmt: skip
+@given(
+    st.lists(file_rule, max_size=5),
+    st.lists(st.one_of(exec_rule, origin_rule), max_size=3),
+    posture,
+    st.lists(file_rule, max_size=2),
+    posture,
+    st.booleans(),
+    st.sets(st.sampled_from(TREE)),
+)
+def test_generated_postures_match_the_reference(
+    abi: Abi,
+    a: list[Rule],
+    ax: list[Rule],
+    pa: dict[str, str],
+    b: list[Rule],
+    pb: dict[str, str],
+    b_audit: bool,
+    image: set[str],
+) -> None:
+    check(
+        abi,
+        policies_of(
+            ("a", {"file": a, "exec": ax, "posture": pa}),
+            ("b", {"file": b, "posture": pb, "mode": "audit" if b_audit else "enforce"}),
+        ),
+        image,
+    )
 
 
 def test_postures_all_allow_write_nothing_new(abi: Abi) -> None:
@@ -119,19 +147,21 @@ def test_a_posture_turns_on_the_hooks_of_its_class_only(abi: Abi) -> None:
 
 
 def test_a_posture_record_names_the_policy_that_set_it(abi: Abi) -> None:
-    policies = policies_of(("lenient", {"posture": {"exec": "audit"}}),
-                           ("strict", {"posture": {"exec": "deny"}}))  # fmt: skip
+    policies = policies_of(("lenient", {"posture": {"exec": "audit"}}), ("strict", {"posture": {"exec": "deny"}}))
     compiled = compile_postures(merge(policies), merge_postures(policies))
     ref = posture_ref(abi.const("RULE_POSTURE_BASE") + abi.const("PST_EXEC"), abi, compiled)
     assert ref is not None and (ref.policy, ref.rule) == ("strict", "posture.exec")
     assert posture_ref(7, abi, compiled) is None  # an ordinary rule id
 
 
-@pytest.mark.parametrize("spec", [
-    {"posture": {"device": "deny"}},
-    {"posture": {"socket": "audit"}},
-    {"exec": [{"action": "deny", "origin": "image"}]},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"posture": {"device": "deny"}},
+        {"posture": {"socket": "audit"}},
+        {"exec": [{"action": "deny", "origin": "image"}]},
+    ],
+)
 def test_what_the_kernel_cannot_enforce_yet_is_refused_not_ignored(spec: dict[str, Any]) -> None:
     policies = policies_of(("p", spec))
     with pytest.raises(EnforcerError, match="not enforced by the kernel"):
@@ -144,11 +174,23 @@ NET = [("127.0.0.1", 8081, "tcp"), ("127.0.0.1", 8082, "tcp"), ("10.0.0.1", 53, 
 @pytest.mark.parametrize("direction", ["egress", "ingress"])
 @pytest.mark.parametrize("action", ["allow", "audit", "deny"])
 def test_network_postures_decide_what_no_rule_matches(abi: Abi, direction: str, action: str) -> None:
-    policies = policies_of(("net", {
-        "posture": {direction: action},
-        "network": [{"action": "allow", "direction": direction, "protocol": "tcp",
-                     "cidrs": ["127.0.0.1/32"], "ports": [8081]}],
-    }))  # fmt: skip
+    policies = policies_of(
+        (
+            "net",
+            {
+                "posture": {direction: action},
+                "network": [
+                    {
+                        "action": "allow",
+                        "direction": direction,
+                        "protocol": "tcp",
+                        "cidrs": ["127.0.0.1/32"],
+                        "ports": [8081],
+                    }
+                ],
+            },
+        )
+    )
     rules, postures = merge(policies), merge_postures(policies)
     compiled = compile_postures(rules, postures)
     word = compiled.container_fields(abi)["postures"]

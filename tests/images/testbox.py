@@ -80,9 +80,7 @@ class RootfsBuilder:
         self._parents(path)
         self.entries[_norm(path)] = _Entry(tarfile.DIRTYPE, mode, uid, gid)
 
-    def add_file(
-        self, path: str, content: bytes | str | Path, mode: int = 0o644, uid: int = 0, gid: int = 0
-    ) -> None:
+    def add_file(self, path: str, content: bytes | str | Path, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
         """Add a file; `content` is bytes, text, or a host Path to copy (e.g. a static binary)."""
         if isinstance(content, Path):
             data = content.read_bytes()
@@ -115,8 +113,12 @@ class RootfsBuilder:
                 e = self.entries[path]
                 info = tarfile.TarInfo(path.lstrip("/") or ".")
                 info.type, info.mode, info.uid, info.gid, info.mtime = (
-                    e.kind, e.mode, e.uid, e.gid, mtime,
-                )  # fmt: skip
+                    e.kind,
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    mtime,
+                )
                 if e.kind == tarfile.SYMTYPE:
                     info.linkname = e.target
                     tar.addfile(info)
@@ -143,8 +145,22 @@ class RootfsBuilder:
             parent = os.path.dirname(parent)
 
     def _base(self) -> None:
-        for d in ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/etc", "/dev", "/proc", "/sys",
-                  "/run", "/var", "/var/log", "/opt", "/mnt", "/srv"):  # fmt: skip
+        for d in (
+            "/bin",
+            "/sbin",
+            "/usr/bin",
+            "/usr/sbin",
+            "/etc",
+            "/dev",
+            "/proc",
+            "/sys",
+            "/run",
+            "/var",
+            "/var/log",
+            "/opt",
+            "/mnt",
+            "/srv",
+        ):
             self.add_dir(d)
         self.add_dir("/tmp", 0o1777)
         self.add_dir("/var/tmp", 0o1777)
@@ -174,9 +190,7 @@ class RootfsBuilder:
             f"root:x:0:\nshadow:x:{SHADOW_GID}:\nuser:x:{USER_UID}:\nnogroup:x:65534:\n",
         )
         self.add_file("/etc/shadow", FAKE_SHADOW, 0o640, 0, SHADOW_GID)
-        self.add_file(
-            "/etc/gshadow", "root:*::\nshadow:*::\nuser:!::\n", 0o640, 0, SHADOW_GID
-        )
+        self.add_file("/etc/gshadow", "root:*::\nshadow:*::\nuser:!::\n", 0o640, 0, SHADOW_GID)
         self.add_file("/etc/hostname", "testbox\n")
         self.add_file("/etc/os-release", 'NAME="enforcer testbox"\nID=testbox\n')
 
@@ -203,9 +217,15 @@ def import_image(
     (PrivateDockerd.cli)."""
     t0 = time.monotonic()
     docker_cli(
-        "import", "--change", f"ENV PATH={PATH_ENV}", "--message", "enforcer testbox",
-        "-", tag, input=builder.tar_bytes(),
-    )  # fmt: skip
+        "import",
+        "--change",
+        f"ENV PATH={PATH_ENV}",
+        "--message",
+        "enforcer testbox",
+        "-",
+        tag,
+        input=builder.tar_bytes(),
+    )
     return time.monotonic() - t0
 
 

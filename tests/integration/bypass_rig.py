@@ -100,8 +100,7 @@ def load_rig(policy_files: Sequence[Path], policy_text: str) -> Iterator[Rig]:
 def police(rig: Rig, container: Container) -> Iterator[ContainerInfo]:
     """Put `container` under the rig's ruleset as the daemon would (inode rules first)."""
     pid = container.pid
-    info = ContainerInfo(container.id, container.name, "enforcer-testbox:latest", {}, pid,
-                         cgroup_of_pid(pid))  # fmt: skip
+    info = ContainerInfo(container.id, container.name, "enforcer-testbox:latest", {}, pid, cgroup_of_pid(pid))
     rig.files.attach(info)
     rig.files.assign(info, RULESET, rig.part)
     rig.maps.set_container(info.cgroup.id, RULESET, rig.part.container_fields)

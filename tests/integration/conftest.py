@@ -28,8 +28,15 @@ import pytest
 from tests.images.testbox import IMAGE_TAG, RootfsBuilder, build_testbox_rootfs, import_image
 from tests.integration.dockerd import DOCKERD, Container, PrivateDockerd, run_container
 
-DOCKER_FIXTURES = {"dockerd", "testbox_image", "testbox_rootfs", "docker_run", "testbox",
-                   "shared_testbox", "module_testbox"}  # fmt: skip
+DOCKER_FIXTURES = {
+    "dockerd",
+    "testbox_image",
+    "testbox_rootfs",
+    "docker_run",
+    "testbox",
+    "shared_testbox",
+    "module_testbox",
+}
 SHARED_NAME = "enforcer-testbox-shared"
 
 # Seconds, by what was measured; printed at the end of the run.
@@ -66,9 +73,11 @@ def dockerd(request: pytest.FixtureRequest) -> Iterator[PrivateDockerd]:
     try:
         record_timing("dockerd start", daemon.start())
         info = daemon.info()
-        print(f"\nprivate dockerd: {daemon.host} cgroup driver={info.cgroup_driver} "
-              f"v{info.cgroup_version} layout={daemon.cgroup_layout.value} "
-              f"storage={info.storage_driver} log={daemon.log_path}")  # fmt: skip
+        print(
+            f"\nprivate dockerd: {daemon.host} cgroup driver={info.cgroup_driver} "
+            f"v{info.cgroup_version} layout={daemon.cgroup_layout.value} "
+            f"storage={info.storage_driver} log={daemon.log_path}"
+        )
         yield daemon
         failed = False
     finally:
@@ -95,9 +104,7 @@ RunContainer = Callable[..., Container]
 
 
 @pytest.fixture
-def docker_run(
-    dockerd: PrivateDockerd, testbox_image: str, request: pytest.FixtureRequest
-) -> Iterator[RunContainer]:
+def docker_run(dockerd: PrivateDockerd, testbox_image: str, request: pytest.FixtureRequest) -> Iterator[RunContainer]:
     started: list[Container] = []
     counter = itertools.count()
     stem = re.sub(r"[^a-zA-Z0-9_.-]", "-", request.node.name)[:40].strip("-.")
@@ -112,10 +119,14 @@ def docker_run(
     ) -> Container:
         t0 = time.monotonic()
         container = run_container(
-            dockerd, image or testbox_image, *(command or ("sleep", "3600")),
-            name=name or f"t-{stem}-{next(counter)}", labels=labels, user=user,
+            dockerd,
+            image or testbox_image,
+            *(command or ("sleep", "3600")),
+            name=name or f"t-{stem}-{next(counter)}",
+            labels=labels,
+            user=user,
             extra_args=extra_args,
-        )  # fmt: skip
+        )
         record_timing("container start (docker run -d)", time.monotonic() - t0)
         started.append(container)
         return container
@@ -131,9 +142,13 @@ def docker_run(
 def shared_testbox(dockerd: PrivateDockerd, testbox_image: str) -> Iterator[Container]:
     t0 = time.monotonic()
     container = run_container(
-        dockerd, testbox_image, "sleep", "1000000", name=SHARED_NAME,
+        dockerd,
+        testbox_image,
+        "sleep",
+        "1000000",
+        name=SHARED_NAME,
         labels={"enforcer.test": "shared"},
-    )  # fmt: skip
+    )
     record_timing("container start (docker run -d)", time.monotonic() - t0)
     try:
         yield container

@@ -55,12 +55,8 @@ class PrivateDockerd:
     """
 
     live_restore: bool = False
-    storage_driver: str | None = field(
-        default_factory=lambda: os.environ.get("ENFORCER_TEST_STORAGE_DRIVER") or None
-    )
-    cgroup_driver: str | None = field(
-        default_factory=lambda: os.environ.get("ENFORCER_TEST_CGROUP_DRIVER") or None
-    )
+    storage_driver: str | None = field(default_factory=lambda: os.environ.get("ENFORCER_TEST_STORAGE_DRIVER") or None)
+    cgroup_driver: str | None = field(default_factory=lambda: os.environ.get("ENFORCER_TEST_CGROUP_DRIVER") or None)
     tmpfs_size: str = "2g"
     config: dict[str, Any] = field(default_factory=dict)  # daemon.json content
     extra_args: list[str] = field(default_factory=list)
@@ -100,15 +96,24 @@ class PrivateDockerd:
     def command(self) -> list[str]:
         cmd = [
             DOCKERD,
-            "--host", self.host,
-            "--data-root", str(self.data_root),
-            "--exec-root", str(self.exec_root),
-            "--pidfile", str(self.pidfile),
-            "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+            "--host",
+            self.host,
+            "--data-root",
+            str(self.data_root),
+            "--exec-root",
+            str(self.exec_root),
+            "--pidfile",
+            str(self.pidfile),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
             # Never listen anywhere but our socket, never reach a registry by accident.
-            "--config-file", str(self._write_config()),
-            "--containerd", str(self.containerd_socket),
-        ]  # fmt: skip
+            "--config-file",
+            str(self._write_config()),
+            "--containerd",
+            str(self.containerd_socket),
+        ]
         if self.live_restore:
             cmd.append("--live-restore")
         if self.storage_driver:
@@ -133,10 +138,9 @@ class PrivateDockerd:
         self.exec_root.mkdir(exist_ok=True)
         if not self._tmpfs_mounted and not _is_mountpoint(self.data_root):
             subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", f"size={self.tmpfs_size},mode=0711", "tmpfs",
-                 str(self.data_root)],
+                ["mount", "-t", "tmpfs", "-o", f"size={self.tmpfs_size},mode=0711", "tmpfs", str(self.data_root)],
                 check=True,
-            )  # fmt: skip
+            )
             self._tmpfs_mounted = True
         if not self._atexit_registered:
             # Backstop if a test run dies without running fixture teardown; cleanup is idempotent.
@@ -179,15 +183,21 @@ class PrivateDockerd:
             f'[grpc]\n  address = "{self.containerd_socket}"\n'
         )
         self._containerd = subprocess.Popen(
-            ["containerd", "--config", str(config)], stdin=subprocess.DEVNULL,
-            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            ["containerd", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         while time.monotonic() < deadline:
             if self._containerd.poll() is not None:
                 raise DockerdError(f"containerd exited with {self._containerd.returncode}\n{self.log_tail()}")
             if self.containerd_socket.exists():
-                ok = subprocess.run(["ctr", "--address", str(self.containerd_socket), "--timeout", "10s",
-                                     "version"], capture_output=True, check=False)  # fmt: skip
+                ok = subprocess.run(
+                    ["ctr", "--address", str(self.containerd_socket), "--timeout", "10s", "version"],
+                    capture_output=True,
+                    check=False,
+                )
                 if ok.returncode == 0:
                     return
             time.sleep(0.2)
@@ -271,9 +281,7 @@ class PrivateDockerd:
         # Deepest first: overlay and netns mounts sit inside the data-root/exec-root.
         base = str(self.base_dir.resolve())
         for _ in range(3):
-            points = [
-                p for p in _mountpoints() if p == base or p.startswith(base + "/")
-            ]
+            points = [p for p in _mountpoints() if p == base or p.startswith(base + "/")]
             if not points:
                 break
             for point in sorted(points, key=len, reverse=True):
@@ -298,9 +306,11 @@ class PrivateDockerd:
             timeout=timeout,
         )
         out = subprocess.CompletedProcess(
-            result.args, result.returncode, result.stdout.decode(errors="replace"),
+            result.args,
+            result.returncode,
+            result.stdout.decode(errors="replace"),
             result.stderr.decode(errors="replace"),
-        )  # fmt: skip
+        )
         if check and out.returncode != 0:
             raise DockerdError(f"docker {' '.join(args)} failed ({out.returncode}): {out.stderr.strip()}")
         return out

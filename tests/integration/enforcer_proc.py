@@ -34,8 +34,9 @@ class EnforcerProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def with_policies(cls, tmp: pytest.TempPathFactory, docker_host: str, files: Mapping[str, str],
-                      extra_args: tuple[str, ...] = ()) -> EnforcerProcess:  # fmt: skip
+    def with_policies(
+        cls, tmp: pytest.TempPathFactory, docker_host: str, files: Mapping[str, str], extra_args: tuple[str, ...] = ()
+    ) -> EnforcerProcess:
         """A daemon whose policy directory holds these files (name -> YAML text)."""
         policies = tmp.mktemp("policies")
         for name, text in files.items():
@@ -59,13 +60,29 @@ class EnforcerProcess:
         start_at = len(self.log())
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "enforcer", "run", "--policies", str(self.policies),
-             "--audit-log", str(self.audit_log), "--pin-root", str(self.pin_root),
-             "--docker-host", self.docker_host,
-             "--status-socket", str(self.workdir / "status.sock"),
-             "--runtime-socket", str(self.runtime_socket), *self.extra_args],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "enforcer",
+                "run",
+                "--policies",
+                str(self.policies),
+                "--audit-log",
+                str(self.audit_log),
+                "--pin-root",
+                str(self.pin_root),
+                "--docker-host",
+                self.docker_host,
+                "--status-socket",
+                str(self.workdir / "status.sock"),
+                "--runtime-socket",
+                str(self.runtime_socket),
+                *self.extra_args,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         log.close()
         self.wait_log(lambda e: e.get("event") == "docker connected", timeout, after=start_at)
 
@@ -91,8 +108,9 @@ class EnforcerProcess:
                 out.append({"event": "(not json)", "line": line})
         return out
 
-    def wait_log(self, match: Callable[[dict[str, Any]], bool], timeout: float = 60.0,
-                 after: int = 0) -> dict[str, Any]:  # fmt: skip
+    def wait_log(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = 60.0, after: int = 0
+    ) -> dict[str, Any]:
         end = time.monotonic() + timeout
         while True:
             entries = self.log()[after:]
@@ -106,8 +124,9 @@ class EnforcerProcess:
             time.sleep(0.1)
 
     def wait_enforced(self, name: str, timeout: float = 60.0, after: int = 0) -> dict[str, Any]:
-        return self.wait_log(lambda e: e.get("event") == "container enforced"
-                             and e.get("container") == name, timeout, after)  # fmt: skip
+        return self.wait_log(
+            lambda e: e.get("event") == "container enforced" and e.get("container") == name, timeout, after
+        )
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
@@ -118,8 +137,9 @@ class EnforcerProcess:
             return []
         return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line]
 
-    def wait_records(self, match: Callable[[dict[str, Any]], bool], count: int = 1,
-                     timeout: float = 10.0) -> list[dict[str, Any]]:  # fmt: skip
+    def wait_records(
+        self, match: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
         """Records matching `match` once the sum of their `count` reaches `count`."""
         end = time.monotonic() + timeout
         while True:
@@ -137,8 +157,12 @@ class EnforcerProcess:
         return Abi.from_object(ensure_built().path("lsm_file"))
 
     def unload(self) -> None:
-        subprocess.run([sys.executable, "-m", "enforcer", "unload", "--pin-root", str(self.pin_root)],
-                       cwd=ROOT, check=False, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "enforcer", "unload", "--pin-root", str(self.pin_root)],
+            cwd=ROOT,
+            check=False,
+            capture_output=True,
+        )
 
 
 @contextmanager

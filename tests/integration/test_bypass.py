@@ -75,8 +75,7 @@ def rig() -> Iterator[Rig]:
 def box(dockerd: PrivateDockerd, testbox_image: str, rig: Rig) -> Iterator[Container]:
     """A container of its own (tests try to rename and unlink in it), under the policies
     for the whole module."""
-    container = run_container(dockerd, testbox_image, "sleep", "1000000",
-                              name=f"enforcer-bypass-{os.getpid()}")  # fmt: skip
+    container = run_container(dockerd, testbox_image, "sleep", "1000000", name=f"enforcer-bypass-{os.getpid()}")
     try:
         with police(rig, container):
             yield container
@@ -105,13 +104,27 @@ def admin_box(dockerd: PrivateDockerd, testbox_image: str, rig: Rig) -> Iterator
             (vols / name).write_text(text)
         (vols / "b").mkdir()
         container = run_container(
-            dockerd, testbox_image, HELPER, "chroot-hold", "/srv/scratch",
+            dockerd,
+            testbox_image,
+            HELPER,
+            "chroot-hold",
+            "/srv/scratch",
             name=f"enforcer-bypass-admin-{os.getpid()}",
-            extra_args=["--cap-add", "SYS_ADMIN", "--cap-add", "DAC_READ_SEARCH",
-                        "--security-opt", "seccomp=unconfined",
-                        "--security-opt", "apparmor=unconfined",
-                        "-v", f"{vols}/a:/srv/vola", "-v", f"{vols}/b:/srv/volb"],
-        )  # fmt: skip
+            extra_args=[
+                "--cap-add",
+                "SYS_ADMIN",
+                "--cap-add",
+                "DAC_READ_SEARCH",
+                "--security-opt",
+                "seccomp=unconfined",
+                "--security-opt",
+                "apparmor=unconfined",
+                "-v",
+                f"{vols}/a:/srv/vola",
+                "-v",
+                f"{vols}/b:/srv/volb",
+            ],
+        )
         try:
             while os.readlink(f"/proc/{container.pid}/root") == "/":
                 time.sleep(0.05)  # police only once the entrypoint has chrooted
@@ -134,31 +147,33 @@ def helper(c: Container, *args: str, user: str | None = None) -> subprocess.Comp
     return c.exec(HELPER, *args, user=user)
 
 
-def denied(rig: Rig, result: subprocess.CompletedProcess[str], rule: RuleRef | None,
-           path: str, hook: str = "file_open") -> None:  # fmt: skip
+def denied(
+    rig: Rig, result: subprocess.CompletedProcess[str], rule: RuleRef | None, path: str, hook: str = "file_open"
+) -> None:
     """The attempt failed with EPERM and exactly one deny event names `rule` and `path`."""
     assert result.returncode != 0, f"not denied: {result.stdout!r}"
     said = (result.stdout + result.stderr).lower()  # docker exec reports exec errors on stdout
     assert "operation not permitted" in said or result.returncode == EPERM, said
     events = rig.wait_events()
-    assert [(e.hook, e.action, e.path, rig.rule(e)) for e in events] == [
-        (hook, "deny", path, rule)
-    ], events
+    assert [(e.hook, e.action, e.path, rig.rule(e)) for e in events] == [(hook, "deny", path, rule)], events
     rig.drain()
 
 
 # -- spellings of the path: the kernel resolves them before file_open -----------------------
 
 
-@pytest.mark.parametrize("spelling", [
-    "/opt/alias/shadow",            # symlink to the file, shipped in the image
-    "/opt/alias/etc/shadow",        # symlink to its directory (relative target)
-    "/etc/../etc/./shadow",
-    "//etc///shadow",
-    "/proc/self/root/etc/shadow",
-    "/proc/1/root/etc/shadow",      # another process's root
-    "/proc/self/root/proc/1/root/etc/shadow",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "/opt/alias/shadow",  # symlink to the file, shipped in the image
+        "/opt/alias/etc/shadow",  # symlink to its directory (relative target)
+        "/etc/../etc/./shadow",
+        "//etc///shadow",
+        "/proc/self/root/etc/shadow",
+        "/proc/1/root/etc/shadow",  # another process's root
+        "/proc/self/root/proc/1/root/etc/shadow",
+    ],
+)
 def test_every_spelling_of_a_denied_path_is_denied(rig: Rig, c: Container, spelling: str) -> None:
     denied(rig, c.exec("cat", spelling), SHADOW, "/etc/shadow")
 
@@ -172,8 +187,7 @@ def test_symlinks_made_in_the_container_to_the_file_and_to_a_parent(rig: Rig, c:
 
 def test_relative_paths_cwd_and_directory_fds(rig: Rig, c: Container) -> None:
     denied(rig, c.exec("sh", "-c", "cd /etc && cat shadow"), SHADOW, "/etc/shadow")
-    denied(rig, c.exec("sh", "-c", "cd /root/.ssh/.. && cat ./.ssh/../.ssh/id_rsa"), SSH,
-           "/root/.ssh/id_rsa")  # fmt: skip
+    denied(rig, c.exec("sh", "-c", "cd /root/.ssh/.. && cat ./.ssh/../.ssh/id_rsa"), SSH, "/root/.ssh/id_rsa")
     denied(rig, c.exec("sh", "-c", "cd /etc && cat /proc/self/cwd/shadow"), SHADOW, "/etc/shadow")
     denied(rig, helper(c, "openat", "/etc", "shadow"), SHADOW, "/etc/shadow")
     denied(rig, helper(c, "openat", "/", "etc/../etc/shadow"), SHADOW, "/etc/shadow")
@@ -203,18 +217,20 @@ def test_hard_links_shipped_in_the_image_are_judged_as_the_file(rig: Rig, c: Con
 
 def test_a_hard_link_cannot_be_made_to_a_protected_file(rig: Rig, c: Container) -> None:
     denied(rig, c.exec("ln", "/etc/shadow", "/tmp/shadow.lnk"), SHADOW, "/etc/shadow", "path_link")
-    denied(rig, helper(c, "link", "/root/.ssh/id_rsa", "/tmp/k"), SSH, "/root/.ssh/id_rsa",
-           "path_link")  # fmt: skip
+    denied(rig, helper(c, "link", "/root/.ssh/id_rsa", "/tmp/k"), SSH, "/root/.ssh/id_rsa", "path_link")
     assert c.exec("test", "-e", "/tmp/shadow.lnk").returncode != 0
     assert c.exec("test", "-e", "/tmp/k").returncode != 0
 
 
-@pytest.mark.parametrize(("source", "rule"), [
-    ("/etc/shadow", SHADOW),            # the file itself
-    ("/root/.ssh/id_rsa", SSH),         # a file under a directory rule
-    ("/root/.ssh", SSH),                # the protected directory
-    ("/etc", None),                     # a directory above protected files (guard)
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("source", "rule"),
+    [
+        ("/etc/shadow", SHADOW),  # the file itself
+        ("/root/.ssh/id_rsa", SSH),  # a file under a directory rule
+        ("/root/.ssh", SSH),  # the protected directory
+        ("/etc", None),  # a directory above protected files (guard)
+    ],
+)
 def test_protected_files_and_their_directories_cannot_be_moved(
     rig: Rig, c: Container, source: str, rule: RuleRef | None
 ) -> None:
@@ -227,22 +243,24 @@ def test_protected_files_and_their_directories_cannot_be_moved(
 
 def test_a_protected_file_cannot_be_swapped_with_a_decoy(rig: Rig, c: Container) -> None:
     assert c.exec("sh", "-c", "echo decoy > /tmp/decoy").returncode == 0
-    denied(rig, helper(c, "exchange", "/tmp/decoy", "/etc/shadow"), SHADOW, "/etc/shadow",
-           "path_rename")  # fmt: skip
+    denied(rig, helper(c, "exchange", "/tmp/decoy", "/etc/shadow"), SHADOW, "/etc/shadow", "path_rename")
 
 
 # -- write-denied files and directories ------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "hook"), [
-    (("truncate", "/etc/group"), "path_truncate"),
-    (("open", "/etc/group", "wt"), "file_open"),     # O_TRUNC
-    (("open", "/etc/group", "wa"), "file_open"),     # O_APPEND
-    (("open", "/etc/group", "rt"), "file_open"),     # O_RDONLY|O_TRUNC still truncates
-    (("unlink", "/etc/group"), "path_unlink"),
-    (("chmod", "/etc/group", "666"), "path_chmod"),
-    (("chown", "/etc/group", "1000", "1000"), "path_chown"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "hook"),
+    [
+        (("truncate", "/etc/group"), "path_truncate"),
+        (("open", "/etc/group", "wt"), "file_open"),  # O_TRUNC
+        (("open", "/etc/group", "wa"), "file_open"),  # O_APPEND
+        (("open", "/etc/group", "rt"), "file_open"),  # O_RDONLY|O_TRUNC still truncates
+        (("unlink", "/etc/group"), "path_unlink"),
+        (("chmod", "/etc/group", "666"), "path_chmod"),
+        (("chown", "/etc/group", "1000", "1000"), "path_chown"),
+    ],
+)
 def test_a_write_denied_file_cannot_be_changed_any_way(
     rig: Rig, c: Container, args: tuple[str, ...], hook: str
 ) -> None:
@@ -256,17 +274,20 @@ def test_a_write_denied_file_cannot_be_replaced_by_rename(rig: Rig, c: Container
     assert c.exec("grep", "-q", "evil", "/etc/group").returncode != 0
 
 
-@pytest.mark.parametrize(("args", "path", "hook"), [
-    (("open", "/srv/ro/new", "wc"), "/srv/ro/new", "path_mknod"),   # O_CREAT
-    (("mkdir", "/srv/ro/newdir"), "/srv/ro/newdir", "path_mkdir"),
-    (("symlink", "/tmp", "/srv/ro/link"), "/srv/ro/link", "path_symlink"),
-    (("mknod", "/srv/ro/fifo"), "/srv/ro/fifo", "path_mknod"),
-    (("unlink", "/srv/ro/config"), "/srv/ro/config", "path_unlink"),
-    (("rmdir", "/srv/ro/sub"), "/srv/ro/sub", "path_rmdir"),
-    (("rename", "/srv/ro/config", "/srv/ro/config2"), "/srv/ro/config", "path_rename"),
-    (("link", "/etc/passwd", "/srv/ro/passwd"), "/srv/ro/passwd", "path_link"),
-    (("open", "/srv/ro/config", "w"), "/srv/ro/config", "file_open"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "path", "hook"),
+    [
+        (("open", "/srv/ro/new", "wc"), "/srv/ro/new", "path_mknod"),  # O_CREAT
+        (("mkdir", "/srv/ro/newdir"), "/srv/ro/newdir", "path_mkdir"),
+        (("symlink", "/tmp", "/srv/ro/link"), "/srv/ro/link", "path_symlink"),
+        (("mknod", "/srv/ro/fifo"), "/srv/ro/fifo", "path_mknod"),
+        (("unlink", "/srv/ro/config"), "/srv/ro/config", "path_unlink"),
+        (("rmdir", "/srv/ro/sub"), "/srv/ro/sub", "path_rmdir"),
+        (("rename", "/srv/ro/config", "/srv/ro/config2"), "/srv/ro/config", "path_rename"),
+        (("link", "/etc/passwd", "/srv/ro/passwd"), "/srv/ro/passwd", "path_link"),
+        (("open", "/srv/ro/config", "w"), "/srv/ro/config", "file_open"),
+    ],
+)
 def test_a_write_denied_directory_cannot_change(
     rig: Rig, c: Container, args: tuple[str, ...], path: str, hook: str
 ) -> None:
@@ -333,8 +354,8 @@ def test_a_path_longer_than_the_walk_buffer_is_denied_and_recorded(rig: Rig, c: 
 
 def test_exec_aliases_of_a_denied_binary_are_denied(rig: Rig, c: Container) -> None:
     assert c.exec("ln", "-sf", "/bin/nc", "/tmp/nc").returncode == 0
-    denied(rig, c.exec("/tmp/nc", "-h"), NC, "/bin/nc", "exec")                 # symlink, made here
-    denied(rig, c.exec("/opt/alias/nc", "-h"), NC, "/bin/nc", "exec")           # symlink, shipped
+    denied(rig, c.exec("/tmp/nc", "-h"), NC, "/bin/nc", "exec")  # symlink, made here
+    denied(rig, c.exec("/opt/alias/nc", "-h"), NC, "/bin/nc", "exec")  # symlink, shipped
     denied(rig, c.exec("/usr/local/bin/ncat", "-h"), NC, "/usr/local/bin/ncat", "exec")  # hard link
     denied(rig, helper(c, "execfd", "/bin/nc", "nc", "-h"), NC, "/bin/nc", "exec")  # execveat(fd)
     denied(rig, c.exec("ln", "/bin/nc", "/tmp/nc2"), NC, "/bin/nc", "path_link")
@@ -365,8 +386,7 @@ def test_a_busybox_applet_and_a_copy_are_other_files(rig: Rig, c: Container) -> 
 def test_other_uids_and_dropped_privileges_are_judged_alike(rig: Rig, c: Container) -> None:
     denied(rig, c.exec("cat", "/srv/secret/token", user="1000"), TOKEN, "/srv/secret/token")
     denied(rig, c.exec("cat", "/srv/secret/token", user="65534:65534"), TOKEN, "/srv/secret/token")
-    denied(rig, helper(c, "as", "1000", "1000", "open", "/srv/secret/token"), TOKEN,
-           "/srv/secret/token")  # fmt: skip
+    denied(rig, helper(c, "as", "1000", "1000", "open", "/srv/secret/token"), TOKEN, "/srv/secret/token")
 
 
 def test_chroot_does_not_change_what_a_path_is(rig: Rig, c: Container) -> None:
@@ -377,15 +397,12 @@ def test_chroot_does_not_change_what_a_path_is(rig: Rig, c: Container) -> None:
     denied(rig, helper(c, "chroot-open", "/root/.ssh", "/id_rsa"), SSH, "/root/.ssh/id_rsa")
 
 
-def test_a_process_in_a_child_cgroup_of_the_container_is_judged_by_its_container(
-    rig: Rig, c: Container
-) -> None:
+def test_a_process_in_a_child_cgroup_of_the_container_is_judged_by_its_container(rig: Rig, c: Container) -> None:
     container_cg = cgroup_of_pid(c.pid)
     child = Path(container_cg.path) / f"bypass-child-{os.getpid()}"
     child.mkdir()
     with ThreadPoolExecutor(1) as pool:
-        waiter = pool.submit(c.exec, "sh", "-c",
-                             "while [ ! -e /tmp/go ]; do sleep 0.1; done; cat /etc/shadow")  # fmt: skip
+        waiter = pool.submit(c.exec, "sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.1; done; cat /etc/shadow")
         try:
             pid = _wait_for_waiter(Path(container_cg.path))
             (child / "cgroup.procs").write_text(str(pid))
@@ -395,8 +412,10 @@ def test_a_process_in_a_child_cgroup_of_the_container_is_judged_by_its_container
             assert result.returncode != 0 and "Operation not permitted" in result.stderr
             (event,) = rig.wait_events()
             assert (event.path, rig.rule(event), event.cgroup_id) == (
-                "/etc/shadow", SHADOW, container_cg.id,
-            )  # fmt: skip
+                "/etc/shadow",
+                SHADOW,
+                container_cg.id,
+            )
         finally:
             c.exec("touch", "/tmp/go")
             waiter.result(timeout=60)
@@ -432,9 +451,7 @@ def test_pipes_and_anonymous_files_still_open(rig: Rig, c: Container) -> None:
     assert rig.wait_events(timeout=0.5) == []
 
 
-def test_a_file_seen_through_another_mount_namespace_is_judged_by_its_path(
-    rig: Rig, a: Container
-) -> None:
+def test_a_file_seen_through_another_mount_namespace_is_judged_by_its_path(rig: Rig, a: Container) -> None:
     pid = a.exec("sh", "-c", f"{HELPER} nsholder >/dev/null 2>&1 & echo $!").stdout.strip()
     try:
         own = a.exec("readlink", "/proc/self/ns/mnt").stdout
@@ -467,8 +484,7 @@ def test_a_file_handle_opened_through_another_mount_is_judged(rig: Rig, a: Conta
     denied(rig, helper(a, "handle", "/srv/volb", "/srv/vola/plain"), None, "/a/plain")
     # Through its own mount the handle's file has its path, judged as usual.
     assert helper(a, "handle", "/srv/vola", "/srv/vola/plain").stdout == "plain\n"
-    denied(rig, helper(a, "handle", "/srv/vola", "/srv/vola/secret"), VOL_SECRET,
-           "/srv/vola/secret")  # fmt: skip
+    denied(rig, helper(a, "handle", "/srv/vola", "/srv/vola/secret"), VOL_SECRET, "/srv/vola/secret")
 
 
 def test_inode_rules_hold_when_the_entrypoint_chrooted(rig: Rig, a: Container) -> None:
@@ -480,14 +496,17 @@ def test_inode_rules_hold_when_the_entrypoint_chrooted(rig: Rig, a: Container) -
 # -- metadata: timestamps and extended attributes ----------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "path", "rule", "hook"), [
-    (("utimens", "/etc/group"), "/etc/group", GROUP, "inode_setattr"),
-    (("futimens", "/etc/group"), "/etc/group", GROUP, "inode_setattr"),   # on a read-only fd
-    (("utimens", "/srv/ro/config"), "/srv/ro/config", RO_DIR, "inode_setattr"),  # dir rule
-    (("setxattr", "/etc/group", "user.x", "1"), "/etc/group", GROUP, "inode_setxattr"),
-    (("removexattr", "/etc/group", "user.x"), "/etc/group", GROUP, "inode_setxattr"),
-    (("setxattr", "/srv/ro/config", "user.x", "1"), "/srv/ro/config", RO_DIR, "inode_setxattr"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "path", "rule", "hook"),
+    [
+        (("utimens", "/etc/group"), "/etc/group", GROUP, "inode_setattr"),
+        (("futimens", "/etc/group"), "/etc/group", GROUP, "inode_setattr"),  # on a read-only fd
+        (("utimens", "/srv/ro/config"), "/srv/ro/config", RO_DIR, "inode_setattr"),  # dir rule
+        (("setxattr", "/etc/group", "user.x", "1"), "/etc/group", GROUP, "inode_setxattr"),
+        (("removexattr", "/etc/group", "user.x"), "/etc/group", GROUP, "inode_setxattr"),
+        (("setxattr", "/srv/ro/config", "user.x", "1"), "/srv/ro/config", RO_DIR, "inode_setxattr"),
+    ],
+)
 def test_a_write_denied_file_keeps_its_metadata(
     rig: Rig, c: Container, args: tuple[str, ...], path: str, rule: RuleRef, hook: str
 ) -> None:

@@ -146,14 +146,21 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[CgroupKernel]:
         assert not errors, errors
         table = RuleTable()
         programs = {name: loaded.program(name) for name in CGROUP_PROGRAMS}
-        enforcement = CgroupEnforcement(loaded.abi, loaded.maps, programs, pin_root,
-                                        lsm_sockets=lsm_link is not None)  # fmt: skip
+        enforcement = CgroupEnforcement(loaded.abi, loaded.maps, programs, pin_root, lsm_sockets=lsm_link is not None)
         part = enforcement.write_ruleset(RULESET, compile_ruleset(merge(p.policy for p in policies), table, loaded.abi))
-        k = CgroupKernel(enforcement, PolicyMaps(loaded.abi, loaded.maps), table, part, pin_root,
-                         loaded.maps, lsm_sockets=lsm_link is not None)  # fmt: skip
+        k = CgroupKernel(
+            enforcement,
+            PolicyMaps(loaded.abi, loaded.maps),
+            table,
+            part,
+            pin_root,
+            loaded.maps,
+            lsm_sockets=lsm_link is not None,
+        )
         decoder = EventDecoder(loaded.abi)
-        k.ring = RingBuffer(loaded.maps["events"],
-                            lambda raw: k.events.append(e) if (e := decoder.decode(raw)) else None)  # fmt: skip
+        k.ring = RingBuffer(
+            loaded.maps["events"], lambda raw: k.events.append(e) if (e := decoder.decode(raw)) else None
+        )
         try:
             yield k
         finally:
@@ -167,13 +174,15 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[CgroupKernel]:
 
 
 def container_info(c: Container) -> ContainerInfo:
-    return ContainerInfo(id=c.id, name=c.name, image="enforcer-testbox", labels={}, pid=c.pid,
-                         cgroup=cgroup_of_pid(c.pid))  # fmt: skip
+    return ContainerInfo(
+        id=c.id, name=c.name, image="enforcer-testbox", labels={}, pid=c.pid, cgroup=cgroup_of_pid(c.pid)
+    )
 
 
 @pytest.fixture(scope="module")
-def box(kernel: CgroupKernel, dockerd: PrivateDockerd, testbox_image: str,
-        probe_binary: Path) -> Iterator[tuple[Container, ContainerInfo]]:  # fmt: skip
+def box(
+    kernel: CgroupKernel, dockerd: PrivateDockerd, testbox_image: str, probe_binary: Path
+) -> Iterator[tuple[Container, ContainerInfo]]:
     """A container of this module, with /bin/probe, under the test policies."""
     c = run_container(dockerd, testbox_image, "sleep", "1000000", name=f"cgtest-{os.getpid()}")
     try:
@@ -210,9 +219,7 @@ def test_tcp_connect_to_a_denied_address_and_port_is_eperm_and_one_record(
     assert event.cgroup_id == cgroup_of_pid(policed.pid).id
 
 
-def test_neighbouring_addresses_ports_and_protocols_stay_reachable(
-    kernel: CgroupKernel, policed: Container
-) -> None:
+def test_neighbouring_addresses_ports_and_protocols_stay_reachable(kernel: CgroupKernel, policed: Container) -> None:
     assert probe(policed, "connect", "127.0.0.1", "8080", "tcp") == "ECONNREFUSED"
     assert probe(policed, "connect", "127.0.0.2", "8081", "tcp") == "ECONNREFUSED"
     assert probe(policed, "connect", "127.0.0.2", "8080", "udp") == "ok"  # the rule is tcp only
@@ -231,8 +238,7 @@ def test_ipv4_mapped_ipv6_address_hits_the_ipv4_rule(kernel: CgroupKernel, polic
     assert probe(policed, "connect", "::ffff:127.0.0.2", "8080", "tcp") == "EPERM"
     assert probe(policed, "connect", "::ffff:127.0.0.1", "8080", "tcp") == "ECONNREFUSED"
     (event,) = kernel.wait_events()
-    assert event.target() == {"family": "inet6", "protocol": "tcp", "address": "::ffff:127.0.0.2",
-                              "port": 8080}  # fmt: skip
+    assert event.target() == {"family": "inet6", "protocol": "tcp", "address": "::ffff:127.0.0.2", "port": 8080}
     assert kernel.rule(event) == RuleRef("cgtest", "network[0]")
 
 
@@ -245,7 +251,7 @@ def test_udp_sendmsg_to_a_denied_address_is_eperm(kernel: CgroupKernel, policed:
     # runs the sendmsg4 hook with the IPv4 address.
     assert [(e.hook, e.action, e.target()) for e in events] == [
         ("sendmsg", "deny", {"family": "inet", "protocol": "udp", "address": "127.0.0.3", "port": 53}),
-    ] * 2  # fmt: skip
+    ] * 2
     assert {kernel.rule(e) for e in events} == {RuleRef("cgtest", "network[2]")}
 
 
@@ -255,7 +261,9 @@ def test_bind_to_a_denied_address_and_port_is_eperm(kernel: CgroupKernel, police
     assert probe(policed, "bind", "127.0.0.5", "9091", "tcp") == "ok"
     events = kernel.wait_events(2)
     assert [(e.hook, e.target()["address"], e.target()["port"]) for e in events] == [
-        ("bind", "127.0.0.5", 9090), ("bind", "::ffff:127.0.0.5", 9090)]  # fmt: skip
+        ("bind", "127.0.0.5", 9090),
+        ("bind", "::ffff:127.0.0.5", 9090),
+    ]
 
 
 def test_the_most_specific_network_rule_wins(kernel: CgroupKernel, policed: Container) -> None:
@@ -265,15 +273,14 @@ def test_the_most_specific_network_rule_wins(kernel: CgroupKernel, policed: Cont
     assert kernel.rule(event) == RuleRef("cgtest", "network[5]")
 
 
-def test_audit_rules_and_audit_mode_record_without_denying(
-    kernel: CgroupKernel, policed: Container
-) -> None:
+def test_audit_rules_and_audit_mode_record_without_denying(kernel: CgroupKernel, policed: Container) -> None:
     assert probe(policed, "connect", "127.0.0.4", "80", "tcp") == "ECONNREFUSED"
     assert probe(policed, "connect", "127.0.0.6", "80", "tcp") == "ECONNREFUSED"
     events = kernel.wait_events(2)
     assert [(e.action, kernel.rule(e)) for e in events] == [
-        ("audit", RuleRef("cgtest", "network[3]")), ("audit", RuleRef("cgwatch", "network[0]")),
-    ]  # fmt: skip
+        ("audit", RuleRef("cgtest", "network[3]")),
+        ("audit", RuleRef("cgwatch", "network[0]")),
+    ]
 
 
 def test_every_denial_is_counted_exactly(kernel: CgroupKernel, policed: Container) -> None:
@@ -289,8 +296,9 @@ def test_every_denial_is_counted_exactly(kernel: CgroupKernel, policed: Containe
 def test_processes_outside_the_container_are_not_affected(
     kernel: CgroupKernel, policed: Container, probe_binary: Path
 ) -> None:
-    out = subprocess.run([str(probe_binary), "connect", "127.0.0.2", "8080", "tcp"],
-                         capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    out = subprocess.run(
+        [str(probe_binary), "connect", "127.0.0.2", "8080", "tcp"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     assert out == "ECONNREFUSED"
     assert kernel.wait_events(timeout=0.5) == []
 
@@ -304,9 +312,14 @@ def test_a_process_in_a_child_cgroup_of_the_container_is_held_to_its_rules(
     child.mkdir()
     try:
         c.exec("sh", "-c", "rm -f /tmp/go /tmp/nested.out")
-        c.daemon.cli("exec", "-d", c.id, "sh", "-c",
-                     "while [ ! -e /tmp/go ]; do sleep 0.05; done; "
-                     "/bin/probe connect 127.0.0.2 8080 tcp > /tmp/nested.out")  # fmt: skip
+        c.daemon.cli(
+            "exec",
+            "-d",
+            c.id,
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.05; done; /bin/probe connect 127.0.0.2 8080 tcp > /tmp/nested.out",
+        )
         pid = _wait_for_waiter(Path(info.cgroup.path))
         (child / "cgroup.procs").write_text(str(pid))
         c.exec("touch", "/tmp/go")
@@ -340,9 +353,7 @@ def _wait_for_waiter(cgroup: Path) -> int:
 
 
 # ----- sockets ----------------------------------------------------------------------------
-def test_raw_sockets_are_denied_other_inet_sockets_are_not(
-    kernel: CgroupKernel, policed: Container
-) -> None:
+def test_raw_sockets_are_denied_other_inet_sockets_are_not(kernel: CgroupKernel, policed: Container) -> None:
     assert probe(policed, "socket", "inet", "raw") == "EPERM"
     assert probe(policed, "socket", "inet6", "raw") == "EPERM"
     assert probe(policed, "socket", "inet", "dgram") == "ok"
@@ -351,19 +362,18 @@ def test_raw_sockets_are_denied_other_inet_sockets_are_not(
     assert [(e.hook, e.action, e.target()) for e in events] == [
         ("sock_create", "deny", {"family": "inet", "type": "raw"}),
         ("sock_create", "deny", {"family": "inet6", "type": "raw"}),
-    ]  # fmt: skip
+    ]
     assert {kernel.rule(e) for e in events} == {RuleRef("cgtest", "socket[0]")}
 
 
-def test_packet_sockets_are_denied_where_the_lsm_program_runs(
-    kernel: CgroupKernel, policed: Container
-) -> None:
+def test_packet_sockets_are_denied_where_the_lsm_program_runs(kernel: CgroupKernel, policed: Container) -> None:
     result = probe(policed, "socket", "packet", "dgram")
     events = kernel.wait_events(timeout=2 if kernel.lsm_sockets else 0.5)
     if kernel.lsm_sockets:
         assert result == "EPERM"
         assert [(e.hook, e.action, e.target(), kernel.rule(e)) for e in events] == [
-            ("sock_create", "deny", {"family": "packet", "type": "dgram"}, RuleRef("cgtest", "socket[1]"))]  # fmt: skip
+            ("sock_create", "deny", {"family": "packet", "type": "dgram"}, RuleRef("cgtest", "socket[1]"))
+        ]
     else:  # cgroup/sock_create never sees AF_PACKET; the daemon logs it as NOT ENFORCED
         assert result == "ok"
         assert events == []
@@ -371,9 +381,7 @@ def test_packet_sockets_are_denied_where_the_lsm_program_runs(
 
 
 # ----- devices ----------------------------------------------------------------------------
-def test_device_read_denied_by_the_rule_write_and_other_devices_not(
-    kernel: CgroupKernel, policed: Container
-) -> None:
+def test_device_read_denied_by_the_rule_write_and_other_devices_not(kernel: CgroupKernel, policed: Container) -> None:
     assert probe(policed, "open", "/dev/zero", "r") == "EPERM"
     assert probe(policed, "open", "/dev/zero", "w") == "ok"  # the rule names read only
     assert probe(policed, "open", "/dev/null", "rw") == "ok"
@@ -386,8 +394,7 @@ def test_device_read_denied_by_the_rule_write_and_other_devices_not(
 def test_device_audit_rule_records_the_open(kernel: CgroupKernel, policed: Container) -> None:
     assert probe(policed, "open", "/dev/urandom", "rw") == "ok"
     (event,) = kernel.wait_events()
-    assert (event.action, event.target()) == (
-        "audit", {"type": "char", "major": 1, "minor": 9, "access": "read+write"})  # fmt: skip
+    assert (event.action, event.target()) == ("audit", {"type": "char", "major": 1, "minor": 9, "access": "read+write"})
 
 
 def test_mknod_denied_by_the_rule(kernel: CgroupKernel, policed: Container) -> None:

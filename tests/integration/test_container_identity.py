@@ -42,8 +42,7 @@ spec:
     - {action: deny, families: [packet], types: [packet]}
 """
 # What systemd as pid 1 does first: make a child cgroup of the container's and move there.
-MOVE_INIT = ("mkdir -p /sys/fs/cgroup/init.scope && echo $$ > /sys/fs/cgroup/init.scope/cgroup.procs"
-             " && exec sleep 3600")  # fmt: skip
+MOVE_INIT = "mkdir -p /sys/fs/cgroup/init.scope && echo $$ > /sys/fs/cgroup/init.scope/cgroup.procs && exec sleep 3600"
 # A docker exec lands in the container's cgroup; this one joins init.scope first.
 IN_CHILD = "echo $$ > /sys/fs/cgroup/init.scope/cgroup.procs && grep -q '/init.scope$' /proc/self/cgroup && "
 
@@ -51,8 +50,7 @@ IN_CHILD = "echo $$ > /sys/fs/cgroup/init.scope/cgroup.procs && grep -q '/init.s
 @pytest.fixture(scope="module")
 def enforcer(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd) -> Iterator[EnforcerProcess]:
     shipped = {name: (ROOT / "policies" / name).read_text() for name in ("credentials.yaml", "sockets.yaml")}
-    proc = EnforcerProcess.with_policies(tmp_path_factory, dockerd.host,
-                                         {**shipped, "sock-packet.yaml": PACKET_TYPE})  # fmt: skip
+    proc = EnforcerProcess.with_policies(tmp_path_factory, dockerd.host, {**shipped, "sock-packet.yaml": PACKET_TYPE})
     with running(proc):
         yield proc
 
@@ -83,8 +81,9 @@ def _cgroup_id_of_container(box: Container) -> int:
     text = Path(f"/proc/{box.pid}/cgroup").read_text()
     rel = next(line.split("::", 1)[1] for line in text.splitlines() if line.startswith("0::"))
     assert rel.endswith("/init.scope"), rel
-    mount = next(line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-                 if line.split()[2] == "cgroup2")  # fmt: skip
+    mount = next(
+        line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines() if line.split()[2] == "cgroup2"
+    )
     return os.stat(os.path.join(mount, rel.lstrip("/").removesuffix("/init.scope"))).st_ino
 
 
@@ -105,12 +104,17 @@ def _policed_in_child_cgroup(box: Container, enforcer: EnforcerProcess) -> None:
     for typ, policy, rule in (("raw", "deny-raw-sockets", "socket[0]"), ("packet", "sock-packet", "socket[0]")):
         r = box.exec("sh", "-c", IN_CHILD + f"/bin/probe socket packet {typ}")
         assert r.stdout.strip() == "EPERM", (typ, r)
-        records = enforcer.wait_records(lambda rec, typ=typ: rec["hook"] == "sock_create"  # type: ignore[misc]
-                                        and rec["target"] == {"family": "packet", "type": typ}
-                                        and rec["container"]["name"] == box.name)  # fmt: skip
+        records = enforcer.wait_records(
+            lambda rec, typ=typ: (
+                rec["hook"] == "sock_create"  # type: ignore[misc]
+                and rec["target"] == {"family": "packet", "type": typ}
+                and rec["container"]["name"] == box.name
+            )
+        )
         assert records and {(x["policy"], x["rule"]) for x in records} == {(policy, rule)}, records
-    files = enforcer.wait_records(lambda rec: rec["container"]["name"] == box.name
-                                  and rec["target"].get("path") == "/etc/shadow")  # fmt: skip
+    files = enforcer.wait_records(
+        lambda rec: rec["container"]["name"] == box.name and rec["target"].get("path") == "/etc/shadow"
+    )
     assert files, "the denial in the child cgroup is recorded under the container"
 
 
@@ -120,8 +124,9 @@ def test_a_systemd_style_container_is_policed_in_its_child_cgroup_through_restar
     # --privileged and a private cgroup namespace: how systemd containers run on Docker
     # (the cgroup2 mount is writable only then), so the init can make init.scope.
     mark = len(enforcer.log())
-    box: Container = docker_run("sh", "-c", MOVE_INIT, name="sysd-1",
-                                extra_args=("--privileged", "--cgroupns", "private"))  # fmt: skip
+    box: Container = docker_run(
+        "sh", "-c", MOVE_INIT, name="sysd-1", extra_args=("--privileged", "--cgroupns", "private")
+    )
     cgroup_id = _moved(box)
     assert enforcer.wait_enforced("sysd-1", after=mark)["cgroup_id"] == cgroup_id
     dockerd.cli("cp", str(probe_binary), f"{box.id}:/bin/probe")
@@ -145,14 +150,20 @@ def test_a_systemd_style_container_is_policed_in_its_child_cgroup_through_restar
     if not box.running:
         dockerd.cli("start", box.id)
         cgroup_id = _moved(box)
-        enforcer.wait_log(lambda e: e.get("event") == "container enforced" and e.get("container") == "sysd-1"
-                          and e.get("cgroup_id") == cgroup_id, timeout=120, after=mark)  # fmt: skip
+        enforcer.wait_log(
+            lambda e: (
+                e.get("event") == "container enforced"
+                and e.get("container") == "sysd-1"
+                and e.get("cgroup_id") == cgroup_id
+            ),
+            timeout=120,
+            after=mark,
+        )
     assert cgroup_id.to_bytes(8, "little") in enforcer.map_keys("containers")
     shadow = box.exec("sh", "-c", IN_CHILD + "cat /etc/shadow")
     assert "Operation not permitted" in shadow.stderr, shadow
     r = box.exec("sh", "-c", IN_CHILD + "/bin/probe socket packet packet")
     assert r.stdout.strip() == "EPERM", r
-
 
 
 CGROUP_OF_SELF = "sed -n 's/^0:://p' /proc/self/cgroup"
@@ -164,8 +175,7 @@ def test_a_container_task_cannot_move_out_of_its_container_cgroup(
     # --privileged in the host's cgroup namespace: the whole host tree is visible and
     # writable from inside, the way out that identity-by-cgroup has to close.
     mark = len(enforcer.log())
-    box: Container = docker_run("sleep", "3600", name="escape-1",
-                                extra_args=("--privileged", "--cgroupns", "host"))  # fmt: skip
+    box: Container = docker_run("sleep", "3600", name="escape-1", extra_args=("--privileged", "--cgroupns", "host"))
     enforcer.wait_enforced("escape-1", after=mark)
     dockerd.cli("cp", str(probe_binary), f"{box.id}:/bin/probe")
     own = box.exec("sh", "-c", CGROUP_OF_SELF).stdout.strip()
@@ -187,8 +197,9 @@ def test_a_container_task_cannot_move_out_of_its_container_cgroup(
     clone = box.exec("/bin/probe", "clone-into", inner)
     assert clone.stdout.strip() == "ok" and f"child in {own}/inner" in clone.stderr, clone
 
-    records = enforcer.wait_records(lambda r: r["container"]["name"] == "escape-1"
-                                    and r["hook"] == "inode_permission", count=3, timeout=60)  # fmt: skip
+    records = enforcer.wait_records(
+        lambda r: r["container"]["name"] == "escape-1" and r["hook"] == "inode_permission", count=3, timeout=60
+    )
     assert {(r["policy"], r["rule"], r["action"]) for r in records} == {("enforcer", "leave-container-cgroup", "deny")}
     # The write and the clone3 ask for the root's cgroup.procs, the mkdir for the parent
     # directory; the kernel may also ask for the root cgroup's directory itself ("/").

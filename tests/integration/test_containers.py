@@ -56,10 +56,7 @@ class RecordingListener:
 
     def of(self, container_id: str, kind: str | None = None) -> list[Call]:
         with self._cond:
-            return [
-                c for c in self.calls
-                if c.container_id == container_id and (kind is None or c.kind == kind)
-            ]  # fmt: skip
+            return [c for c in self.calls if c.container_id == container_id and (kind is None or c.kind == kind)]
 
     def wait_for(self, container_id: str, kind: str, timeout: float = 30.0) -> Call:
         deadline = time.monotonic() + timeout
@@ -133,8 +130,7 @@ def test_reconcile_reports_a_running_container_with_name_image_labels_and_own_cg
     docker_run: RunContainer, dockerd: PrivateDockerd
 ) -> None:
     # The image as given to docker run, untagged: policies glob on exactly this string.
-    c = docker_run("sleep", "3600", name="web-1", labels={"app": "web", "tier": "front"},
-                   image="enforcer-testbox")  # fmt: skip
+    c = docker_run("sleep", "3600", name="web-1", labels={"app": "web", "tier": "front"}, image="enforcer-testbox")
     listener = RecordingListener()
 
     infos = {i.id: i for i in DockerTracker(listener, base_url=dockerd.host).reconcile()}
@@ -158,9 +154,7 @@ def test_reconcile_reports_a_running_container_with_name_image_labels_and_own_cg
 
 
 @pytest.mark.docker
-def test_reconcile_twice_reports_nothing_new(
-    testbox: Container, dockerd: PrivateDockerd
-) -> None:
+def test_reconcile_twice_reports_nothing_new(testbox: Container, dockerd: PrivateDockerd) -> None:
     listener = RecordingListener()
     tracker = DockerTracker(listener, base_url=dockerd.host)
     tracker.reconcile()
@@ -191,8 +185,10 @@ def test_container_started_while_tracking_is_reported_promptly(
     assert t.tracker.known()[c.id] == call.info
     delay = call.at - returned
     record_timing("start event delay after docker run returned", delay)
-    print(f"\ndocker run -d took {returned - t0:.3f}s; listener called {delay:+.3f}s after it "
-          f"returned ({call.at - t0:.3f}s after docker run was invoked)")  # fmt: skip
+    print(
+        f"\ndocker run -d took {returned - t0:.3f}s; listener called {delay:+.3f}s after it "
+        f"returned ({call.at - t0:.3f}s after docker run was invoked)"
+    )
 
 
 @pytest.mark.docker
@@ -245,9 +241,7 @@ def test_rename_is_reported_with_the_new_name(
 
 
 @pytest.mark.docker
-def test_docker_exec_processes_are_in_the_container_cgroup(
-    testbox: Container, dockerd: PrivateDockerd
-) -> None:
+def test_docker_exec_processes_are_in_the_container_cgroup(testbox: Container, dockerd: PrivateDockerd) -> None:
     info = DockerTracker(RecordingListener(), base_url=dockerd.host).reconcile()
     (box,) = [i for i in info if i.id == testbox.id]
     marker = str(random.randrange(10**8, 10**9))
@@ -322,8 +316,7 @@ def test_after_a_dockerd_restart_the_tracker_reconnects_and_reconciles(
             assert known[kept.id].cgroup.id == os.stat(known[kept.id].cgroup.path).st_ino
             assert known[kept.id].cgroup.id != old_kept.cgroup.id
             assert [c.kind for c in t.listener.of(kept.id)][-2:] == ["stopped", "started"]
-        print(f"\ndockerd restart ({'live-restore' if live_restore else 'no live-restore'}) "
-              f"took {took:.2f}s")  # fmt: skip
+        print(f"\ndockerd restart ({'live-restore' if live_restore else 'no live-restore'}) took {took:.2f}s")
     finally:
         if dockerd.live_restore != was_live_restore:
             dockerd.restart(live_restore=was_live_restore)
@@ -357,8 +350,12 @@ class FakeClient:
 
 
 def _inspect(cid: str, pid: int, name: str = "c") -> dict[str, Any]:
-    return {"Id": cid, "Name": "/" + name, "State": {"Running": True, "Pid": pid},
-            "Config": {"Image": "img:1", "Labels": {}}}  # fmt: skip
+    return {
+        "Id": cid,
+        "Name": "/" + name,
+        "State": {"Running": True, "Pid": pid},
+        "Config": {"Image": "img:1", "Labels": {}},
+    }
 
 
 def test_a_container_whose_init_exited_before_we_looked_is_logged_once_not_fatal(
@@ -367,8 +364,7 @@ def test_a_container_whose_init_exited_before_we_looked_is_logged_once_not_fatal
     cid = "a" * 64
     api = FakeAPI({cid: _inspect(cid, pid=999_999_999)})  # no such process
     listener = RecordingListener()
-    tracker = DockerTracker(listener, client_factory=lambda: FakeClient(api),
-                            cgroup2_mount=str(tmp_path))  # fmt: skip
+    tracker = DockerTracker(listener, client_factory=lambda: FakeClient(api), cgroup2_mount=str(tmp_path))
 
     with structlog.testing.capture_logs() as logs:
         assert tracker.reconcile() == []
@@ -407,8 +403,9 @@ def test_a_listener_that_raises_does_not_stop_tracking(tmp_path: Path) -> None:
         def container_started(self, info: ContainerInfo) -> None:
             raise RuntimeError("boom")
 
-    tracker = DockerTracker(Broken(), client_factory=lambda: FakeClient(api),
-                            proc_root=str(proc), cgroup2_mount=str(tmp_path))  # fmt: skip
+    tracker = DockerTracker(
+        Broken(), client_factory=lambda: FakeClient(api), proc_root=str(proc), cgroup2_mount=str(tmp_path)
+    )
     with structlog.testing.capture_logs():
         (info,) = tracker.reconcile()
     assert info.cgroup.id == os.stat(cgdir).st_ino

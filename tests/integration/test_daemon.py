@@ -92,8 +92,9 @@ def test_a_container_running_before_the_daemon_starts_is_denied_with_an_audit_re
     enforcer: EnforcerProcess, testbox: Container
 ) -> None:
     assert _denied(testbox, "/etc/shadow")
-    (record,) = enforcer.wait_records(lambda r: r["target"]["path"] == "/etc/shadow"
-                                      and r["container"]["name"] == testbox.name)  # fmt: skip
+    (record,) = enforcer.wait_records(
+        lambda r: r["target"]["path"] == "/etc/shadow" and r["container"]["name"] == testbox.name
+    )
     assert record["hook"] == "file_open" and record["action"] == "deny" and record["errno"] == "EPERM"
     assert (record["policy"], record["rule"]) == ("everyone", "file[0]")
     assert record["container"]["id"] == testbox.id
@@ -116,8 +117,7 @@ def test_audit_mode_records_without_denying(enforcer: EnforcerProcess, testbox: 
 
 
 def test_selectors_by_name_image_and_label_apply_only_to_their_containers(
-    enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str, docker_run: RunContainer,
-    testbox: Container
+    enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str, docker_run: RunContainer, testbox: Container
 ) -> None:
     dockerd.cli("tag", testbox_image, ALT_IMAGE)
     mark = len(enforcer.log())
@@ -132,8 +132,10 @@ def test_selectors_by_name_image_and_label_apply_only_to_their_containers(
     assert [_denied(testbox, f) for f in SELECTED_FILES] == [False, False, False]
     assert _denied(named, "/etc/shadow") and _denied(other, "/etc/shadow")  # `everyone` too
 
-    policies = {(r["container"]["name"], r["target"]["path"]): r["policy"] for r in enforcer.wait_records(
-        lambda r: r["container"]["name"] in ("named-a", "plain-b"), count=5)}  # fmt: skip
+    policies = {
+        (r["container"]["name"], r["target"]["path"]): r["policy"]
+        for r in enforcer.wait_records(lambda r: r["container"]["name"] in ("named-a", "plain-b"), count=5)
+    }
     assert policies == {
         ("named-a", "/etc/os-release"): "by-name",
         ("plain-b", "/root/.ssh/id_rsa.pub"): "by-image",
@@ -148,9 +150,13 @@ def test_a_process_started_with_docker_exec_and_the_entrypoint_are_both_covered(
 ) -> None:
     mark = len(enforcer.log())
     # The entrypoint itself retries until the policy is in force, then reports what it saw.
-    box = docker_run("sh", "-c", "until ! cat /etc/shadow >/dev/null 2>&1; do sleep 0.2; done;"
-                     " cat /etc/shadow 2>/tmp/err; cat /tmp/err >/tmp/entry; sleep 3600",
-                     name="entry-c")  # fmt: skip
+    box = docker_run(
+        "sh",
+        "-c",
+        "until ! cat /etc/shadow >/dev/null 2>&1; do sleep 0.2; done;"
+        " cat /etc/shadow 2>/tmp/err; cat /tmp/err >/tmp/entry; sleep 3600",
+        name="entry-c",
+    )
     enforcer.wait_enforced("entry-c", after=mark)
     deadline = time.monotonic() + 30
     while box.exec("test", "-s", "/tmp/entry").returncode != 0 and time.monotonic() < deadline:
@@ -194,13 +200,14 @@ def test_a_removed_container_leaves_no_map_entries(enforcer: EnforcerProcess, do
     assert _counter_total(enforcer, cgroup_id) == 1
 
     box.remove()
-    enforcer.wait_log(lambda e: e.get("event") == "container released" and e.get("container") == "gone-d",
-                      after=mark)  # fmt: skip
+    enforcer.wait_log(lambda e: e.get("event") == "container released" and e.get("container") == "gone-d", after=mark)
     assert key not in enforcer.map_keys("containers")
     assert _counter_total(enforcer, cgroup_id) == 0
     abi = enforcer.abi()
-    live = {abi.layout("container").decode(_lookup(enforcer, "containers", k))["ruleset"]
-            for k in enforcer.map_keys("containers")}  # fmt: skip
+    live = {
+        abi.layout("container").decode(_lookup(enforcer, "containers", k))["ruleset"]
+        for k in enforcer.map_keys("containers")
+    }
     rulesets = {abi.layout("path_key").decode(k)["ruleset"] for k in enforcer.map_keys("path_rules")}
     assert rulesets <= live  # no rules left for rulesets nobody uses
 

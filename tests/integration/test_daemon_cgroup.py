@@ -47,10 +47,12 @@ def probe_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def enforcer(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
-             policies: Path) -> Iterator[EnforcerProcess]:  # fmt: skip
-    proc = EnforcerProcess(policies, tmp_path_factory.mktemp("enforcer"), dockerd.host,
-                           extra_args=("--allow-missing-lsm",))  # fmt: skip
+def enforcer(
+    tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd, policies: Path
+) -> Iterator[EnforcerProcess]:
+    proc = EnforcerProcess(
+        policies, tmp_path_factory.mktemp("enforcer"), dockerd.host, extra_args=("--allow-missing-lsm",)
+    )
     with running(proc):
         yield proc
 
@@ -59,14 +61,35 @@ def test_without_the_flag_it_refuses_to_start_and_says_why(policies: Path, tmp_p
     pin_root = Path(f"/sys/fs/bpf/enforcer-test-refuse-{tmp_path.name}")
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "enforcer", "run", "--policies", str(policies),
-             "--pin-root", str(pin_root), "--docker-host", f"unix://{tmp_path}/none.sock",
-             "--status-socket", "", "--audit-log", str(tmp_path / "audit.jsonl")],
-            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "enforcer",
+                "run",
+                "--policies",
+                str(policies),
+                "--pin-root",
+                str(pin_root),
+                "--docker-host",
+                f"unix://{tmp_path}/none.sock",
+                "--status-socket",
+                "",
+                "--audit-log",
+                str(tmp_path / "audit.jsonl"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     finally:
-        subprocess.run([sys.executable, "-m", "enforcer", "unload", "--pin-root", str(pin_root)],
-                       cwd=ROOT, capture_output=True, check=False)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "enforcer", "unload", "--pin-root", str(pin_root)],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+        )
     assert result.returncode == 1
     assert "file/exec rules of mixed would not be enforced" in result.stderr
     assert "--allow-missing-lsm" in result.stderr
@@ -98,15 +121,13 @@ def test_network_and_socket_rules_are_enforced_with_audit_records_and_cleaned_up
     assert box.exec("cat", "/etc/shadow").returncode == 0  # file rules: not enforced here
     records = enforcer.wait_records(lambda r: r["container"]["name"] == "cgd-web", count=2)
     by_hook = {r["hook"]: r for r in records}
-    assert by_hook["connect"]["target"] == {"family": "inet", "protocol": "tcp",
-                                            "address": "127.0.0.2", "port": 8080}  # fmt: skip
+    assert by_hook["connect"]["target"] == {"family": "inet", "protocol": "tcp", "address": "127.0.0.2", "port": 8080}
     assert (by_hook["connect"]["action"], by_hook["connect"]["errno"]) == ("deny", "EPERM")
     assert (by_hook["connect"]["policy"], by_hook["connect"]["rule"]) == ("mixed", "network[0]")
     assert by_hook["sock_create"]["target"] == {"family": "inet", "type": "raw"}
     assert sum(r["count"] for r in records) == 2
 
     box.remove()
-    enforcer.wait_log(lambda e: e.get("event") == "container released" and e.get("container") == "cgd-web",
-                      after=mark)  # fmt: skip
+    enforcer.wait_log(lambda e: e.get("event") == "container released" and e.get("container") == "cgd-web", after=mark)
     assert not links.exists()
     assert cgroup_id.to_bytes(8, "little") not in enforcer.map_keys("containers")

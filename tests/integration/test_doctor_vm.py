@@ -18,8 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_doctor_lsm_checks_pass_in_vm(tmp_path: Path) -> None:
     before = set(os.listdir("/sys/fs/bpf"))
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
-    proc = subprocess.run([sys.executable, "-m", "enforcer", "doctor", "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "enforcer", "doctor", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     doc = json.loads(proc.stdout)
     checks = {c["name"]: c for c in doc["checks"]}
     assert checks["LSM program loads"]["status"] == "OK", checks["LSM program loads"]

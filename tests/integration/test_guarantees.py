@@ -68,9 +68,23 @@ def world(tmp_path_factory: pytest.TempPathFactory, testbox_rootfs: RootfsBuilde
     conf = dockerd.base_dir / "conf"
     conf.mkdir(parents=True)
     (conf / "daemon.json").write_text("{}")
-    subprocess.run([sys.executable, "-m", "enforcer", "install-runtime", "--daemon-json", str(conf / "daemon.json"),
-                    "--config", str(conf / "runtime.json"), "--socket", str(enforcer.runtime_socket)],
-                   cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "enforcer",
+            "install-runtime",
+            "--daemon-json",
+            str(conf / "daemon.json"),
+            "--config",
+            str(conf / "runtime.json"),
+            "--socket",
+            str(enforcer.runtime_socket),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     import json
 
     dockerd.config = json.loads((conf / "daemon.json").read_text())
@@ -153,11 +167,20 @@ def test_policy_edits_apply_within_a_second_and_atomically(world: World) -> None
     time.sleep(1.5)
     # A tight loop on a file both versions deny, counting opens that succeed.
     loop = subprocess.Popen(
-        [DOCKER_CLI, "-H", dockerd.host, "exec", box.id, "sh", "-c",
-         "n=0; i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); cat /etc/shadow >/dev/null 2>&1 && n=$((n+1)); "
-         "done; echo $n $i"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            DOCKER_CLI,
+            "-H",
+            dockerd.host,
+            "exec",
+            box.id,
+            "sh",
+            "-c",
+            "n=0; i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); cat /etc/shadow >/dev/null 2>&1 && n=$((n+1)); "
+            "done; echo $n $i",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     for i in range(30):
         (enforcer.policies / "extra.yaml").write_text(EXTRA_B if i % 2 == 0 else EXTRA_A)
         time.sleep(0.1)
@@ -171,11 +194,20 @@ def test_policy_edits_apply_within_a_second_and_atomically(world: World) -> None
     (enforcer.policies / "extra.yaml").write_text(EXTRA_A)
     time.sleep(1.5)
     watcher = subprocess.Popen(
-        [DOCKER_CLI, "-H", dockerd.host, "exec", box.id, "sh", "-c",
-         "cat /etc/hostname >/dev/null && echo looping; "
-         "while cat /etc/hostname >/dev/null 2>&1; do :; done; cut -d' ' -f1 /proc/uptime"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            DOCKER_CLI,
+            "-H",
+            dockerd.host,
+            "exec",
+            box.id,
+            "sh",
+            "-c",
+            "cat /etc/hostname >/dev/null && echo looping; "
+            "while cat /etc/hostname >/dev/null 2>&1; do :; done; cut -d' ' -f1 /proc/uptime",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert watcher.stdout is not None
     assert watcher.stdout.readline().strip() == "looping"  # docker exec takes seconds under TCG
     time.sleep(0.3)
@@ -190,13 +222,15 @@ def test_policy_edits_apply_within_a_second_and_atomically(world: World) -> None
     from datetime import datetime
 
     logged = datetime.fromisoformat(reload["timestamp"].replace("Z", "+00:00")).timestamp() - saved_wall
-    assert effect - saved < 1.0, (f"{effect - saved:.2f} s (reload done {logged:.2f} s after the save, "
-                                  f"its work {reload.get('seconds')} s)")  # fmt: skip
+    assert effect - saved < 1.0, (
+        f"{effect - saved:.2f} s (reload done {logged:.2f} s after the save, its work {reload.get('seconds')} s)"
+    )
 
     # A file that does not validate changes nothing and is reported with its position.
     (enforcer.policies / "extra.yaml").write_text(EXTRA_B.replace("action: deny", "action: maybe"))
-    enforcer.wait_log(lambda e: e.get("event", "").startswith("policy file rejected")
-                      and "extra.yaml:" in str(e.get("error")))  # fmt: skip
+    enforcer.wait_log(
+        lambda e: e.get("event", "").startswith("policy file rejected") and "extra.yaml:" in str(e.get("error"))
+    )
     time.sleep(0.5)
     assert _denied(box, "/etc/hostname")
     (enforcer.policies / "extra.yaml").unlink()

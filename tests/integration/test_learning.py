@@ -67,8 +67,7 @@ LEARN_SECONDS = 25
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "enforcer", *args], capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "enforcer", *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -85,32 +84,63 @@ def enforcer(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd) 
 
 
 @pytest.fixture(scope="module")
-def service(enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str,
-            volume: Path) -> Iterator[Container]:  # fmt: skip
+def service(
+    enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str, volume: Path
+) -> Iterator[Container]:
     mark = len(enforcer.log())
-    c = run_container(dockerd, testbox_image, "sh", "-c", SERVICE, name="enforcer-learn-svc",
-                      labels={"app": "learn-svc"}, extra_args=["-v", f"{volume}:/vol"])  # fmt: skip
+    c = run_container(
+        dockerd,
+        testbox_image,
+        "sh",
+        "-c",
+        SERVICE,
+        name="enforcer-learn-svc",
+        labels={"app": "learn-svc"},
+        extra_args=["-v", f"{volume}:/vol"],
+    )
     try:
         enforcer.wait_enforced(c.name, after=mark)
         # The attacker's files exist before learning starts, so learning never sees them made.
-        c.exec("sh", "-c", "cp /bin/busybox /tmp/bb && cp /bin/busybox /tmp/preload.so && "
-               "printf '#!/bin/sh\\necho hi\\n' >/tmp/s.sh && chmod +x /tmp/s.sh", check=True)  # fmt: skip
+        c.exec(
+            "sh",
+            "-c",
+            "cp /bin/busybox /tmp/bb && cp /bin/busybox /tmp/preload.so && "
+            "printf '#!/bin/sh\\necho hi\\n' >/tmp/s.sh && chmod +x /tmp/s.sh",
+            check=True,
+        )
         yield c
     finally:
         c.remove()
 
 
 @pytest.fixture(scope="module")
-def learned(service: Container, enforcer: EnforcerProcess,
-            tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:  # fmt: skip
+def learned(service: Container, enforcer: EnforcerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("learned")
     policy, recording, log = out / "learned.yaml", out / "recording.jsonl", out / "learn.stderr"
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "enforcer", "learn", "--container", service.name,
-                                 "--duration", f"{LEARN_SECONDS}s", "--output", str(policy),
-                                 "--record", str(recording), "--label", "app",
-                                 "--socket", str(enforcer.workdir / "status.sock")],
-                                stdout=subprocess.DEVNULL, stderr=err, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "enforcer",
+                "learn",
+                "--container",
+                service.name,
+                "--duration",
+                f"{LEARN_SECONDS}s",
+                "--output",
+                str(policy),
+                "--record",
+                str(recording),
+                "--label",
+                "app",
+                "--socket",
+                str(enforcer.workdir / "status.sock"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
     try:
         # The maintenance runs once learn has started recording (its first progress line).
         deadline = time.monotonic() + 60
@@ -169,14 +199,16 @@ def test_the_learned_policy_passes_check_and_replays_clean(learned: dict[str, An
     assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
-def test_learning_left_the_audit_log_alone(learned: dict[str, Any], enforcer: EnforcerProcess,
-                                          service: Container) -> None:  # fmt: skip
+def test_learning_left_the_audit_log_alone(
+    learned: dict[str, Any], enforcer: EnforcerProcess, service: Container
+) -> None:
     assert [r for r in enforcer.records() if r.get("container", {}).get("name") == service.name] == []
 
 
 # ----- the learned policy enforced -------------------------------------------------------
-def test_the_workload_runs_under_its_learned_policy_with_no_denial(promoted: Container,
-                                                                   enforcer: EnforcerProcess) -> None:  # fmt: skip
+def test_the_workload_runs_under_its_learned_policy_with_no_denial(
+    promoted: Container, enforcer: EnforcerProcess
+) -> None:
     before = len(enforcer.records())
     start = int(promoted.exec("date", "+%s", check=True).stdout)
     assert promoted.exec(*MAINTENANCE).returncode == 0
@@ -192,21 +224,29 @@ def test_the_workload_runs_under_its_learned_policy_with_no_denial(promoted: Con
     assert mine == []
 
 
-@pytest.mark.parametrize(("command", "path"), [
-    pytest.param(["/tmp/bb", "true"], "/tmp/bb", id="copied-binary"),
-    pytest.param(["/tmp/s.sh"], "/tmp/s.sh", id="new-script"),
-    pytest.param(["/vol/bb", "true"], "/vol/bb", id="binary-on-a-volume"),
-    pytest.param([HELPER, "memfd-exec", "/bin/busybox", "true"], "memfd:payload", id="memfd-exec"),
-    pytest.param([HELPER, "mmap-exec", "/tmp/preload.so"], "/tmp/preload.so", id="ld-preload-object"),
-    pytest.param(["sh", "-c", "echo x >/etc/evil"], "/etc/evil", id="write-outside-the-learned-places"),
-])  # fmt: skip
-def test_drift_from_the_learned_behaviour_is_denied(promoted: Container, enforcer: EnforcerProcess,
-                                                    command: list[str], path: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("command", "path"),
+    [
+        pytest.param(["/tmp/bb", "true"], "/tmp/bb", id="copied-binary"),
+        pytest.param(["/tmp/s.sh"], "/tmp/s.sh", id="new-script"),
+        pytest.param(["/vol/bb", "true"], "/vol/bb", id="binary-on-a-volume"),
+        pytest.param([HELPER, "memfd-exec", "/bin/busybox", "true"], "memfd:payload", id="memfd-exec"),
+        pytest.param([HELPER, "mmap-exec", "/tmp/preload.so"], "/tmp/preload.so", id="ld-preload-object"),
+        pytest.param(["sh", "-c", "echo x >/etc/evil"], "/etc/evil", id="write-outside-the-learned-places"),
+    ],
+)
+def test_drift_from_the_learned_behaviour_is_denied(
+    promoted: Container, enforcer: EnforcerProcess, command: list[str], path: str
+) -> None:
     result = promoted.exec(*command)
     assert result.returncode != 0, result
-    records = enforcer.wait_records(lambda r: r.get("container", {}).get("name") == promoted.name
-                                    and str(r.get("rule", "")).startswith("posture.")
-                                    and path in str(r.get("target", {}).get("path", "")))  # fmt: skip
+    records = enforcer.wait_records(
+        lambda r: (
+            r.get("container", {}).get("name") == promoted.name
+            and str(r.get("rule", "")).startswith("posture.")
+            and path in str(r.get("target", {}).get("path", ""))
+        )
+    )
     assert records, [(r["rule"], r["target"]) for r in enforcer.records()[-5:]]
     assert records[0]["action"] == "deny" and records[0]["errno"] == "EPERM"
 
@@ -214,9 +254,13 @@ def test_drift_from_the_learned_behaviour_is_denied(promoted: Container, enforce
 def test_a_connection_to_an_unlearned_port_is_denied(promoted: Container, enforcer: EnforcerProcess) -> None:
     result = promoted.exec("sh", "-c", "echo x | nc -w 1 127.0.0.1 8082")
     assert result.returncode != 0
-    records = enforcer.wait_records(lambda r: r.get("container", {}).get("name") == promoted.name
-                                    and r.get("rule") == "posture.egress"
-                                    and r.get("target", {}).get("port") == 8082)  # fmt: skip
+    records = enforcer.wait_records(
+        lambda r: (
+            r.get("container", {}).get("name") == promoted.name
+            and r.get("rule") == "posture.egress"
+            and r.get("target", {}).get("port") == 8082
+        )
+    )
     assert records, [(r["rule"], r["target"]) for r in enforcer.records()[-5:]]
 
 
@@ -235,8 +279,7 @@ spec:
   file:
     - {{action: allow, paths: [/bin/busybox, {HELPER}, /var/probe.sh], access: [read]}}
 """
-FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/root/.ssh/id_rsa", "/home/user/notes",
-         "/tmp/t/a", "/tmp/t/b")  # fmt: skip
+FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/root/.ssh/id_rsa", "/home/user/notes", "/tmp/t/a", "/tmp/t/b")
 DIRS = ("/etc", "/root", "/root/.ssh", "/home", "/tmp/t", "/tmp")
 EXECS = (("/bin/nc", True), ("/bin/wget", True), ("/tmp/t/bb", False))  # (path, from the image)
 EXEC_DIRS = ("/bin", "/tmp/t", "/tmp")
@@ -252,8 +295,10 @@ def _generated_policy(rng: random.Random, k: int) -> str:
         where = rng.choice(("paths", "dirs"))
         names = pick(FILES, 3) if where == "paths" else pick(DIRS, 2)
         access = rng.choice((["read"], ["write"], ["read", "write"]))
-        rules.append(f"    - {{action: {rng.choice(('allow', 'deny', 'audit'))}, {where}: [{', '.join(names)}], "
-                     f"access: [{', '.join(access)}]}}")  # fmt: skip
+        rules.append(
+            f"    - {{action: {rng.choice(('allow', 'deny', 'audit'))}, {where}: [{', '.join(names)}], "
+            f"access: [{', '.join(access)}]}}"
+        )
     execs = []
     for _ in range(rng.randint(0, 2)):
         kind = rng.choice(("paths", "dirs", "origin"))
@@ -262,11 +307,14 @@ def _generated_policy(rng: random.Random, k: int) -> str:
             continue
         names = pick(tuple(p for p, _ in EXECS), 2) if kind == "paths" else pick(EXEC_DIRS, 1)
         execs.append(f"    - {{action: {rng.choice(('allow', 'deny', 'audit'))}, {kind}: [{', '.join(names)}]}}")
-    posture = ", ".join(f"{c}: {rng.choice(('allow', 'allow', 'audit', 'deny'))}"
-                        for c in ("exec", "fileRead", "fileWrite"))  # fmt: skip
-    text = (f"apiVersion: enforcer/v1\nkind: ContainerPolicy\nmetadata: {{name: generated-{k}}}\n"
-            f"spec:\n  selector: {{labels: {{app: replay-box}}}}\n  posture: {{{posture}}}\n"
-            "  file:\n" + "\n".join(rules) + "\n")  # fmt: skip
+    posture = ", ".join(
+        f"{c}: {rng.choice(('allow', 'allow', 'audit', 'deny'))}" for c in ("exec", "fileRead", "fileWrite")
+    )
+    text = (
+        f"apiVersion: enforcer/v1\nkind: ContainerPolicy\nmetadata: {{name: generated-{k}}}\n"
+        f"spec:\n  selector: {{labels: {{app: replay-box}}}}\n  posture: {{{posture}}}\n"
+        "  file:\n" + "\n".join(rules) + "\n"
+    )
     return text + ("  exec:\n" + "\n".join(execs) + "\n" if execs else "")
 
 
@@ -278,23 +326,30 @@ def _probes() -> list[tuple[str, list[Operation]]]:
             out.append((f"open {path} {mode}", [FileOp("file_open", path, frozenset({access}))]))
     for path, image in EXECS:
         # execveat opens the file for reading, then execs it (and maps it executable)
-        out.append((f"execfd {path} true", [FileOp("file_open", path, frozenset({"read"})),
-                                             ExecOp("exec", path, image)]))  # fmt: skip
+        out.append(
+            (f"execfd {path} true", [FileOp("file_open", path, frozenset({"read"})), ExecOp("exec", path, image)])
+        )
     return out
 
 
 @pytest.fixture(scope="module")
 def replay_box(enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str) -> Iterator[Container]:
     mark = len(enforcer.log())
-    c = run_container(dockerd, testbox_image, "sleep", "1000000", name="enforcer-replay-box",
-                      labels=REPLAY_LABELS)  # fmt: skip
+    c = run_container(dockerd, testbox_image, "sleep", "1000000", name="enforcer-replay-box", labels=REPLAY_LABELS)
     try:
         enforcer.wait_enforced(c.name, after=mark)
-        script = "".join(f'"{HELPER}" {args} 2>&1; r=$?; echo; echo "P{i} $r"\n'
-                         for i, (args, _) in enumerate(_probes()))  # fmt: skip
-        c.exec("sh", "-c", "mkdir -p /tmp/t && echo a >/tmp/t/a && echo b >/tmp/t/b && "
-               'echo n >/home/user/notes && cp /bin/busybox /tmp/t/bb && printf %s "$1" >/var/probe.sh',
-               "sh", script, check=True)  # fmt: skip
+        script = "".join(
+            f'"{HELPER}" {args} 2>&1; r=$?; echo; echo "P{i} $r"\n' for i, (args, _) in enumerate(_probes())
+        )
+        c.exec(
+            "sh",
+            "-c",
+            "mkdir -p /tmp/t && echo a >/tmp/t/a && echo b >/tmp/t/b && "
+            'echo n >/home/user/notes && cp /bin/busybox /tmp/t/bb && printf %s "$1" >/var/probe.sh',
+            "sh",
+            script,
+            check=True,
+        )
         yield c
     finally:
         c.remove()
@@ -329,7 +384,8 @@ def _replay_decisions(texts: list[str], c: Container, image: str, tmp: Path) -> 
 
 
 def test_replay_decides_as_the_kernel_does_on_generated_policies(
-        replay_box: Container, enforcer: EnforcerProcess, testbox_image: str, tmp_path: Path) -> None:  # fmt: skip
+    replay_box: Container, enforcer: EnforcerProcess, testbox_image: str, tmp_path: Path
+) -> None:
     rng = random.Random(16)
     target = enforcer.policies / "generated.yaml"
     mismatches = []
@@ -342,8 +398,11 @@ def test_replay_decides_as_the_kernel_does_on_generated_policies(
             enforcer.wait_enforced(replay_box.name, after=mark)
             kernel = _kernel_decisions(replay_box)
             replayed = _replay_decisions([HARNESS, text], replay_box, testbox_image, tmp_path)
-            mismatches += [(k, args, "kernel denied" if kd else "kernel allowed", text)
-                           for (args, _), kd, rd in zip(_probes(), kernel, replayed, strict=True) if kd != rd]
+            mismatches += [
+                (k, args, "kernel denied" if kd else "kernel allowed", text)
+                for (args, _), kd, rd in zip(_probes(), kernel, replayed, strict=True)
+                if kd != rd
+            ]
     finally:
         target.unlink(missing_ok=True)
     assert mismatches == []

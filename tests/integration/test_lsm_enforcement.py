@@ -109,9 +109,7 @@ def enforcement() -> Iterator[Enforcement]:
 def policed(enforcement: Enforcement, testbox: Container) -> Iterator[Container]:
     """The shared test container, put under the proof policy for the test's duration."""
     cgroup = cgroup_of_pid(testbox.pid)
-    enforcement.maps.set_container(
-        cgroup.id, RULESET, enforcement.maps.container_fields(enforcement.compiled)
-    )
+    enforcement.maps.set_container(cgroup.id, RULESET, enforcement.maps.container_fields(enforcement.compiled))
     enforcement.drain()
     try:
         yield testbox
@@ -153,18 +151,14 @@ def test_directory_rule_covers_everything_below_except_a_more_specific_allow(
     assert paths == ["/root/.ssh", "/root/.ssh/id_rsa"]
 
 
-def test_write_only_rule_denies_a_write_open_and_allows_a_read(
-    enforcement: Enforcement, policed: Container
-) -> None:
+def test_write_only_rule_denies_a_write_open_and_allows_a_read(enforcement: Enforcement, policed: Container) -> None:
     assert policed.exec("cat", "/etc/group").returncode == 0
     assert policed.exec("sh", "-c", "echo x >> /etc/group").returncode != 0
     (event,) = enforcement.wait_events()
     assert (event.path, event.access, event.action) == ("/etc/group", frozenset({"write"}), "deny")
 
 
-def test_audit_rule_records_without_denying_across_a_bind_mount(
-    enforcement: Enforcement, policed: Container
-) -> None:
+def test_audit_rule_records_without_denying_across_a_bind_mount(enforcement: Enforcement, policed: Container) -> None:
     # /etc/hostname is a bind mount Docker puts into the container: the walk crosses it.
     assert policed.exec("cat", "/etc/hostname").returncode == 0
     (event,) = enforcement.wait_events()
@@ -178,9 +172,7 @@ def test_exec_rule_denies_running_the_binary(enforcement: Enforcement, policed: 
     assert [(e.path, e.action) for e in events] == [("/bin/nc", "deny")]
 
 
-def test_a_path_deeper_than_the_walk_limit_is_denied_and_reported(
-    enforcement: Enforcement, policed: Container
-) -> None:
+def test_a_path_deeper_than_the_walk_limit_is_denied_and_reported(enforcement: Enforcement, policed: Container) -> None:
     deep = "/tmp/deep" + "/d" * 140
     # Made from the host: inside the container, mkdir past the limit is refused too.
     os.makedirs(f"/proc/{policed.pid}/root{deep}", exist_ok=True)

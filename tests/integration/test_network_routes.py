@@ -71,9 +71,7 @@ ROUTES, METADATA = 21, 22
 def metadata_policy_text() -> str:
     text = METADATA_FILE.read_text()
     assert "169.254.169.254/32" in text and "fd00:ec2::254/128" in text
-    return text.replace("169.254.169.254/32", f"{METADATA_V4}/32").replace(
-        "fd00:ec2::254/128", f"{METADATA_V6}/128"
-    )
+    return text.replace("169.254.169.254/32", f"{METADATA_V4}/32").replace("fd00:ec2::254/128", f"{METADATA_V6}/128")
 
 
 @dataclass
@@ -120,8 +118,7 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[NetKernel]:
             parts[ruleset] = enforcement.write_ruleset(ruleset, compiled)
         decoder = EventDecoder(loaded.abi)
         events: list[Event] = []
-        ring = RingBuffer(loaded.maps["events"],
-                          lambda raw: events.append(e) if (e := decoder.decode(raw)) else None)  # fmt: skip
+        ring = RingBuffer(loaded.maps["events"], lambda raw: events.append(e) if (e := decoder.decode(raw)) else None)
         k = NetKernel(enforcement, PolicyMaps(loaded.abi, loaded.maps), table, parts, ring, events)
         try:
             yield k
@@ -135,18 +132,32 @@ def kernel(request: pytest.FixtureRequest) -> Iterator[NetKernel]:
 
 
 @pytest.fixture(scope="module")
-def box(kernel: NetKernel, dockerd: PrivateDockerd, testbox_image: str,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Container, ContainerInfo]]:  # fmt: skip
+def box(
+    kernel: NetKernel, dockerd: PrivateDockerd, testbox_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Container, ContainerInfo]]:
     probe_binary = build_probe(tmp_path_factory.mktemp("probe"))
-    c = run_container(dockerd, testbox_image, "sleep", "1000000", name=f"nettest-{os.getpid()}",
-                      extra_args=["--security-opt", "seccomp=unconfined",
-                                  "--sysctl", "net.ipv4.ping_group_range=0 2147483647",
-                                  "--sysctl", "net.ipv6.conf.all.disable_ipv6=0",
-                                  "--sysctl", "net.ipv6.conf.lo.disable_ipv6=0"])  # fmt: skip
+    c = run_container(
+        dockerd,
+        testbox_image,
+        "sleep",
+        "1000000",
+        name=f"nettest-{os.getpid()}",
+        extra_args=[
+            "--security-opt",
+            "seccomp=unconfined",
+            "--sysctl",
+            "net.ipv4.ping_group_range=0 2147483647",
+            "--sysctl",
+            "net.ipv6.conf.all.disable_ipv6=0",
+            "--sysctl",
+            "net.ipv6.conf.lo.disable_ipv6=0",
+        ],
+    )
     try:
         dockerd.cli("cp", str(probe_binary), f"{c.id}:/bin/probe")
-        info = ContainerInfo(id=c.id, name=c.name, image="enforcer-testbox", labels={}, pid=c.pid,
-                             cgroup=cgroup_of_pid(c.pid))  # fmt: skip
+        info = ContainerInfo(
+            id=c.id, name=c.name, image="enforcer-testbox", labels={}, pid=c.pid, cgroup=cgroup_of_pid(c.pid)
+        )
         kernel.enforcement.attach(info)
         kernel.use(info, ROUTES)
         try:
@@ -158,8 +169,9 @@ def box(kernel: NetKernel, dockerd: PrivateDockerd, testbox_image: str,
         c.remove()
 
 
-def run_routes(kernel: NetKernel, box: tuple[Container, ContainerInfo], ruleset: int,
-               routes: list[tuple[str, ...]], events: int) -> tuple[list[str], list[NetEvent]]:  # fmt: skip
+def run_routes(
+    kernel: NetKernel, box: tuple[Container, ContainerInfo], ruleset: int, routes: list[tuple[str, ...]], events: int
+) -> tuple[list[str], list[NetEvent]]:
     """Every route of a table in one `docker exec` (a start costs seconds in the VM), once
     per module: one result line per route, and the records, in the order of the routes."""
     key = f"{ruleset}:{routes!r}"
@@ -180,43 +192,103 @@ def target(family: str, protocol: str, address: str, port: int) -> dict[str, obj
 # ----- egress: each route against a deny rule ---------------------------------------------
 EGRESS_DENIED = [
     # (route, probe arguments, the record's hook, target, rule)
-    ("tcp connect to 0.0.0.0 reaches 127.0.0.1", ("connect", "0.0.0.0", "7001", "tcp"),
-     "connect", target("inet", "tcp", "127.0.0.1", 7001), "network[0]"),
-    ("udp send to 0.0.0.0 reaches 127.0.0.1", ("sendto", "0.0.0.0", "7001"),
-     "sendmsg", target("inet", "udp", "127.0.0.1", 7001), "network[0]"),
-    ("tcp connect to 0.0.0.0 reaches the bound address", ("connect-from", "127.0.0.9", "0.0.0.0", "7003", "tcp"),
-     "connect", target("inet", "tcp", "127.0.0.9", 7003), "network[1]"),
-    ("udp send to 0.0.0.0 reaches the bound address", ("sendto-from", "127.0.0.9", "0.0.0.0", "7003"),
-     "sendmsg", target("inet", "udp", "127.0.0.9", 7003), "network[1]"),
-    ("tcp connect to :: reaches ::1", ("connect", "::", "7001", "tcp"),
-     "connect", target("inet6", "tcp", "::1", 7001), "network[2]"),
-    ("udp send to :: reaches ::1", ("sendto", "::", "7001"),
-     "sendmsg", target("inet6", "udp", "::1", 7001), "network[2]"),
-    ("raw socket, hand-built UDP datagram", ("raw", "127.0.0.30", "17", "53"),
-     "egress", target("inet", "udp", "127.0.0.30", 53), "network[3]"),
-    ("raw socket, hand-built UDP datagram, IPv6", ("raw", "::1", "17", "7001"),
-     "egress", target("inet6", "udp", "::1", 7001), "network[2]"),
-    ("raw UDP meets a udp-only rule", ("raw", "127.0.0.32", "17", "53"),
-     "egress", target("inet", "udp", "127.0.0.32", 53), "network[5]"),
-    ("ICMP ping socket", ("ping", "127.0.0.30"),
-     "egress", target("inet", "icmp", "127.0.0.30", 0), "network[3]"),
-    ("SCTP packet, judged by its port", ("raw", "127.0.0.31", "132", "5000"),
-     "egress", target("inet", "sctp", "127.0.0.31", 5000), "network[4]"),
-    ("DCCP packet, judged by its port", ("raw", "127.0.0.31", "33", "5000"),
-     "egress", target("inet", "dccp", "127.0.0.31", 5000), "network[4]"),
-    ("TCP Fast Open", ("tfo", "127.0.0.2", "8080"),
-     "connect", target("inet", "tcp", "127.0.0.2", 8080), "network[6]"),
-    ("MPTCP", ("mptcp", "127.0.0.2", "8080"),
-     "connect", target("inet", "tcp", "127.0.0.2", 8080), "network[6]"),
-    ("io_uring connect", ("uring-connect", "127.0.0.2", "8080"),
-     "connect", target("inet", "tcp", "127.0.0.2", 8080), "network[6]"),
+    (
+        "tcp connect to 0.0.0.0 reaches 127.0.0.1",
+        ("connect", "0.0.0.0", "7001", "tcp"),
+        "connect",
+        target("inet", "tcp", "127.0.0.1", 7001),
+        "network[0]",
+    ),
+    (
+        "udp send to 0.0.0.0 reaches 127.0.0.1",
+        ("sendto", "0.0.0.0", "7001"),
+        "sendmsg",
+        target("inet", "udp", "127.0.0.1", 7001),
+        "network[0]",
+    ),
+    (
+        "tcp connect to 0.0.0.0 reaches the bound address",
+        ("connect-from", "127.0.0.9", "0.0.0.0", "7003", "tcp"),
+        "connect",
+        target("inet", "tcp", "127.0.0.9", 7003),
+        "network[1]",
+    ),
+    (
+        "udp send to 0.0.0.0 reaches the bound address",
+        ("sendto-from", "127.0.0.9", "0.0.0.0", "7003"),
+        "sendmsg",
+        target("inet", "udp", "127.0.0.9", 7003),
+        "network[1]",
+    ),
+    (
+        "tcp connect to :: reaches ::1",
+        ("connect", "::", "7001", "tcp"),
+        "connect",
+        target("inet6", "tcp", "::1", 7001),
+        "network[2]",
+    ),
+    (
+        "udp send to :: reaches ::1",
+        ("sendto", "::", "7001"),
+        "sendmsg",
+        target("inet6", "udp", "::1", 7001),
+        "network[2]",
+    ),
+    (
+        "raw socket, hand-built UDP datagram",
+        ("raw", "127.0.0.30", "17", "53"),
+        "egress",
+        target("inet", "udp", "127.0.0.30", 53),
+        "network[3]",
+    ),
+    (
+        "raw socket, hand-built UDP datagram, IPv6",
+        ("raw", "::1", "17", "7001"),
+        "egress",
+        target("inet6", "udp", "::1", 7001),
+        "network[2]",
+    ),
+    (
+        "raw UDP meets a udp-only rule",
+        ("raw", "127.0.0.32", "17", "53"),
+        "egress",
+        target("inet", "udp", "127.0.0.32", 53),
+        "network[5]",
+    ),
+    ("ICMP ping socket", ("ping", "127.0.0.30"), "egress", target("inet", "icmp", "127.0.0.30", 0), "network[3]"),
+    (
+        "SCTP packet, judged by its port",
+        ("raw", "127.0.0.31", "132", "5000"),
+        "egress",
+        target("inet", "sctp", "127.0.0.31", 5000),
+        "network[4]",
+    ),
+    (
+        "DCCP packet, judged by its port",
+        ("raw", "127.0.0.31", "33", "5000"),
+        "egress",
+        target("inet", "dccp", "127.0.0.31", 5000),
+        "network[4]",
+    ),
+    ("TCP Fast Open", ("tfo", "127.0.0.2", "8080"), "connect", target("inet", "tcp", "127.0.0.2", 8080), "network[6]"),
+    ("MPTCP", ("mptcp", "127.0.0.2", "8080"), "connect", target("inet", "tcp", "127.0.0.2", 8080), "network[6]"),
+    (
+        "io_uring connect",
+        ("uring-connect", "127.0.0.2", "8080"),
+        "connect",
+        target("inet", "tcp", "127.0.0.2", 8080),
+        "network[6]",
+    ),
 ]
 EGRESS_ALLOWED = [
     # (route, probe arguments, result): the same routes where no rule denies
     ("tcp connect to 0.0.0.0, another port", ("connect", "0.0.0.0", "7002", "tcp"), "ECONNREFUSED"),
     ("udp send to 0.0.0.0, another port", ("sendto", "0.0.0.0", "7002"), "ok"),
-    ("tcp connect to 0.0.0.0 from a bound address, another port",
-     ("connect-from", "127.0.0.9", "0.0.0.0", "7004", "tcp"), "ECONNREFUSED"),
+    (
+        "tcp connect to 0.0.0.0 from a bound address, another port",
+        ("connect-from", "127.0.0.9", "0.0.0.0", "7004", "tcp"),
+        "ECONNREFUSED",
+    ),
     ("tcp connect to ::, another port", ("connect", "::", "7002", "tcp"), "ECONNREFUSED"),
     ("raw UDP to an address no rule names", ("raw", "127.0.0.1", "17", "53"), "ok"),
     ("ping to an address no rule names", ("ping", "127.0.0.1"), "ok"),
@@ -263,9 +335,7 @@ AUDITED = [
 
 
 @pytest.mark.parametrize("i", range(len(AUDITED)), ids=["raw", "ping", "udp-send", "tcp-connect"])
-def test_an_audit_rule_records_each_route_once(
-    kernel: NetKernel, box: tuple[Container, ContainerInfo], i: int
-) -> None:
+def test_an_audit_rule_records_each_route_once(kernel: NetKernel, box: tuple[Container, ContainerInfo], i: int) -> None:
     # a UDP send or TCP connect is judged by the socket hook and again as a packet: one record
     _, result, hook, protocol = AUDITED[i]
     results, events = run_routes(kernel, box, ROUTES, [r[0] for r in AUDITED], len(AUDITED))
@@ -281,21 +351,63 @@ INGRESS_DENIED = [
     # (route, probe arguments, result, hook, target, rule): the client in the same container
     # connects. bind() to the wildcard is allowed where no rule names 0.0.0.0 or :: (the rule
     # names 127.0.0.7): what arrives is judged, on arrival.
-    ("tcp through a wildcard 0.0.0.0 listener", ("0.0.0.0", "127.0.0.7", "9000", "tcp"),
-     "timeout", "ingress", target("inet", "tcp", "127.0.0.7", 9000), "network[7]"),
-    ("tcp through a dual-stack :: listener, IPv4 rule", ("::", "127.0.0.7", "9001", "tcp"),
-     "timeout", "ingress", target("inet", "tcp", "127.0.0.7", 9001), "network[7]"),
-    ("udp through a wildcard 0.0.0.0 socket", ("0.0.0.0", "127.0.0.7", "9002", "udp"),
-     "timeout", "ingress", target("inet", "udp", "127.0.0.7", 9002), "network[7]"),
-    ("udp through a dual-stack :: socket, IPv4 rule", ("::", "127.0.0.7", "9003", "udp"),
-     "timeout", "ingress", target("inet", "udp", "127.0.0.7", 9003), "network[7]"),
+    (
+        "tcp through a wildcard 0.0.0.0 listener",
+        ("0.0.0.0", "127.0.0.7", "9000", "tcp"),
+        "timeout",
+        "ingress",
+        target("inet", "tcp", "127.0.0.7", 9000),
+        "network[7]",
+    ),
+    (
+        "tcp through a dual-stack :: listener, IPv4 rule",
+        ("::", "127.0.0.7", "9001", "tcp"),
+        "timeout",
+        "ingress",
+        target("inet", "tcp", "127.0.0.7", 9001),
+        "network[7]",
+    ),
+    (
+        "udp through a wildcard 0.0.0.0 socket",
+        ("0.0.0.0", "127.0.0.7", "9002", "udp"),
+        "timeout",
+        "ingress",
+        target("inet", "udp", "127.0.0.7", 9002),
+        "network[7]",
+    ),
+    (
+        "udp through a dual-stack :: socket, IPv4 rule",
+        ("::", "127.0.0.7", "9003", "udp"),
+        "timeout",
+        "ingress",
+        target("inet", "udp", "127.0.0.7", 9003),
+        "network[7]",
+    ),
     # A rule without cidrs covers the wildcard addresses too: the bind is refused at once.
-    ("a rule without cidrs, IPv4", ("0.0.0.0", "127.0.0.1", "9500", "tcp"),
-     "EPERM", "bind", target("inet", "tcp", "0.0.0.0", 9500), "network[8]"),
-    ("a rule without cidrs, IPv6", ("::", "::1", "9500", "tcp"),
-     "EPERM", "bind", target("inet6", "tcp", "::", 9500), "network[8]"),
-    ("a rule without cidrs, udp", ("::", "127.0.0.1", "9500", "udp"),
-     "EPERM", "bind", target("inet6", "udp", "::", 9500), "network[8]"),
+    (
+        "a rule without cidrs, IPv4",
+        ("0.0.0.0", "127.0.0.1", "9500", "tcp"),
+        "EPERM",
+        "bind",
+        target("inet", "tcp", "0.0.0.0", 9500),
+        "network[8]",
+    ),
+    (
+        "a rule without cidrs, IPv6",
+        ("::", "::1", "9500", "tcp"),
+        "EPERM",
+        "bind",
+        target("inet6", "tcp", "::", 9500),
+        "network[8]",
+    ),
+    (
+        "a rule without cidrs, udp",
+        ("::", "127.0.0.1", "9500", "udp"),
+        "EPERM",
+        "bind",
+        target("inet6", "udp", "::", 9500),
+        "network[8]",
+    ),
 ]
 INGRESS_ALLOWED = [
     ("another local address", ("0.0.0.0", "127.0.0.1", "9000", "tcp"), "accepted"),
@@ -310,8 +422,9 @@ def test_ingress_to_a_denied_local_address_and_port_is_stopped_with_a_record(
     kernel: NetKernel, box: tuple[Container, ContainerInfo], i: int
 ) -> None:
     route, _, result, hook, want, rule = INGRESS_DENIED[i]
-    results, events = run_routes(kernel, box, ROUTES, [("accept-via", *r[1]) for r in INGRESS_DENIED],
-                                 len(INGRESS_DENIED))  # fmt: skip
+    results, events = run_routes(
+        kernel, box, ROUTES, [("accept-via", *r[1]) for r in INGRESS_DENIED], len(INGRESS_DENIED)
+    )
     assert results[i] == result, route
     assert len(events) == len(INGRESS_DENIED)  # one record per route: one SYN, one datagram
     event = events[i]
@@ -364,8 +477,7 @@ def test_the_shipped_metadata_policy_stops_every_route(
     kernel: NetKernel, box: tuple[Container, ContainerInfo], i: int
 ) -> None:
     args, hook, family, protocol, address, port = METADATA_ROUTES[i]
-    results, events = run_routes(kernel, box, METADATA, [r[0] for r in METADATA_ROUTES],
-                                 len(METADATA_ROUTES))  # fmt: skip
+    results, events = run_routes(kernel, box, METADATA, [r[0] for r in METADATA_ROUTES], len(METADATA_ROUTES))
     assert results[i] == ("ok" if args == ("ping", V6) else "EPERM")
     assert len(events) == len(METADATA_ROUTES)
     event = events[i]
@@ -375,8 +487,10 @@ def test_the_shipped_metadata_policy_stops_every_route(
 
 
 METADATA_NEIGHBOUR = [
-    (("connect", "127.0.0.41", "80", "tcp"), "ECONNREFUSED"), (("sendto", "127.0.0.41", "80"), "ok"),
-    (("raw", "127.0.0.41", "17", "80"), "ok"), (("ping", "127.0.0.41"), "ok"),
+    (("connect", "127.0.0.41", "80", "tcp"), "ECONNREFUSED"),
+    (("sendto", "127.0.0.41", "80"), "ok"),
+    (("raw", "127.0.0.41", "17", "80"), "ok"),
+    (("ping", "127.0.0.41"), "ok"),
     (("connect-from", "127.0.0.41", "0.0.0.0", "80", "tcp"), "ECONNREFUSED"),
 ]
 

@@ -49,29 +49,40 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd,
-           module_testbox: Container) -> Iterator[EnforcerProcess]:  # fmt: skip
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd, module_testbox: Container
+) -> Iterator[EnforcerProcess]:
     policies = tmp_path_factory.mktemp("policies")
     (policies / "op.yaml").write_text(POLICY)
     work = tmp_path_factory.mktemp("operator")
     port = _free_port()
-    proc = EnforcerProcess(policies, work, dockerd.host, extra_args=(
-        "--status-socket", str(work / "run" / "enforcer.sock"), "--metrics-addr", str(port)))  # fmt: skip
+    proc = EnforcerProcess(
+        policies,
+        work,
+        dockerd.host,
+        extra_args=("--status-socket", str(work / "run" / "enforcer.sock"), "--metrics-addr", str(port)),
+    )
     proc.metrics_port = port  # type: ignore[attr-defined]
     with running(proc, 300):  # a loaded TCG guest can take minutes to reach Docker
         proc.wait_enforced(module_testbox.name, timeout=120)
         # A broken file refuses a start (nothing in force could stand for it), so it arrives
         # while the daemon runs: the reload reports it and changes nothing.
         (policies / "broken.yaml").write_text(BROKEN)
-        proc.wait_log(lambda e: e.get("event") == "policy file rejected; its previous version stays in force"
-                      and "broken.yaml" in e.get("error", ""), timeout=60)  # fmt: skip
+        proc.wait_log(
+            lambda e: (
+                e.get("event") == "policy file rejected; its previous version stays in force"
+                and "broken.yaml" in e.get("error", "")
+            ),
+            timeout=60,
+        )
         yield proc
 
 
 def enforcer(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}  # rich folds long cells at 80 columns
-    return subprocess.run([sys.executable, "-m", "enforcer", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "enforcer", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def status(daemon: EnforcerProcess) -> dict[str, Any]:
@@ -100,16 +111,19 @@ def test_status_counts_a_denial_and_audit_finds_it(daemon: EnforcerProcess, test
     assert denied is not None and denied["action"] == "deny"
     assert denied["count"] == (before["count"] if before else 0) + 1
     assert doc["docker_connected"] is True
-    assert any(f["file"].endswith("broken.yaml") and not f["ok"] and ":7:" in f["errors"][0]
-               for f in doc["policy_files"])  # fmt: skip
+    assert any(
+        f["file"].endswith("broken.yaml") and not f["ok"] and ":7:" in f["errors"][0] for f in doc["policy_files"]
+    )
     assert "file rules" in doc["kernel_features"]
 
     daemon.wait_records(lambda r: r["container"]["name"] == testbox.name and r["target"]["path"] == "/etc/shadow")
     out = enforcer("audit", "--log", str(daemon.audit_log), "--container", testbox.name, "--json")
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in out.stdout.splitlines()]
-    assert any(r["target"]["path"] == "/etc/shadow" and r["policy"] == "op-credentials"
-               and r["action"] == "deny" for r in records)  # fmt: skip
+    assert any(
+        r["target"]["path"] == "/etc/shadow" and r["policy"] == "op-credentials" and r["action"] == "deny"
+        for r in records
+    )
     table = enforcer("audit", "--log", str(daemon.audit_log), "--container", testbox.name)
     assert "/etc/shadow" in table.stdout
 
@@ -124,8 +138,10 @@ def test_metrics_on_loopback_count_denials_and_audits(daemon: EnforcerProcess, t
     deadline = time.monotonic() + 10
     while True:
         text = urllib.request.urlopen(url, timeout=10).read().decode()
-        want = (f'enforcer_denials_total{{container="{testbox.name}",policy="op-credentials",rule="file[1]"}}',
-                f'enforcer_audits_total{{container="{testbox.name}",policy="op-credentials",rule="file[0]"}}')
+        want = (
+            f'enforcer_denials_total{{container="{testbox.name}",policy="op-credentials",rule="file[1]"}}',
+            f'enforcer_audits_total{{container="{testbox.name}",policy="op-credentials",rule="file[0]"}}',
+        )
         if all(w in text for w in want) or time.monotonic() > deadline:
             break
         time.sleep(0.2)

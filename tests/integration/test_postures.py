@@ -92,12 +92,23 @@ def enforcer(tmp_path_factory: pytest.TempPathFactory, dockerd: PrivateDockerd) 
         yield proc
 
 
-def _box(enforcer: EnforcerProcess, dockerd: PrivateDockerd, image: str, posture: str,
-         *command: str, extra: tuple[str, ...] = ()) -> Iterator[Container]:  # fmt: skip
+def _box(
+    enforcer: EnforcerProcess,
+    dockerd: PrivateDockerd,
+    image: str,
+    posture: str,
+    *command: str,
+    extra: tuple[str, ...] = (),
+) -> Iterator[Container]:
     mark = len(enforcer.log())
-    c = run_container(dockerd, image, *(command or ("sleep", "1000000")),
-                      name=f"enforcer-posture-{posture}", labels={"posture": posture},
-                      extra_args=list(extra))  # fmt: skip
+    c = run_container(
+        dockerd,
+        image,
+        *(command or ("sleep", "1000000")),
+        name=f"enforcer-posture-{posture}",
+        labels={"posture": posture},
+        extra_args=list(extra),
+    )
     try:
         enforcer.wait_enforced(c.name, after=mark)
         yield c
@@ -106,10 +117,10 @@ def _box(enforcer: EnforcerProcess, dockerd: PrivateDockerd, image: str, posture
 
 
 @pytest.fixture(scope="module")
-def drift(enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str,
-          volume: Path) -> Iterator[Container]:  # fmt: skip
-    yield from _box(enforcer, dockerd, testbox_image, "drift",
-                    extra=("--tmpfs", "/scratch:exec", "-v", f"{volume}:/vol"))
+def drift(enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str, volume: Path) -> Iterator[Container]:
+    yield from _box(
+        enforcer, dockerd, testbox_image, "drift", extra=("--tmpfs", "/scratch:exec", "-v", f"{volume}:/vol")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +132,15 @@ def rofs(enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str)
 def egress(enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str) -> Iterator[Container]:
     # Two loopback listeners in the container: 8081 is allowed, 8082 is not.
     loop = "while true; do echo pong | nc -l -p {p} >/dev/null; done"
-    yield from _box(enforcer, dockerd, testbox_image, "egress", "sh", "-c",
-                    f"({loop.format(p=8081)}) & ({loop.format(p=8082)}) & sleep 1000000")
+    yield from _box(
+        enforcer,
+        dockerd,
+        testbox_image,
+        "egress",
+        "sh",
+        "-c",
+        f"({loop.format(p=8081)}) & ({loop.format(p=8082)}) & sleep 1000000",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +148,17 @@ def plain(enforcer: EnforcerProcess, dockerd: PrivateDockerd, testbox_image: str
     yield from _box(enforcer, dockerd, testbox_image, "plain")
 
 
-def _records(enforcer: EnforcerProcess, c: Container, rule: str, key: str, value: str,
-             count: int = 1) -> list[dict[str, Any]]:  # fmt: skip
-    return enforcer.wait_records(lambda r: r.get("container", {}).get("name") == c.name
-                                 and r.get("rule") == rule
-                                 and str(r.get("target", {}).get(key, "")) == value, count)  # fmt: skip
+def _records(
+    enforcer: EnforcerProcess, c: Container, rule: str, key: str, value: str, count: int = 1
+) -> list[dict[str, Any]]:
+    return enforcer.wait_records(
+        lambda r: (
+            r.get("container", {}).get("name") == c.name
+            and r.get("rule") == rule
+            and str(r.get("target", {}).get(key, "")) == value
+        ),
+        count,
+    )
 
 
 def _image_executables(c: Container) -> list[str]:
@@ -164,18 +188,26 @@ def _exec_denied(c: Container, *command: str) -> None:
     assert EPERM_TEXT in result.stderr.lower() or "ERR 1 " in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize(("setup", "command", "path"), [
-    pytest.param("cp /bin/busybox /tmp/bb", ["/tmp/bb", "true"], "/tmp/bb", id="copied-binary"),
-    pytest.param("printf '#!/bin/sh\\necho hi\\n' >/tmp/s.sh && chmod +x /tmp/s.sh",
-                 ["/tmp/s.sh"], "/tmp/s.sh", id="new-script-exec-directly"),
-    pytest.param("true", ["/vol/bb", "true"], "/vol/bb", id="binary-on-a-volume"),
-    pytest.param("cp /bin/busybox /scratch/bb", ["/scratch/bb", "true"], "/scratch/bb",
-                 id="binary-on-tmpfs"),
-    pytest.param("cp /bin/wget /bin/wget2", ["/bin/wget2", "true"], "/bin/wget2",
-                 id="copy-beside-the-image-binaries"),
-])  # fmt: skip
-def test_drift_is_denied_with_a_posture_record(drift: Container, enforcer: EnforcerProcess,
-                                               setup: str, command: list[str], path: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("setup", "command", "path"),
+    [
+        pytest.param("cp /bin/busybox /tmp/bb", ["/tmp/bb", "true"], "/tmp/bb", id="copied-binary"),
+        pytest.param(
+            "printf '#!/bin/sh\\necho hi\\n' >/tmp/s.sh && chmod +x /tmp/s.sh",
+            ["/tmp/s.sh"],
+            "/tmp/s.sh",
+            id="new-script-exec-directly",
+        ),
+        pytest.param("true", ["/vol/bb", "true"], "/vol/bb", id="binary-on-a-volume"),
+        pytest.param("cp /bin/busybox /scratch/bb", ["/scratch/bb", "true"], "/scratch/bb", id="binary-on-tmpfs"),
+        pytest.param(
+            "cp /bin/wget /bin/wget2", ["/bin/wget2", "true"], "/bin/wget2", id="copy-beside-the-image-binaries"
+        ),
+    ],
+)
+def test_drift_is_denied_with_a_posture_record(
+    drift: Container, enforcer: EnforcerProcess, setup: str, command: list[str], path: str
+) -> None:
     assert drift.exec("sh", "-c", setup).returncode == 0
     _exec_denied(drift, *command)
     (record,) = _records(enforcer, drift, "posture.exec", "path", path)
@@ -189,38 +221,59 @@ def test_a_script_given_to_the_shell_is_data_not_an_exec(drift: Container) -> No
 
 def test_a_memfd_exec_is_denied(drift: Container, enforcer: EnforcerProcess) -> None:
     _exec_denied(drift, HELPER, "memfd-exec", "/bin/busybox", "true")
-    records = enforcer.wait_records(lambda r: r.get("container", {}).get("name") == drift.name
-                                    and r.get("rule") == "posture.exec"
-                                    and "memfd:payload" in r["target"].get("path", ""))  # fmt: skip
+    records = enforcer.wait_records(
+        lambda r: (
+            r.get("container", {}).get("name") == drift.name
+            and r.get("rule") == "posture.exec"
+            and "memfd:payload" in r["target"].get("path", "")
+        )
+    )
     assert records, enforcer.records()[-3:]
     assert records[0]["hook"] == "exec" and records[0]["policy"] == "drift"
 
 
-@pytest.mark.parametrize(("setup", "command", "path_part"), [
-    pytest.param("cp /bin/busybox /tmp/preload.so", [HELPER, "mmap-exec", "/tmp/preload.so"],
-                 "/tmp/preload.so", id="non-image-object-mapped-executable"),
-    pytest.param("cp /bin/busybox /tmp/late.so", [HELPER, "mprotect-exec", "/tmp/late.so"],
-                 "/tmp/late.so", id="mprotect-to-executable"),
-    pytest.param("true", [HELPER, "memfd-mmap-exec", "/bin/busybox"], "memfd:payload",
-                 id="memfd-mapped-executable"),
-])  # fmt: skip
-def test_code_mapped_from_outside_the_image_is_denied(drift: Container, enforcer: EnforcerProcess,
-                                                      setup: str, command: list[str],
-                                                      path_part: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("setup", "command", "path_part"),
+    [
+        pytest.param(
+            "cp /bin/busybox /tmp/preload.so",
+            [HELPER, "mmap-exec", "/tmp/preload.so"],
+            "/tmp/preload.so",
+            id="non-image-object-mapped-executable",
+        ),
+        pytest.param(
+            "cp /bin/busybox /tmp/late.so",
+            [HELPER, "mprotect-exec", "/tmp/late.so"],
+            "/tmp/late.so",
+            id="mprotect-to-executable",
+        ),
+        pytest.param(
+            "true", [HELPER, "memfd-mmap-exec", "/bin/busybox"], "memfd:payload", id="memfd-mapped-executable"
+        ),
+    ],
+)
+def test_code_mapped_from_outside_the_image_is_denied(
+    drift: Container, enforcer: EnforcerProcess, setup: str, command: list[str], path_part: str
+) -> None:
     """What ld.so does for LD_PRELOAD or a dlopen: map an object PROT_EXEC (the image is
     static, so the mapping is made by the helper rather than by ld.so)."""
     assert drift.exec("sh", "-c", setup).returncode == 0
     result = drift.exec(*command)
     assert result.returncode == 1 and "ERR 1" in result.stderr, result.stderr
-    records = enforcer.wait_records(lambda r: r.get("container", {}).get("name") == drift.name
-                                    and r.get("rule") == "posture.exec" and r["hook"] == "mmap_file"
-                                    and path_part in r["target"].get("path", ""))  # fmt: skip
+    records = enforcer.wait_records(
+        lambda r: (
+            r.get("container", {}).get("name") == drift.name
+            and r.get("rule") == "posture.exec"
+            and r["hook"] == "mmap_file"
+            and path_part in r["target"].get("path", "")
+        )
+    )
     assert records, enforcer.records()[-5:]
 
 
 def test_an_image_binary_changed_in_the_container_is_no_longer_the_image(
     drift: Container, enforcer: EnforcerProcess
-) -> None:  # fmt: skip
+) -> None:
     assert drift.exec("/bin/nc", "--help").returncode != 126  # runs before (usage is fine)
     drift.exec("chmod", "0755", "/bin/nc", check=True)  # copy-up, ctime now
     _exec_denied(drift, "/bin/nc", "--help")
@@ -228,8 +281,7 @@ def test_an_image_binary_changed_in_the_container_is_no_longer_the_image(
 
 
 # ----- fileWrite posture ------------------------------------------------------------------
-def test_a_write_posture_denies_writes_outside_the_allowed_dirs(rofs: Container,
-                                                               enforcer: EnforcerProcess) -> None:  # fmt: skip
+def test_a_write_posture_denies_writes_outside_the_allowed_dirs(rofs: Container, enforcer: EnforcerProcess) -> None:
     assert rofs.exec("sh", "-c", "echo ok >/tmp/x && cat /tmp/x && echo >/dev/null").stdout.strip() == "ok"
     assert rofs.exec("cat", "/etc/passwd").returncode == 0  # reads are not touched
     result = rofs.exec("sh", "-c", "echo x >/etc/new-file")
@@ -243,8 +295,7 @@ def test_a_write_posture_denies_writes_outside_the_allowed_dirs(rofs: Container,
 
 
 # ----- egress posture ---------------------------------------------------------------------
-def test_an_egress_posture_allows_the_allowed_port_only(egress: Container,
-                                                       enforcer: EnforcerProcess) -> None:  # fmt: skip
+def test_an_egress_posture_allows_the_allowed_port_only(egress: Container, enforcer: EnforcerProcess) -> None:
     deadline = time.monotonic() + 10
     while True:
         ok = egress.exec("sh", "-c", "echo ping | nc -w 2 127.0.0.1 8081")
@@ -267,8 +318,11 @@ def test_postures_all_allow_change_nothing(plain: Container, enforcer: EnforcerP
     (record,) = _records(enforcer, plain, "file[0]", "path", "/etc/shadow")
     assert record["policy"] == "plain"
     time.sleep(1.5)
-    posture = [r for r in enforcer.records() if str(r.get("rule", "")).startswith("posture.")
-               and r.get("container", {}).get("name") == plain.name]  # fmt: skip
+    posture = [
+        r
+        for r in enforcer.records()
+        if str(r.get("rule", "")).startswith("posture.") and r.get("container", {}).get("name") == plain.name
+    ]
     assert posture == []
 
 
@@ -282,11 +336,22 @@ def test_a_container_started_under_exec_and_write_deny_starts_and_is_judged(
     judged, `docker exec` sessions too."""
     mark = len(enforcer.log())
     (enforcer.policies / "everyone.yaml").write_text(EVERYONE)
-    enforcer.wait_log(lambda e: e.get("event") == "containers not registered yet are judged by"
-                      and "everyone-strict" in e.get("policies", []), timeout=30, after=mark)  # fmt: skip
-    c = run_container(dockerd, testbox_image, "sh", "-c",
-                      "cp /bin/busybox /tmp/bb; /tmp/bb true 2>/tmp/err; echo $? >/tmp/rc; sleep 1000000",
-                      name="enforcer-posture-everyone")  # fmt: skip
+    enforcer.wait_log(
+        lambda e: (
+            e.get("event") == "containers not registered yet are judged by"
+            and "everyone-strict" in e.get("policies", [])
+        ),
+        timeout=30,
+        after=mark,
+    )
+    c = run_container(
+        dockerd,
+        testbox_image,
+        "sh",
+        "-c",
+        "cp /bin/busybox /tmp/bb; /tmp/bb true 2>/tmp/err; echo $? >/tmp/rc; sleep 1000000",
+        name="enforcer-posture-everyone",
+    )
     try:
         deadline = time.monotonic() + 30
         while c.exec("test", "-s", "/tmp/rc").returncode != 0:
@@ -297,9 +362,13 @@ def test_a_container_started_under_exec_and_write_deny_starts_and_is_judged(
         result = c.exec("sh", "-c", "echo x >/etc/blocked")
         assert result.returncode != 0 and EPERM_TEXT in result.stderr.lower()
         # the entrypoint may have run before the daemon saw the container: no name yet
-        assert enforcer.wait_records(lambda r: r.get("rule") == "posture.exec"
-                                     and r.get("policy") == "everyone-strict"
-                                     and r["target"].get("path") == "/tmp/bb")  # fmt: skip
+        assert enforcer.wait_records(
+            lambda r: (
+                r.get("rule") == "posture.exec"
+                and r.get("policy") == "everyone-strict"
+                and r["target"].get("path") == "/tmp/bb"
+            )
+        )
         (record,) = _records(enforcer, c, "posture.fileWrite", "path", "/etc/blocked")
         assert record["policy"] == "everyone-strict"
     finally:

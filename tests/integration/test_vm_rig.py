@@ -111,9 +111,7 @@ if not NATIVE:
         assert "to-stdout" not in res.stderr
 
     def test_vm_run_guest_has_bpf_lsm_and_environment() -> None:
-        res = _vm_run(
-            "sh", "-c", 'cat /sys/kernel/security/lsm; echo; echo "$VM_GUEST"; pwd'
-        )
+        res = _vm_run("sh", "-c", 'cat /sys/kernel/security/lsm; echo; echo "$VM_GUEST"; pwd')
         assert res.returncode == 0, res.stderr
         lsms, guest, cwd = res.stdout.splitlines()[:3]
         assert "bpf" in lsms.split(",")

@@ -37,8 +37,14 @@ spec:
     - {action: allow, dirs: [/srv]}
 """
 CGROUP = 20_016
-INFO = ContainerInfo(id="ab" * 32, name="web", image="busybox:latest", labels={}, pid=1,
-                     cgroup=CgroupRef(f"/sys/fs/cgroup/docker/{'ab' * 32}", CGROUP))  # fmt: skip
+INFO = ContainerInfo(
+    id="ab" * 32,
+    name="web",
+    image="busybox:latest",
+    labels={},
+    pid=1,
+    cgroup=CgroupRef(f"/sys/fs/cgroup/docker/{'ab' * 32}", CGROUP),
+)
 
 
 @pytest.fixture
@@ -47,8 +53,9 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Loaded, io.StringIO]]:
         parsed, errors = parse_text(POLICIES, "test.yaml")
         assert not errors
         log = io.StringIO()
-        d = Daemon(DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state",
-                                fold_window=0.0), AuditWriter(log))  # fmt: skip
+        d = Daemon(
+            DaemonConfig(tmp_path, pin_root=pin_root, state_dir=tmp_path / "state", fold_window=0.0), AuditWriter(log)
+        )
         d.use_kernel(loaded, PolicySet(tuple(parsed)))
         yield d, loaded, log
 
@@ -75,12 +82,14 @@ class Channel:
 
 
 def _event(d: Daemon, ref: RuleRef, action: str, path: str) -> FileEvent:
-    return FileEvent("file_open", action, CGROUP, 42, 0, "cat", d._table.id_for(ref), 0, path,
-                     frozenset({"read"}), False)  # fmt: skip
+    return FileEvent(
+        "file_open", action, CGROUP, 42, 0, "cat", d._table.id_for(ref), 0, path, frozenset({"read"}), False
+    )
 
 
 def test_a_learning_container_moves_to_its_learning_ruleset_and_back(
-        daemon: tuple[Daemon, Loaded, io.StringIO]) -> None:  # fmt: skip
+    daemon: tuple[Daemon, Loaded, io.StringIO],
+) -> None:
     d, loaded, log = daemon
     d.container_started(INFO)
     real = _ruleset(loaded)
@@ -102,8 +111,7 @@ def test_a_learning_container_moves_to_its_learning_ruleset_and_back(
         session.join(10)
     assert not session.is_alive()
     records = [json.loads(line) for line in log.getvalue().splitlines()]
-    assert [(r["policy"], r["rule"], r["target"]["path"]) for r in records] == [
-        ("web", "file[0]", "/etc/shadow")]
+    assert [(r["policy"], r["rule"], r["target"]["path"]) for r in records] == [("web", "file[0]", "/etc/shadow")]
     ops = [op for m in channel.sent for op in m.get("ops", [])]
     denied = [x for m in channel.sent for x in m.get("denied", [])]
     assert sorted(op[1]["path"] for op in ops) == ["/etc/hosts", "/srv/index.html"]
@@ -115,13 +123,13 @@ def test_a_learning_container_moves_to_its_learning_ruleset_and_back(
     assert not any("enforcer-learn" in k for key in d._rulesets.keys() for k in key)
 
 
-def test_learning_an_unknown_container_changes_nothing(
-        daemon: tuple[Daemon, Loaded, io.StringIO]) -> None:  # fmt: skip
+def test_learning_an_unknown_container_changes_nothing(daemon: tuple[Daemon, Loaded, io.StringIO]) -> None:
     d, loaded, _ = daemon
     d.container_started(INFO)
     before = _ruleset(loaded)
     channel = Channel()
     d.learn({"request": "learn", "container": "db"}, channel)
-    assert channel.sent == [{"error": "no running container named 'db' is enforced by this "
-                                      "daemon (see enforcer status)"}]
+    assert channel.sent == [
+        {"error": "no running container named 'db' is enforced by this daemon (see enforcer status)"}
+    ]
     assert _ruleset(loaded) == before

@@ -26,8 +26,9 @@ def policy_of(text: str) -> Policy:
     return lp.policy
 
 
-def replay_clean(ops: list[tuple[Operation, int]], text: str, tmp_path: Path,
-                 labels: dict[str, str] | None = None) -> None:
+def replay_clean(
+    ops: list[tuple[Operation, int]], text: str, tmp_path: Path, labels: dict[str, str] | None = None
+) -> None:
     """The learned policy judges every operation it was learned from as allowed."""
     buf = io.StringIO()
     writer = RecordingWriter(buf, ContainerFacts("web", "web:1", "c" * 64, labels or {}))
@@ -76,12 +77,13 @@ def test_the_service_policy_is_valid_and_replays_clean(tmp_path: Path) -> None:
 
 
 def test_a_deny_posture_for_each_class_with_observations_only() -> None:
-    only_exec: list[tuple[Operation, int]] = [(ExecOp("exec", "/bin/sh", True), 1),
-                                              (NetOp("connect", "egress", "inet", "tcp", "127.0.0.1", 80), 1)]
+    only_exec: list[tuple[Operation, int]] = [
+        (ExecOp("exec", "/bin/sh", True), 1),
+        (NetOp("connect", "egress", "inet", "tcp", "127.0.0.1", 80), 1),
+    ]
     posture = policy_of(generalise(Learned("w", "w", only_exec))).spec.posture
     assert (posture.exec, posture.egress) == ("deny", "deny")
-    assert (posture.file_read, posture.file_write, posture.ingress, posture.device,
-            posture.socket) == ("allow",) * 5
+    assert (posture.file_read, posture.file_write, posture.ingress, posture.device, posture.socket) == ("allow",) * 5
 
 
 def test_every_rule_says_how_many_operations_it_covers() -> None:
@@ -123,7 +125,8 @@ def test_ephemeral_reply_ports_are_one_range_and_wildcard_binds_any_address() ->
 
 def test_many_addresses_for_one_port_become_any_address(tmp_path: Path) -> None:
     ops: list[tuple[Operation, int]] = [
-        (NetOp("connect", "egress", "inet", "tcp", f"127.0.0.{i}", 443), 1) for i in range(1, 12)]
+        (NetOp("connect", "egress", "inet", "tcp", f"127.0.0.{i}", 443), 1) for i in range(1, 12)
+    ]
     text = generalise(Learned("w", "w", ops))
     (rule,) = policy_of(text).spec.network
     assert (rule.cidrs, rule.ports) == (None, ((443, 443),))
@@ -146,26 +149,40 @@ def test_losses_and_denials_are_said_in_the_policy() -> None:
 
 
 def test_names_that_need_quoting_stay_valid(tmp_path: Path) -> None:
-    ops: list[tuple[Operation, int]] = [(FileOp("file_open", '/data/a: "b" #c', R), 1),
-                                        (ExecOp("exec", "/opt/x y/run", False), 1)]
+    ops: list[tuple[Operation, int]] = [
+        (FileOp("file_open", '/data/a: "b" #c', R), 1),
+        (ExecOp("exec", "/opt/x y/run", False), 1),
+    ]
     text = generalise(Learned("Web_App.1", "registry:5000/team/web:1", ops))
     assert policy_of(text).name == "learned-web-app.1"
     replay_clean(ops, text, tmp_path)
 
 
-@pytest.mark.parametrize(("name", "temp"), [
-    ("tmpa8f3k2", True), ("tmp.XyZ123", True), ("sh-thd.Ab3xQ9", True), ("4242", True),
-    ("x.tmp", True), ("a.swp", True), ("0123456789abcdef01", True),
-    ("passwd", False), ("libc.so.6", False), ("python3.11", False), ("x86_64-linux-gnu", False),
-    ("nginx.conf", False), ("index.html", False), ("ld-musl-x86_64.so.1", False),
-])
+@pytest.mark.parametrize(
+    ("name", "temp"),
+    [
+        ("tmpa8f3k2", True),
+        ("tmp.XyZ123", True),
+        ("sh-thd.Ab3xQ9", True),
+        ("4242", True),
+        ("x.tmp", True),
+        ("a.swp", True),
+        ("0123456789abcdef01", True),
+        ("passwd", False),
+        ("libc.so.6", False),
+        ("python3.11", False),
+        ("x86_64-linux-gnu", False),
+        ("nginx.conf", False),
+        ("index.html", False),
+        ("ld-musl-x86_64.so.1", False),
+    ],
+)
 def test_temp_like_names(name: str, temp: bool) -> None:
     assert is_temp_name(name) is temp
 
 
 def test_fold_paths_never_folds_to_root_and_covers_every_path() -> None:
-    counts = {f"/f{i}": 1 for i in range(10)} | {"/a/b/c1": 1, "/a/b/c2": 1, "/a/b/c3": 1,
-                                                 "/a/b/c4": 1, "/a/d": 2}
+    counts = {f"/f{i}": 1 for i in range(10)} | {"/a/b/c1": 1, "/a/b/c2": 1, "/a/b/c3": 1, "/a/b/c4": 1, "/a/d": 2}
     folded = fold_paths(counts)
     assert "/" not in folded.dirs
     assert folded.dirs == {"/a/b": 4}
@@ -179,28 +196,54 @@ def test_random_workloads_replay_clean(tmp_path: Path) -> None:
         ops: list[tuple[Operation, int]] = []
         for _ in range(rng.randint(1, 40)):
             d = rng.choice(dirs)
-            name = rng.choice(["a", "b", "c", "d", "e", "tmp" + "".join(rng.choices("abc123", k=6)),
-                               str(rng.randint(1, 99999)), "x.tmp", "conf.d"])
+            name = rng.choice(
+                [
+                    "a",
+                    "b",
+                    "c",
+                    "d",
+                    "e",
+                    "tmp" + "".join(rng.choices("abc123", k=6)),
+                    str(rng.randint(1, 99999)),
+                    "x.tmp",
+                    "conf.d",
+                ]
+            )
             kind = rng.randrange(6)
             if kind == 0:
-                op: Operation = FileOp("file_open", f"{d}/{name}",
-                                       frozenset(rng.sample(["read", "write"], rng.randint(1, 2))))
+                op: Operation = FileOp(
+                    "file_open", f"{d}/{name}", frozenset(rng.sample(["read", "write"], rng.randint(1, 2)))
+                )
             elif kind == 1:
                 op = ExecOp(rng.choice(["exec", "mmap_file"]), f"{d}/{name}", rng.random() < 0.5)
             elif kind == 2:
-                op = NetOp(rng.choice(["connect", "sendmsg", "bind"]), "egress", "inet",
-                           rng.choice(["tcp", "udp", "icmp"]), f"127.0.0.{rng.randint(0, 20)}",
-                           rng.choice([0, 53, 80, 8080, 40000, 60001, 65535]))
+                op = NetOp(
+                    rng.choice(["connect", "sendmsg", "bind"]),
+                    "egress",
+                    "inet",
+                    rng.choice(["tcp", "udp", "icmp"]),
+                    f"127.0.0.{rng.randint(0, 20)}",
+                    rng.choice([0, 53, 80, 8080, 40000, 60001, 65535]),
+                )
                 if op.hook == "bind":
                     op = NetOp("bind", "ingress", op.family, op.protocol, op.address, op.port)
             elif kind == 3:
-                op = DeviceOp("device", rng.choice(["char", "block"]), rng.randint(0, 10),
-                              rng.randint(0, 10), frozenset(rng.sample(["read", "write", "mknod"], 1)))
+                op = DeviceOp(
+                    "device",
+                    rng.choice(["char", "block"]),
+                    rng.randint(0, 10),
+                    rng.randint(0, 10),
+                    frozenset(rng.sample(["read", "write", "mknod"], 1)),
+                )
             elif kind == 4:
-                op = SockOp("sock_create", rng.choice(["inet", "inet6", "unix", "netlink"]),
-                            rng.choice(["stream", "dgram", "raw"]))
+                op = SockOp(
+                    "sock_create",
+                    rng.choice(["inet", "inet6", "unix", "netlink"]),
+                    rng.choice(["stream", "dgram", "raw"]),
+                )
             else:
-                op = NetOp("connect", "egress", "inet6", "tcp", rng.choice(["::1", "::ffff:127.0.0.1"]),
-                           rng.randint(1, 65535))
+                op = NetOp(
+                    "connect", "egress", "inet6", "tcp", rng.choice(["::1", "::ffff:127.0.0.1"]), rng.randint(1, 65535)
+                )
             ops.append((op, rng.randint(1, 5)))
         replay_clean(ops, generalise(Learned("w", "w:1", ops)), tmp_path)

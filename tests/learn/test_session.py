@@ -46,7 +46,8 @@ def policies(*texts: str) -> list[Policy]:
     return out
 
 
-REAL = policies("""\
+REAL = policies(
+    """\
 metadata: {name: strict}
 spec:
   posture: {exec: deny}
@@ -59,14 +60,16 @@ spec:
     - {action: audit, dirs: [/var/cache]}
   network:
     - {action: allow, direction: egress, ports: [53, "8000-8100"], protocol: udp}
-""", """\
+""",
+    """\
 metadata: {name: watch}
 spec:
   mode: audit
   posture: {egress: deny}
   file:
     - {action: deny, dirs: [/srv]}
-""") + [p.policy for p in load_file(SAMPLES / "spec_example.yaml").policies]
+""",
+) + [p.policy for p in load_file(SAMPLES / "spec_example.yaml").policies]
 
 
 def test_the_learning_selection_denies_what_the_real_one_denies_and_sees_the_rest() -> None:
@@ -75,13 +78,14 @@ def test_the_learning_selection_denies_what_the_real_one_denies_and_sees_the_res
     learning, copies = learning_policies(REAL)
     real_rules, real_postures = merge(REAL), merge_postures(REAL)
     learn_rules, learn_postures = merge(learning), merge_postures(learning)
-    ops: list[Operation] = [op for op, _ in SERVICE] + [ExecOp("exec", "/bin/busybox", True),
-                                                       ExecOp("exec", "/tmp/x", False)]
+    ops: list[Operation] = [op for op, _ in SERVICE] + [
+        ExecOp("exec", "/bin/busybox", True),
+        ExecOp("exec", "/tmp/x", False),
+    ]
     for op in ops:
         real = decide(op, real_rules, real_postures)
         seen = decide(op, learn_rules, learn_postures)
-        assert (real is not None and real.action == "deny") == (
-            seen is not None and seen.action == "deny"), op
+        assert (real is not None and real.action == "deny") == (seen is not None and seen.action == "deny"), op
         if any(c in KERNEL_CLASSES for c in op.classes):
             assert seen is not None and seen.action in ("audit", "deny"), op
     assert sorted(p.name for p in copies.values()) == sorted(p.name for p in REAL)
@@ -112,23 +116,43 @@ def test_routing_keeps_real_records_in_the_audit_log_and_the_rest_in_the_session
     by_real = {p.name: n for n, p in session.copies.items()}
     shadow = {"path": "/etc/shadow", "access": "read"}
     # the session policy's posture, and a copy's audit that was an allow: the session's alone
-    assert sessions.route(7, RuleRef(SESSION_POLICY, "posture.exec"), "audit", "exec",
-                          {"path": "/bin/ls", "access": "exec"}, "sh") is None
-    assert sessions.route(7, RuleRef(by_real["strict"], "file[1]"), "audit", "file_open",
-                          {"path": "/etc/hosts", "access": "read"}, "cat") is None
+    assert (
+        sessions.route(
+            7, RuleRef(SESSION_POLICY, "posture.exec"), "audit", "exec", {"path": "/bin/ls", "access": "exec"}, "sh"
+        )
+        is None
+    )
+    assert (
+        sessions.route(
+            7,
+            RuleRef(by_real["strict"], "file[1]"),
+            "audit",
+            "file_open",
+            {"path": "/etc/hosts", "access": "read"},
+            "cat",
+        )
+        is None
+    )
     # a real audit rule and a real denial: the audit log's, under the real name
-    assert sessions.route(7, RuleRef(by_real["strict"], "file[2]"), "audit", "file_open",
-                          {"path": "/var/cache/x", "access": "write"}, "sh") == RuleRef("strict", "file[2]")
-    assert sessions.route(7, RuleRef(by_real["strict"], "exec[1]"), "deny", "exec",
-                          {"path": "/bin/busybox", "access": "exec"}, "sh") == RuleRef("strict", "exec[1]")
+    assert sessions.route(
+        7,
+        RuleRef(by_real["strict"], "file[2]"),
+        "audit",
+        "file_open",
+        {"path": "/var/cache/x", "access": "write"},
+        "sh",
+    ) == RuleRef("strict", "file[2]")
+    assert sessions.route(
+        7, RuleRef(by_real["strict"], "exec[1]"), "deny", "exec", {"path": "/bin/busybox", "access": "exec"}, "sh"
+    ) == RuleRef("strict", "exec[1]")
     # another container: untouched
     assert sessions.route(8, RuleRef("strict", "exec[1]"), "deny", "exec", shadow, "sh") == (
-        RuleRef("strict", "exec[1]"))
+        RuleRef("strict", "exec[1]")
+    )
     assert sessions.route_loss(7, RuleRef(SESSION_POLICY, "posture.fileRead"), 5) is None
     batch = session.drain()
     assert sorted(op[1]["path"] for op in batch["ops"]) == ["/bin/ls", "/etc/hosts", "/var/cache/x"]
-    assert batch["denied"] == [["exec", {"path": "/bin/busybox", "origin": "other"}, 1,
-                                "strict", "exec[1]"]]
+    assert batch["denied"] == [["exec", {"path": "/bin/busybox", "origin": "other"}, 1, "strict", "exec[1]"]]
     assert batch["lost"] == 5
     assert session.drain() == {"ops": [], "denied": [], "lost": 0}
 
@@ -152,16 +176,27 @@ def test_events_still_in_flight_when_a_session_ends_never_reach_the_log_under_le
     exec_target = {"path": "/bin/ls", "access": "exec"}
     # what only learning made: nobody's
     assert sessions.route(7, RuleRef(SESSION_POLICY, "posture.exec"), "audit", "exec", exec_target, "sh") is None
-    assert sessions.route(7, RuleRef(by_real["strict"], "file[1]"), "audit", "file_open",
-                          {"path": "/etc/hosts", "access": "read"}, "cat") is None
+    assert (
+        sessions.route(
+            7,
+            RuleRef(by_real["strict"], "file[1]"),
+            "audit",
+            "file_open",
+            {"path": "/etc/hosts", "access": "read"},
+            "cat",
+        )
+        is None
+    )
     assert sessions.route_loss(7, RuleRef(SESSION_POLICY, "posture.fileRead"), 3) is None
     # a real denial made under a copy: the audit log's, under the real policy's name
-    assert sessions.route(7, RuleRef(by_real["strict"], "exec[1]"), "deny", "exec",
-                          {"path": "/bin/busybox", "access": "exec"}, "sh") == RuleRef("strict", "exec[1]")
+    assert sessions.route(
+        7, RuleRef(by_real["strict"], "exec[1]"), "deny", "exec", {"path": "/bin/busybox", "access": "exec"}, "sh"
+    ) == RuleRef("strict", "exec[1]")
     # the session saw none of it, and real policies' events pass as always
     assert session.drain() == {"ops": [], "denied": [], "lost": 0}
     assert sessions.route(7, RuleRef("strict", "exec[1]"), "deny", "exec", exec_target, "sh") == (
-        RuleRef("strict", "exec[1]"))
+        RuleRef("strict", "exec[1]")
+    )
 
 
 # --- over the status socket ---------------------------------------------------------------
@@ -176,8 +211,7 @@ class FakeDaemon:
         self.enforced: list[tuple[str, ...]] = []
         self.events_seen: list[tuple[RuleRef, str, str, dict[str, Any], str]] = []
         self.workload = workload
-        self.target = LearnTarget(ContainerFacts("web", "web:1", "c" * 64, {"app": "web"}),
-                                  "c" * 64, 7, REAL[:1])  # fmt: skip
+        self.target = LearnTarget(ContainerFacts("web", "web:1", "c" * 64, {"app": "web"}), "c" * 64, 7, REAL[:1])
 
     def find(self, name: str) -> LearnTarget | None:
         return self.target if name == "web" else None
@@ -227,7 +261,8 @@ def sock(tmp_path: Path, fake: FakeDaemon) -> Iterator[Path]:
 
 
 def test_a_session_streams_every_operation_and_restores_the_real_policies(
-        sock: Path, fake: FakeDaemon, tmp_path: Path) -> None:  # fmt: skip
+    sock: Path, fake: FakeDaemon, tmp_path: Path
+) -> None:
     record = tmp_path / "rec.jsonl"
     progress: list[float | None] = []
     with record.open("x") as fh:
@@ -256,9 +291,19 @@ def test_the_client_stops_the_session_early(sock: Path, fake: FakeDaemon) -> Non
 
 
 def test_an_unknown_container_is_refused_and_nothing_is_written(sock: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(learn_command, ["--container", "nope", "--socket", str(sock),
-                                                "--record", str(tmp_path / "r.jsonl"),
-                                                "--output", str(tmp_path / "p.yaml")])
+    result = CliRunner().invoke(
+        learn_command,
+        [
+            "--container",
+            "nope",
+            "--socket",
+            str(sock),
+            "--record",
+            str(tmp_path / "r.jsonl"),
+            "--output",
+            str(tmp_path / "p.yaml"),
+        ],
+    )
     assert result.exit_code == 1
     assert "no running container named 'nope'" in str(result.exception)
     assert not (tmp_path / "r.jsonl").exists() and not (tmp_path / "p.yaml").exists()
@@ -267,18 +312,32 @@ def test_an_unknown_container_is_refused_and_nothing_is_written(sock: Path, tmp_
 def test_no_daemon_is_one_line_exit_1(tmp_path: Path) -> None:
     from enforcer import cli
 
-    result = CliRunner().invoke(cli.cli, ["learn", "--container", "web", "--socket",
-                                          str(tmp_path / "none.sock")], standalone_mode=False)
+    result = CliRunner().invoke(
+        cli.cli, ["learn", "--container", "web", "--socket", str(tmp_path / "none.sock")], standalone_mode=False
+    )
     assert isinstance(result.exception, EnforcerError)
     assert "no enforcer daemon is listening" in str(result.exception)
 
 
-def test_learn_writes_a_policy_that_replays_clean_against_its_recording(
-        sock: Path, tmp_path: Path) -> None:  # fmt: skip
+def test_learn_writes_a_policy_that_replays_clean_against_its_recording(sock: Path, tmp_path: Path) -> None:
     rec, out = tmp_path / "rec.jsonl", tmp_path / "learned.yaml"
-    result = CliRunner().invoke(learn_command, ["--container", "web", "--duration", "1s",
-                                                "--socket", str(sock), "--record", str(rec),
-                                                "--output", str(out), "--label", "app"])
+    result = CliRunner().invoke(
+        learn_command,
+        [
+            "--container",
+            "web",
+            "--duration",
+            "1s",
+            "--socket",
+            str(sock),
+            "--record",
+            str(rec),
+            "--output",
+            str(out),
+            "--label",
+            "app",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "learned web:" in result.stderr and "policy written to" in result.stderr
     loaded = load_file(out)
@@ -291,17 +350,30 @@ def test_learn_writes_a_policy_that_replays_clean_against_its_recording(
 
 
 def test_a_missing_label_is_refused_before_anything_is_written(sock: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(learn_command, ["--container", "web", "--duration", "1s",
-                                                "--socket", str(sock), "--label", "tier",
-                                                "--record", str(tmp_path / "r.jsonl")])
+    result = CliRunner().invoke(
+        learn_command,
+        [
+            "--container",
+            "web",
+            "--duration",
+            "1s",
+            "--socket",
+            str(sock),
+            "--label",
+            "tier",
+            "--record",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
     assert result.exit_code == 1 and "has no label 'tier'" in str(result.exception)
     assert not (tmp_path / "r.jsonl").exists()
 
 
 def test_existing_output_files_are_never_overwritten(sock: Path, tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("mine")
-    result = CliRunner().invoke(learn_command, ["--container", "web", "--socket", str(sock),
-                                                "--output", str(tmp_path / "p.yaml")])
+    result = CliRunner().invoke(
+        learn_command, ["--container", "web", "--socket", str(sock), "--output", str(tmp_path / "p.yaml")]
+    )
     assert result.exit_code == 1 and "exists" in str(result.exception)
     assert (tmp_path / "p.yaml").read_text() == "mine"
 

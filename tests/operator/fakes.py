@@ -49,22 +49,31 @@ class FakeMap:
 def policy_set() -> PolicySet:
     loaded, errors = parse_text(POLICY, "/etc/enforcer/policies/base.yaml")
     assert not errors
-    bad = FileResult("/etc/enforcer/policies/broken.yaml",
-                     errors=(PolicyError("/etc/enforcer/policies/broken.yaml", 7, 9, "unknown key 'path'"),))
+    bad = FileResult(
+        "/etc/enforcer/policies/broken.yaml",
+        errors=(PolicyError("/etc/enforcer/policies/broken.yaml", 7, 9, "unknown key 'path'"),),
+    )
     return PolicySet(entries=tuple(loaded), files=(FileResult(loaded[0].file, tuple(loaded)), bad))
 
 
 def container(name: str = "web", cgroup_id: int = 4242) -> ContainerInfo:
-    return ContainerInfo(id="eeb261d1124382de" + "0" * 48, name=name, image="nginx:1.25", labels={},
-                         pid=1234, cgroup=CgroupRef("/sys/fs/cgroup/x", cgroup_id))
+    return ContainerInfo(
+        id="eeb261d1124382de" + "0" * 48,
+        name=name,
+        image="nginx:1.25",
+        labels={},
+        pid=1234,
+        cgroup=CgroupRef("/sys/fs/cgroup/x", cgroup_id),
+    )
 
 
 @dataclass
 class FakeDaemon:
     """Implements what the operator services use: snapshot() and kernel_stats()."""
 
-    stats: dict[str, int] = field(default_factory=lambda: {"STAT_EVENTS_LOST": 0, "STAT_DENIED": 3,
-                                                          "STAT_AUDITED": 1, "STAT_UNRESOLVED": 0})
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"STAT_EVENTS_LOST": 0, "STAT_DENIED": 3, "STAT_AUDITED": 1, "STAT_UNRESOLVED": 0}
+    )
     counts: dict[int, dict[int, int]] = field(default_factory=dict)
     snapshots: int = 0
 
@@ -81,14 +90,27 @@ class FakeDaemon:
 
     def snapshot(self) -> StatusDocument:
         self.snapshots += 1
-        return build(StatusInputs(
-            started_at=time.time() - 3725, policies_dir=Path("/etc/enforcer/policies"),
-            pin_root=Path("/nonexistent/pins"), policies=self.policies, table=self.table,
-            containers=[TrackedContainer(container(), ("protect-credentials", "audit-package-managers"), 1)],
-            counters=lambda cg: self.counts.get(cg, {}), kernel_stats=self.stats,
-            enforcements=[type("Enf", (), {"name": "file"})()],
-            maps={"containers": FakeMap(1, 65536), "counters": FakeMap(3, 262144),
-                  "path_rules": FakeMap(60000, 65536)},
-            audit_records=5, audit_events=9, audit_write_errors=0, audit_log="/var/log/enforcer/audit.jsonl",
-            docker_connected=True, reload_failures=1,
-        ))  # fmt: skip
+        return build(
+            StatusInputs(
+                started_at=time.time() - 3725,
+                policies_dir=Path("/etc/enforcer/policies"),
+                pin_root=Path("/nonexistent/pins"),
+                policies=self.policies,
+                table=self.table,
+                containers=[TrackedContainer(container(), ("protect-credentials", "audit-package-managers"), 1)],
+                counters=lambda cg: self.counts.get(cg, {}),
+                kernel_stats=self.stats,
+                enforcements=[type("Enf", (), {"name": "file"})()],
+                maps={
+                    "containers": FakeMap(1, 65536),
+                    "counters": FakeMap(3, 262144),
+                    "path_rules": FakeMap(60000, 65536),
+                },
+                audit_records=5,
+                audit_events=9,
+                audit_write_errors=0,
+                audit_log="/var/log/enforcer/audit.jsonl",
+                docker_connected=True,
+                reload_failures=1,
+            )
+        )

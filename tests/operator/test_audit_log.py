@@ -36,11 +36,28 @@ from tests.operator.fakes import FakeDaemon, container
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def record(name: str = "web", path: str = "/etc/shadow", policy: str = "protect-credentials",
-           action: str = "deny", count: int = 1, ago: float = 0.0) -> AuditRecord:  # fmt: skip
+def record(
+    name: str = "web",
+    path: str = "/etc/shadow",
+    policy: str = "protect-credentials",
+    action: str = "deny",
+    count: int = 1,
+    ago: float = 0.0,
+) -> AuditRecord:
     ktime = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - int(ago * 1e9)
-    event = FileEvent(hook="file_open", action=action, cgroup_id=4242, pid=1234, uid=0, comm="cat",
-                      rule_id=1, ktime_ns=ktime, path=path, access=frozenset({"read"}), truncated=False)  # fmt: skip
+    event = FileEvent(
+        hook="file_open",
+        action=action,
+        cgroup_id=4242,
+        pid=1234,
+        uid=0,
+        comm="cat",
+        rule_id=1,
+        ktime_ns=ktime,
+        path=path,
+        access=frozenset({"read"}),
+        truncated=False,
+    )
     return AuditRecord(event, RuleRef(policy, "file[0]"), container(name), count)
 
 
@@ -136,11 +153,13 @@ def test_drop_watch_warns_when_kernel_drops_grow() -> None:
 def rotated_log(tmp_path: Path) -> Path:
     """audit.jsonl.2.gz (oldest, compressed by logrotate), audit.jsonl.1, audit.jsonl."""
     log = tmp_path / "audit.jsonl"
-    for i, (name, path, policy, ago) in enumerate([
-        ("web", "/etc/shadow", "protect-credentials", 7200),
-        ("db", "/root/.ssh/id_rsa", "protect-credentials", 3000),
-        ("web-2", "/usr/bin/apt", "audit-package-managers", 60),
-    ]):  # fmt: skip
+    for i, (name, path, policy, ago) in enumerate(
+        [
+            ("web", "/etc/shadow", "protect-credentials", 7200),
+            ("db", "/root/.ssh/id_rsa", "protect-credentials", 3000),
+            ("web-2", "/usr/bin/apt", "audit-package-managers", 60),
+        ]
+    ):
         sink = RotatingFile(log)
         AuditWriter(sink).write(record(name=name, path=path, policy=policy, ago=ago))
         sink.close()
@@ -193,8 +212,14 @@ def test_piped_output_is_one_whole_record_per_line_at_80_columns(tmp_path: Path)
     writer = AuditWriter(RotatingFile(log))
     writer.write(record(name="a-container-with-a-long-name", path=deep))
     writer.write(record(path="/etc/shadow"))
-    out = subprocess.run([sys.executable, "-m", "enforcer", "audit", "--log", str(log)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "enforcer", "audit", "--log", str(log)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "80"},
+    )
     assert out.returncode == 0, out.stderr
     rows = out.stdout.splitlines()
     assert len(rows) == 2
@@ -222,16 +247,20 @@ def test_without_log_or_daemon_it_reads_the_default_path(tmp_path: Path, monkeyp
 
 
 def test_cli_json_lines_with_since_and_policy(rotated_log: Path) -> None:
-    code, out, _ = cli_run("audit", "--log", str(rotated_log), "--json", "--since", "1h",
-                           "--policy", "audit-*")  # fmt: skip
+    code, out, _ = cli_run("audit", "--log", str(rotated_log), "--json", "--since", "1h", "--policy", "audit-*")
     assert code == 0
     (r,) = [json.loads(line) for line in out.splitlines()]
     assert r["container"]["name"] == "web-2" and r["errno"] == "EPERM" and r["count"] == 1
 
 
 def test_cli_missing_log_is_one_line_error(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "enforcer", "audit", "--log", str(tmp_path / "nope.jsonl")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "enforcer", "audit", "--log", str(tmp_path / "nope.jsonl")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 1 and "no audit log at" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -289,8 +318,12 @@ def test_cli_follow_prints_new_records(tmp_path: Path) -> None:
     sink = RotatingFile(log)
     writer = AuditWriter(sink)
     writer.write(record(name="old"))
-    proc = subprocess.Popen([sys.executable, "-m", "enforcer", "audit", "--log", str(log), "--follow", "--json",
-                             "--container", "web*"], cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "enforcer", "audit", "--log", str(log), "--follow", "--json", "--container", "web*"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         writer.write(record(name="other"))
         writer.write(record(name="web-9", path="/etc/gshadow"))

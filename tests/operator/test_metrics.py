@@ -32,8 +32,11 @@ def server() -> Iterator[tuple[MetricsServer, FakeDaemon]]:
 def scrape(srv: MetricsServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(f"http://{srv.host}:{srv.port}/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}  # fmt: skip
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 def test_parse_addr_defaults_to_loopback() -> None:
@@ -75,5 +78,7 @@ def test_scrape_reads_live_numbers(server: tuple[MetricsServer, FakeDaemon]) -> 
     daemon.counts[4242][daemon.shadow] = 10
     m = scrape(srv)
     assert m[("enforcer_audit_events_dropped_total", ())] == 9
-    assert m[("enforcer_denials_total", (("container", "web"), ("policy", "protect-credentials"),
-                                          ("rule", "file[0]")))] == 10  # fmt: skip
+    assert (
+        m[("enforcer_denials_total", (("container", "web"), ("policy", "protect-credentials"), ("rule", "file[0]")))]
+        == 10
+    )

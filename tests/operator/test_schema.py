@@ -52,14 +52,18 @@ spec:
     assert list(validator.iter_errors(doc)) == []
 
 
-@pytest.mark.parametrize("mistake", [
-    {"spec": {"file": [{"action": "deny", "path": ["/etc/shadow"]}]}},      # typo: path
-    {"spec": {"file": [{"action": "block", "paths": ["/etc/shadow"]}]}},    # unknown action
-    {"spec": {"network": [{"action": "deny", "direction": "egress", "cidrs": ["10.0.0.0/8"],
-                           "ports": [70000]}]}},                            # port range
-    {"spec": {"device": [{"action": "deny", "type": "char", "major": "x", "minor": 1}]}},
-    {"metadata": {"name": "Bad_Name"}},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "mistake",
+    [
+        {"spec": {"file": [{"action": "deny", "path": ["/etc/shadow"]}]}},  # typo: path
+        {"spec": {"file": [{"action": "block", "paths": ["/etc/shadow"]}]}},  # unknown action
+        {
+            "spec": {"network": [{"action": "deny", "direction": "egress", "cidrs": ["10.0.0.0/8"], "ports": [70000]}]}
+        },  # port range
+        {"spec": {"device": [{"action": "deny", "type": "char", "major": "x", "minor": 1}]}},
+        {"metadata": {"name": "Bad_Name"}},
+    ],
+)
 def test_mistakes_are_schema_errors(validator: Draft202012Validator, mistake: dict[str, Any]) -> None:
     doc = {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": "x"}, "spec": {}}
     for key, value in mistake.items():

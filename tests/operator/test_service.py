@@ -15,8 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def install(tmp_path: Path) -> tuple[int, str]:
-    r = CliRunner().invoke(cli, ["install-service", "--unit-dir", str(tmp_path / "units"),
-                                 "--etc", str(tmp_path / "etc"), "--no-reload"], catch_exceptions=False)  # fmt: skip
+    r = CliRunner().invoke(
+        cli,
+        ["install-service", "--unit-dir", str(tmp_path / "units"), "--etc", str(tmp_path / "etc"), "--no-reload"],
+        catch_exceptions=False,
+    )
     return r.exit_code, r.output
 
 
@@ -47,8 +50,12 @@ def test_installed_unit(tmp_path: Path) -> None:
 
 def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     install(tmp_path)
-    proc = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "units" / "enforcer.service")],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "units" / "enforcer.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "enforcer.service" not in proc.stderr, proc.stderr  # no warnings about our unit
 

@@ -165,8 +165,17 @@ def test_status_json(served: Path) -> None:
 def test_status_table(served: Path) -> None:
     code, out = run_cli("status", "--socket", str(served))
     assert code == 0
-    for text in ("web", "nginx:1.25", "protect-credentials/file[0]", "deny", "broken.yaml:7:9: unknown key 'path'",
-                 "device rules", "records dropped", "path_rules", "up 1h2m"):  # fmt: skip
+    for text in (
+        "web",
+        "nginx:1.25",
+        "protect-credentials/file[0]",
+        "deny",
+        "broken.yaml:7:9: unknown key 'path'",
+        "device rules",
+        "records dropped",
+        "path_rules",
+        "up 1h2m",
+    ):
         assert text in out, text
 
 
@@ -210,7 +219,11 @@ def test_status_table_and_json_show_the_start_window(daemon: FakeDaemon) -> None
 
 
 def test_status_without_daemon_is_one_line_exit_1(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "enforcer", "status", "--socket", str(tmp_path / "none.sock")],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "enforcer", "status", "--socket", str(tmp_path / "none.sock")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert out.stderr.count("\n") == 1 and "no enforcer daemon is listening" in out.stderr

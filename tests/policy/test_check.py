@@ -28,8 +28,9 @@ def test_bad_file_errors_on_stderr_exit_1() -> None:
     code, out, err = run(str(path), str(SAMPLES / "multi.yaml"))
     assert code == 1
     assert out == f"OK {SAMPLES}/multi.yaml (2 policies)\n"
-    assert err == (f"{path}:8:7: spec.file[0]: unknown key 'path' (did you mean 'paths'? "
-                   "allowed: action, paths, dirs, access)\n")
+    assert err == (
+        f"{path}:8:7: spec.file[0]: unknown key 'path' (did you mean 'paths'? allowed: action, paths, dirs, access)\n"
+    )
 
 
 def test_directory_and_duplicates_across_paths(tmp_path: Path) -> None:
@@ -60,8 +61,14 @@ def test_json(tmp_path: Path) -> None:
     data = json.loads(out)
     assert data["ok"] is False
     assert [(f["ok"], f["policies"]) for f in data["files"]] == [(True, ["a"]), (False, [])]
-    assert data["errors"] == [{"file": f"{tmp_path}/b.yaml", "line": 5, "col": 14,
-                               "message": "spec.mode: Input should be 'enforce' or 'audit', got 'x'"}]
+    assert data["errors"] == [
+        {
+            "file": f"{tmp_path}/b.yaml",
+            "line": 5,
+            "col": 14,
+            "message": "spec.mode: Input should be 'enforce' or 'audit', got 'x'",
+        }
+    ]
 
 
 def test_shipped_policies_pass() -> None:

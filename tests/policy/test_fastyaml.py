@@ -48,10 +48,37 @@ def test_shipped_and_sample_policies_read_the_same_both_ways(text: str) -> None:
 
 
 SCALARS = [
-    "plain", "'quoted'", '"double \\t"', "true", "False", "TRUE", "null", "~", "", "Null",
-    "12", "-3", "+4", "0777", "012", "00", "yes", "no", "on", "off", "/etc/shadow",
-    "web-*", "169.254.169.254/32", "fd00:ec2::254/128", "8000-8100", "1:20", "-x", "[80, 443]",
-    "{a: 1, b: [x, y]}", "|\n    block\n    text", ">-\n    folded",
+    "plain",
+    "'quoted'",
+    '"double \\t"',
+    "true",
+    "False",
+    "TRUE",
+    "null",
+    "~",
+    "",
+    "Null",
+    "12",
+    "-3",
+    "+4",
+    "0777",
+    "012",
+    "00",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "/etc/shadow",
+    "web-*",
+    "169.254.169.254/32",
+    "fd00:ec2::254/128",
+    "8000-8100",
+    "1:20",
+    "-x",
+    "[80, 443]",
+    "{a: 1, b: [x, y]}",
+    "|\n    block\n    text",
+    ">-\n    folded",
 ]
 
 
@@ -64,12 +91,27 @@ def test_scalars_resolve_as_yaml_1_2_like_ruamel(scalar: str) -> None:
     assert fast[0] == slow
 
 
-@pytest.mark.parametrize("text", [
-    "a: 0o17\n", "a: 1_000\n", "a: 1e3\n", "a: .inf\n", "a: 2001-12-14\n", "a: 0x1F\n",
-    "a: &x 1\nb: *x\n", "a: !!str 12\n", "base: &b {x: 1}\nc:\n  <<: *b\n", "a: 1\na: 2\n",
-    "%YAML 1.1\n---\na: yes\n", "- a\n- b\n", "just a string\n", "a: [1, 2\n", "a:\tb: c\n",
-    "? [a, b]\n: c\n",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 0o17\n",
+        "a: 1_000\n",
+        "a: 1e3\n",
+        "a: .inf\n",
+        "a: 2001-12-14\n",
+        "a: 0x1F\n",
+        "a: &x 1\nb: *x\n",
+        "a: !!str 12\n",
+        "base: &b {x: 1}\nc:\n  <<: *b\n",
+        "a: 1\na: 2\n",
+        "%YAML 1.1\n---\na: yes\n",
+        "- a\n- b\n",
+        "just a string\n",
+        "a: [1, 2\n",
+        "a:\tb: c\n",
+        "? [a, b]\n: c\n",
+    ],
+)
 def test_text_outside_the_plain_subset_is_left_to_ruamel(text: str) -> None:
     assert read_documents(text) is None
 
@@ -80,8 +122,9 @@ def test_empty_documents_are_none() -> None:
 
 
 def test_an_invalid_policy_still_gets_ruamels_exact_error() -> None:
-    text = HEADER + ("metadata:\n  name: x\nspec:\n  file:\n  - action: deny\n    paths: [/etc/shadow]\n"
-                     "    acess: [read]\n")
+    text = HEADER + (
+        "metadata:\n  name: x\nspec:\n  file:\n  - action: deny\n    paths: [/etc/shadow]\n    acess: [read]\n"
+    )
     _, errors = parse_text(text, "f.yaml")
     assert str(errors[0]).startswith("f.yaml:9:5: spec.file[0]: unknown key 'acess'")
 

@@ -43,16 +43,98 @@ SEEDS = [
     "  socket:\n    - {action: deny, families: [packet], types: [raw]}\n",
 ]
 SPEC_EXAMPLE = Path(__file__).parent.joinpath("samples", "spec_example.yaml").read_text()
-YAML_BITS = [*":-[]{}#&*!|>'\"%@`,? \t\n", "---", "...", "\n  ", "\n- ", ": ", "~", "null",
-             "0x1F", "1e9", "-1", "'*'", "\ufeff", "\x00", "é"]  # fmt: skip
-KEYS = ["apiVersion", "kind", "metadata", "name", "description", "spec", "selector", "containerNames",
-        "images", "labels", "mode", "posture", "file", "exec", "device", "network", "socket", "action",
-        "paths", "dirs", "access", "origin", "type", "major", "minor", "direction", "protocol", "cidrs",
-        "ports", "families", "types", "fileRead", "fileWrite", "egress", "ingress", "bogus"]  # fmt: skip
-WORDS = ["enforcer/v1", "ContainerPolicy", "deny", "audit", "allow", "enforce", "read", "write", "any",
-         "mknod", "char", "block", "tcp", "udp", "egress", "ingress", "inet", "packet", "raw", "image",
-         "/etc/shadow", "relative/path", "/a/../b", "web-*", "[", "10.0.0.0/8", "::1/128", "300.1.1.1/8",
-         "80", "8000-8100", "9-1", "*", "", " ", "/a" * 200]  # fmt: skip
+YAML_BITS = [
+    *":-[]{}#&*!|>'\"%@`,? \t\n",
+    "---",
+    "...",
+    "\n  ",
+    "\n- ",
+    ": ",
+    "~",
+    "null",
+    "0x1F",
+    "1e9",
+    "-1",
+    "'*'",
+    "\ufeff",
+    "\x00",
+    "é",
+]
+KEYS = [
+    "apiVersion",
+    "kind",
+    "metadata",
+    "name",
+    "description",
+    "spec",
+    "selector",
+    "containerNames",
+    "images",
+    "labels",
+    "mode",
+    "posture",
+    "file",
+    "exec",
+    "device",
+    "network",
+    "socket",
+    "action",
+    "paths",
+    "dirs",
+    "access",
+    "origin",
+    "type",
+    "major",
+    "minor",
+    "direction",
+    "protocol",
+    "cidrs",
+    "ports",
+    "families",
+    "types",
+    "fileRead",
+    "fileWrite",
+    "egress",
+    "ingress",
+    "bogus",
+]
+WORDS = [
+    "enforcer/v1",
+    "ContainerPolicy",
+    "deny",
+    "audit",
+    "allow",
+    "enforce",
+    "read",
+    "write",
+    "any",
+    "mknod",
+    "char",
+    "block",
+    "tcp",
+    "udp",
+    "egress",
+    "ingress",
+    "inet",
+    "packet",
+    "raw",
+    "image",
+    "/etc/shadow",
+    "relative/path",
+    "/a/../b",
+    "web-*",
+    "[",
+    "10.0.0.0/8",
+    "::1/128",
+    "300.1.1.1/8",
+    "80",
+    "8000-8100",
+    "9-1",
+    "*",
+    "",
+    " ",
+    "/a" * 200,
+]
 
 
 def check(text: str) -> None:
@@ -71,8 +153,12 @@ def check(text: str) -> None:
 
 
 def _settings(kind: str) -> settings:
-    return settings(max_examples=max(1, int(CASES * SHARE[kind])), deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+    return settings(
+        max_examples=max(1, int(CASES * SHARE[kind])),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 # Hypothesis draws one seed per case and the text is generated from it: drawing every
@@ -85,15 +171,18 @@ def mutate(rng: random.Random) -> str:
     text = rng.choice(SEEDS + [SPEC_EXAMPLE] * (rng.random() < 0.05))
     for _ in range(rng.randint(1, 6)):
         at = rng.randint(0, len(text))
-        bit = rng.choice(YAML_BITS) if rng.random() < 0.8 else "".join(
-            chr(rng.randint(0, 0x2FF)) for _ in range(rng.randint(1, 3)))  # fmt: skip
+        bit = (
+            rng.choice(YAML_BITS)
+            if rng.random() < 0.8
+            else "".join(chr(rng.randint(0, 0x2FF)) for _ in range(rng.randint(1, 3)))
+        )
         op = rng.choice(("insert", "delete", "replace"))
         if op == "insert":
             text = text[:at] + bit + text[at:]
         elif op == "delete":
-            text = text[:at] + text[at + rng.randint(1, 8):]
+            text = text[:at] + text[at + rng.randint(1, 8) :]
         else:
-            text = text[:at] + bit + text[at + len(bit):]
+            text = text[:at] + bit + text[at + len(bit) :]
     return text
 
 
@@ -118,16 +207,21 @@ def tree(rng: random.Random, depth: int = 0) -> object:
         return _leaf(rng)
     if roll < 0.65:
         return [tree(rng, depth + 1) for _ in range(rng.randint(0, 3))]
-    return {rng.choice(KEYS) if rng.random() < 0.9 else str(_leaf(rng)): tree(rng, depth + 1)
-            for _ in range(rng.randint(0, 4))}  # fmt: skip
+    return {
+        rng.choice(KEYS) if rng.random() < 0.9 else str(_leaf(rng)): tree(rng, depth + 1)
+        for _ in range(rng.randint(0, 4))
+    }
 
 
 def documents(rng: random.Random) -> str:
     docs = []
     for _ in range(rng.randint(1, 3)):
-        doc: dict[str, object] = {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
-                                  "metadata": {"name": rng.choice(["a", "b", "web", "Bad Name", ""])},
-                                  "spec": tree(rng)}  # fmt: skip
+        doc: dict[str, object] = {
+            "apiVersion": "enforcer/v1",
+            "kind": "ContainerPolicy",
+            "metadata": {"name": rng.choice(["a", "b", "web", "Bad Name", ""])},
+            "spec": tree(rng),
+        }
         for key in rng.sample(list(doc), rng.randint(0, 2)):
             doc[key] = tree(rng)  # and sometimes the header is wrong too
         docs.append(json.dumps(doc, indent=rng.choice([None, None, None, 1])))  # JSON is YAML flow
@@ -159,19 +253,26 @@ def test_any_bytes_in_a_policy_file_are_rejected_with_file_line_col(data: bytes)
 
 
 HEADER = "apiVersion: enforcer/v1\nkind: ContainerPolicy\nmetadata: {name: a}\n"
-BOMB = HEADER + "x0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
-    f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)) + "spec: {}\n"  # fmt: skip
+BOMB = (
+    HEADER
+    + "x0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+    + "".join(f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
+    + "spec: {}\n"
+)
 
 
-@pytest.mark.parametrize(("text", "where", "says"), [
-    # found by the fuzz: ruamel raised TypeError on a mapping used as a key
-    (HEADER + "spec:\n  ? [{a: 1}]\n  : x\n", "5:5", "complex keys"),
-    # found by the fuzz: a merge key in a flow mapping has no positions (AttributeError)
-    (HEADER + "base: &b {mode: audit}\nspec: {<<: *b}\n", "4:1", "unknown key 'base'"),
-    (BOMB, "4:", "more than 200000 values"),  # 9^9 list items through aliases: refused, fast
-    (HEADER + "spec: " + "[" * 100 + "]" * 100 + "\n", "4:", "deeper than 64 levels"),
-    (HEADER + 'spec: {mode: "\x00"}\n', "4:15", "unacceptable character"),  # one line, placed
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "where", "says"),
+    [
+        # found by the fuzz: ruamel raised TypeError on a mapping used as a key
+        (HEADER + "spec:\n  ? [{a: 1}]\n  : x\n", "5:5", "complex keys"),
+        # found by the fuzz: a merge key in a flow mapping has no positions (AttributeError)
+        (HEADER + "base: &b {mode: audit}\nspec: {<<: *b}\n", "4:1", "unknown key 'base'"),
+        (BOMB, "4:", "more than 200000 values"),  # 9^9 list items through aliases: refused, fast
+        (HEADER + "spec: " + "[" * 100 + "]" * 100 + "\n", "4:", "deeper than 64 levels"),
+        (HEADER + 'spec: {mode: "\x00"}\n', "4:15", "unacceptable character"),  # one line, placed
+    ],
+)
 def test_hostile_yaml_is_one_placed_error(text: str, where: str, says: str) -> None:
     _policies, errors = parse_text(text, FILE)
     assert errors and str(errors[0]).startswith(f"{FILE}:{where}") and says in str(errors[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,13 +16,18 @@ from tests.policy.conftest import SAMPLES
 
 
 def pol(name: str, spec: dict[str, Any]) -> Policy:
-    return Policy.model_validate({"apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
-                                  "metadata": {"name": name}, "spec": spec})
+    return Policy.model_validate(
+        {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": name}, "spec": spec}
+    )
 
 
-def frule(action: str, paths: list[str] = [], dirs: list[str] = [],  # noqa: B006
-          access: list[str] | None = None) -> dict[str, Any]:
-    r: dict[str, Any] = {"action": action, "paths": paths, "dirs": dirs}
+def frule(
+    action: str,
+    paths: Sequence[str] = (),
+    dirs: Sequence[str] = (),
+    access: list[str] | None = None,
+) -> dict[str, Any]:
+    r: dict[str, Any] = {"action": action, "paths": list(paths), "dirs": list(dirs)}
     if access is not None:
         r["access"] = access
     return r
@@ -35,11 +41,15 @@ def short(d: Decision | None) -> str | None:
 
 
 def test_merge_order_and_mode() -> None:
-    b = pol("b", {"mode": "audit", "file": [frule("deny", ["/x"]), frule("allow", ["/y"]),
-                                             frule("audit", ["/z"])],
-                  "exec": [{"action": "deny", "paths": ["/bin/nc"]}]})
-    a = pol("a", {"exec": [{"action": "deny", "paths": ["/bin/sh"]}],
-                  "file": [frule("deny", ["/x"])]})
+    b = pol(
+        "b",
+        {
+            "mode": "audit",
+            "file": [frule("deny", ["/x"]), frule("allow", ["/y"]), frule("audit", ["/z"])],
+            "exec": [{"action": "deny", "paths": ["/bin/nc"]}],
+        },
+    )
+    a = pol("a", {"exec": [{"action": "deny", "paths": ["/bin/sh"]}], "file": [frule("deny", ["/x"])]})
     rules = merge([b, a])
     assert [(r.policy, r.rule_id, r.action, r.declared_action) for r in rules] == [
         ("a", "file[0]", "deny", "deny"),
@@ -103,16 +113,26 @@ def rules_of(*specs: tuple[str, dict[str, Any]]) -> tuple[EffectiveRule, ...]:
 
 
 def test_exact_beats_any_directory_even_deeper_ones() -> None:
-    rules = rules_of(("p", {"file": [frule("allow", ["/a/b/c/d"]), frule("deny", dirs=["/a/b/c/d"]),
-                                     frule("deny", dirs=["/a"])]}))
+    rules = rules_of(
+        ("p", {"file": [frule("allow", ["/a/b/c/d"]), frule("deny", dirs=["/a/b/c/d"]), frule("deny", dirs=["/a"])]})
+    )
     assert short(decide_file(rules, "/a/b/c/d", "read")) == "allow p/file[0]"
     assert short(decide_file(rules, "/a/b/c/d/e", "read")) == "deny p/file[1]"
 
 
 def test_deeper_directory_beats_shallower() -> None:
-    rules = rules_of(("p", {"file": [frule("deny", dirs=["/data"]),
-                                     frule("allow", dirs=["/data/public"]),
-                                     frule("audit", dirs=["/data/public/secret"])]}))
+    rules = rules_of(
+        (
+            "p",
+            {
+                "file": [
+                    frule("deny", dirs=["/data"]),
+                    frule("allow", dirs=["/data/public"]),
+                    frule("audit", dirs=["/data/public/secret"]),
+                ]
+            },
+        )
+    )
     assert short(decide_file(rules, "/data/x", "read")) == "deny p/file[0]"
     assert short(decide_file(rules, "/data/public/x", "read")) == "allow p/file[1]"
     assert short(decide_file(rules, "/data/public/secret/x", "read")) == "audit p/file[2]"
@@ -133,8 +153,9 @@ ACTIONS = ("deny", "audit", "allow")
 @pytest.mark.parametrize("shape", ["paths", "dirs"])
 def test_ties_deny_beats_audit_beats_allow(first: str, second: str, shape: str) -> None:
     # same target in two policies: order must not matter, severity decides
-    rules = rules_of(("p1", {"file": [{"action": first, shape: ["/t"]}]}),
-                     ("p2", {"file": [{"action": second, shape: ["/t"]}]}))
+    rules = rules_of(
+        ("p1", {"file": [{"action": first, shape: ["/t"]}]}), ("p2", {"file": [{"action": second, shape: ["/t"]}]})
+    )
     want = min((first, second), key=ACTIONS.index)
     d = decide_file(rules, "/t", "read")
     assert d is not None and d.action == want
@@ -143,8 +164,7 @@ def test_ties_deny_beats_audit_beats_allow(first: str, second: str, shape: str) 
 
 
 def test_tie_within_one_rule_list() -> None:
-    rules = rules_of(("p", {"file": [frule("allow", ["/t"]), frule("audit", ["/t"]),
-                                     frule("allow", ["/t"])]}))
+    rules = rules_of(("p", {"file": [frule("allow", ["/t"]), frule("audit", ["/t"]), frule("allow", ["/t"])]}))
     assert short(decide_file(rules, "/t", "write")) == "audit p/file[1]"
 
 
@@ -160,8 +180,7 @@ def _covers(rule_access: list[str], bit: str) -> bool:
 @pytest.mark.parametrize("deny_access", RULE_ACCESS)
 @pytest.mark.parametrize("allow_access", [*RULE_ACCESS, None])
 @pytest.mark.parametrize("req", ACCESS_SETS)
-def test_access_table(deny_access: list[str], allow_access: list[str] | None,
-                      req: set[str]) -> None:
+def test_access_table(deny_access: list[str], allow_access: list[str] | None, req: set[str]) -> None:
     file_rules = [frule("deny", dirs=["/d"], access=deny_access)]
     if allow_access is not None:
         file_rules.append(frule("allow", ["/d/f"], access=allow_access))
@@ -178,22 +197,21 @@ def test_access_table(deny_access: list[str], allow_access: list[str] | None,
     assert (d.action if d else None) == want
     # the directory itself and other files only see the dir rule
     d2 = decide_file(rules, "/d/g", req)
-    assert (d2.action if d2 else None) == ("deny" if any(_covers(deny_access, b) for b in req)
-                                           else None)
+    assert (d2.action if d2 else None) == ("deny" if any(_covers(deny_access, b) for b in req) else None)
 
 
 def test_combined_access_reports_the_most_severe_bit() -> None:
-    rules = rules_of(("p", {"file": [frule("audit", dirs=["/x"]),
-                                     frule("allow", ["/x/f"], access=["read"])]}))
+    rules = rules_of(("p", {"file": [frule("audit", dirs=["/x"]), frule("allow", ["/x/f"], access=["read"])]}))
     d = decide_file(rules, "/x/f", {"read", "write"})
     assert d == Decision("audit", "p", "file[0]", "/x", "write")
     assert short(decide_file(rules, "/x/f", "read")) == "allow p/file[1]"
 
 
 def test_audit_mode_policy_participates_as_audit() -> None:
-    rules = rules_of(("enf", {"file": [frule("allow", dirs=["/s/pub"])]}),
-                     ("obs", {"mode": "audit", "file": [frule("deny", dirs=["/s"]),
-                                                        frule("deny", dirs=["/s/pub"])]}))
+    rules = rules_of(
+        ("enf", {"file": [frule("allow", dirs=["/s/pub"])]}),
+        ("obs", {"mode": "audit", "file": [frule("deny", dirs=["/s"]), frule("deny", dirs=["/s/pub"])]}),
+    )
     assert short(decide_file(rules, "/s/x", "read")) == "audit obs/file[0]"
     # a tie between allow (enforce) and deny-made-audit: audit beats allow
     assert short(decide_file(rules, "/s/pub/x", "read")) == "audit obs/file[1]"
@@ -219,9 +237,18 @@ def test_other_kinds_are_ignored_and_bad_requests_rejected() -> None:
 
 
 def test_exec_dirs_and_specificity() -> None:
-    rules = rules_of(("p", {"exec": [{"action": "deny", "dirs": ["/usr/local/bin"]},
-                                     {"action": "allow", "paths": ["/usr/local/bin/app"]},
-                                     {"action": "audit", "dirs": ["/"]}]}))
+    rules = rules_of(
+        (
+            "p",
+            {
+                "exec": [
+                    {"action": "deny", "dirs": ["/usr/local/bin"]},
+                    {"action": "allow", "paths": ["/usr/local/bin/app"]},
+                    {"action": "audit", "dirs": ["/"]},
+                ]
+            },
+        )
+    )
     assert short(decide_exec(rules, "/usr/local/bin/tool")) == "deny p/exec[0]"
     assert short(decide_exec(rules, "/usr/local/bin/app")) == "allow p/exec[1]"
     assert short(decide_exec(rules, "/usr/bin/env")) == "audit p/exec[2]"

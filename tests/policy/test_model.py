@@ -13,15 +13,22 @@ from enforcer.policy.paths import depth, is_under, normalize_path
 
 def policy(spec: dict[str, Any]) -> Policy:
     return Policy.model_validate(
-        {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": "p"},
-         "spec": spec}
+        {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": "p"}, "spec": spec}
     )
 
 
 @pytest.mark.parametrize(
     ("raw", "norm"),
-    [("/etc/shadow", "/etc/shadow"), ("/etc//shadow", "/etc/shadow"), ("/etc/./shadow", "/etc/shadow"),
-     ("/root/.ssh/", "/root/.ssh"), ("/", "/"), ("//", "/"), ("/a/.b", "/a/.b"), ("/a/...", "/a/...")],
+    [
+        ("/etc/shadow", "/etc/shadow"),
+        ("/etc//shadow", "/etc/shadow"),
+        ("/etc/./shadow", "/etc/shadow"),
+        ("/root/.ssh/", "/root/.ssh"),
+        ("/", "/"),
+        ("//", "/"),
+        ("/a/.b", "/a/.b"),
+        ("/a/...", "/a/..."),
+    ],
 )
 def test_path_normalisation(raw: str, norm: str) -> None:
     assert normalize_path(raw) == norm
@@ -54,11 +61,12 @@ def test_depth_and_is_under() -> None:
 
 
 def test_cidr_normalisation() -> None:
-    r = NetworkRule(action="deny", direction="egress",
-                    cidrs=("::ffff:169.254.169.254/128", "::ffff:10.0.0.0/104", "10.1.2.3",
-                           "FD00:EC2::254/128", "fd00::/8"))
-    assert r.cidrs == ("169.254.169.254/32", "10.0.0.0/8", "10.1.2.3/32", "fd00:ec2::254/128",
-                       "fd00::/8")
+    r = NetworkRule(
+        action="deny",
+        direction="egress",
+        cidrs=("::ffff:169.254.169.254/128", "::ffff:10.0.0.0/104", "10.1.2.3", "FD00:EC2::254/128", "fd00::/8"),
+    )
+    assert r.cidrs == ("169.254.169.254/32", "10.0.0.0/8", "10.1.2.3/32", "fd00:ec2::254/128", "fd00::/8")
 
 
 @pytest.mark.parametrize("bad", ["10.0.0.1/8", "fd00::1/8", "1.2.3.4/33", "x", "::ffff:10.0.0.0/95"])
@@ -79,8 +87,8 @@ def test_cidrs_empty_list_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "norm"), [(80, (80, 80)), ("8000-8100", (8000, 8100)), ("443", (443, 443)),
-                      ("1-65535", (1, 65535)), ("5-5", (5, 5))],
+    ("raw", "norm"),
+    [(80, (80, 80)), ("8000-8100", (8000, 8100)), ("443", (443, 443)), ("1-65535", (1, 65535)), ("5-5", (5, 5))],
 )
 def test_ports(raw: Any, norm: tuple[int, int]) -> None:
     r = NetworkRule(action="deny", direction="egress", cidrs=("0.0.0.0/0",), ports=(raw,))
@@ -94,10 +102,14 @@ def test_ports_reject(bad: Any) -> None:
 
 
 def test_defaults() -> None:
-    p = policy({"file": [{"action": "deny", "dirs": ["/x"]}],
-                "device": [{"action": "deny", "type": "block", "major": "*", "minor": "*"}],
-                "network": [{"action": "deny", "direction": "ingress", "cidrs": ["::/0"]}],
-                "socket": [{"action": "deny", "families": ["PACKET", "local"]}]})
+    p = policy(
+        {
+            "file": [{"action": "deny", "dirs": ["/x"]}],
+            "device": [{"action": "deny", "type": "block", "major": "*", "minor": "*"}],
+            "network": [{"action": "deny", "direction": "ingress", "cidrs": ["::/0"]}],
+            "socket": [{"action": "deny", "families": ["PACKET", "local"]}],
+        }
+    )
     assert p.spec.mode == "enforce"
     assert p.spec.selector.model_dump() == {"containerNames": None, "images": None, "labels": None}
     assert p.spec.file[0].access_set == {"read", "write"}
@@ -127,29 +139,34 @@ def test_device_minor_range() -> None:
 
 
 def test_rule_ids_per_kind() -> None:
-    p = policy({"file": [{"action": "deny", "paths": ["/a"]}, {"action": "allow", "paths": ["/b"]}],
-                "exec": [{"action": "deny", "paths": ["/c"]}]})
+    p = policy(
+        {
+            "file": [{"action": "deny", "paths": ["/a"]}, {"action": "allow", "paths": ["/b"]}],
+            "exec": [{"action": "deny", "paths": ["/c"]}],
+        }
+    )
     assert [r.rule_id for r in p.spec.file] == ["file[0]", "file[1]"]
     assert p.spec.exec[0].rule_id == "exec[0]"
 
 
 @pytest.mark.parametrize("name", ["a", "a-b.c", "0", "a" * 63, "web-1"])
 def test_good_names(name: str) -> None:
-    Policy.model_validate({"apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
-                           "metadata": {"name": name}, "spec": {}})
+    Policy.model_validate(
+        {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": name}, "spec": {}}
+    )
 
 
 @pytest.mark.parametrize("name", ["", "A", "a_b", "-a", "a-", "a" * 64, "a b", 5])
 def test_bad_names(name: Any) -> None:
     with pytest.raises(ValidationError):
-        Policy.model_validate({"apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
-                               "metadata": {"name": name}, "spec": {}})
+        Policy.model_validate(
+            {"apiVersion": "enforcer/v1", "kind": "ContainerPolicy", "metadata": {"name": name}, "spec": {}}
+        )
 
 
 def test_models_are_frozen_and_hashable() -> None:
     p = policy({"selector": {"labels": {"a": "b"}}, "file": [{"action": "deny", "paths": ["/a"]}]})
     with pytest.raises(ValidationError):
         p.spec.file[0].action = "allow"  # type: ignore[misc]
-    assert hash(p) == hash(policy({"selector": {"labels": {"a": "b"}},
-                                   "file": [{"action": "deny", "paths": ["/a"]}]}))
+    assert hash(p) == hash(policy({"selector": {"labels": {"a": "b"}}, "file": [{"action": "deny", "paths": ["/a"]}]}))
     assert isinstance(p.spec.file[0], FileRule)

@@ -17,10 +17,19 @@ def sel(**kw: Any) -> Selector:
 
 @pytest.mark.parametrize(
     ("pattern", "text", "ok"),
-    [("web-*", "web-1", True), ("web-*", "web", False), ("web-?", "web-12", False),
-     ("db-[0-9]", "db-7", True), ("db-[!0-9]", "db-7", False), ("db-[^0-9]", "db-x", True),
-     ("a[]]b", "a]b", True), ("WEB", "web", False), ("*", "", True), ("a.b", "axb", False),
-     ("x*", "x/y:z", True)],
+    [
+        ("web-*", "web-1", True),
+        ("web-*", "web", False),
+        ("web-?", "web-12", False),
+        ("db-[0-9]", "db-7", True),
+        ("db-[!0-9]", "db-7", False),
+        ("db-[^0-9]", "db-x", True),
+        ("a[]]b", "a]b", True),
+        ("WEB", "web", False),
+        ("*", "", True),
+        ("a.b", "axb", False),
+        ("x*", "x/y:z", True),
+    ],
 )
 def test_glob(pattern: str, text: str, ok: bool) -> None:
     assert glob_match(pattern, text) is ok
@@ -91,8 +100,14 @@ def test_label_value_empty_string_is_a_value() -> None:
 
 
 def _p(name: str, selector: dict[str, Any]) -> Policy:
-    return Policy.model_validate({"apiVersion": "enforcer/v1", "kind": "ContainerPolicy",
-                                  "metadata": {"name": name}, "spec": {"selector": selector}})
+    return Policy.model_validate(
+        {
+            "apiVersion": "enforcer/v1",
+            "kind": "ContainerPolicy",
+            "metadata": {"name": name},
+            "spec": {"selector": selector},
+        }
+    )
 
 
 def test_policies_for_is_sorted_by_name() -> None:

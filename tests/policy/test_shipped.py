@@ -12,8 +12,9 @@ from enforcer.policy.selector import policies_for
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
-def rules_for(name: str = "web", image: str = "nginx:1.25",
-              labels: dict[str, str] | None = None) -> tuple[EffectiveRule, ...]:
+def rules_for(
+    name: str = "web", image: str = "nginx:1.25", labels: dict[str, str] | None = None
+) -> tuple[EffectiveRule, ...]:
     ps = load_directory(POLICIES)
     assert ps.ok, ps.errors
     return merge(policies_for(ps, name, image, labels or {}))
@@ -46,5 +47,10 @@ def test_exec_tools_are_opt_in_and_package_managers_audited() -> None:
 
 def test_everything_else_applies_to_every_container() -> None:
     names = {r.policy for r in rules_for("x", "busybox")}
-    assert names == {"protect-credentials", "block-cloud-metadata", "deny-raw-sockets",
-                     "deny-dangerous-devices", "audit-package-managers"}
+    assert names == {
+        "protect-credentials",
+        "block-cloud-metadata",
+        "deny-raw-sockets",
+        "deny-dangerous-devices",
+        "audit-package-managers",
+    }

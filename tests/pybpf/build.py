@@ -31,21 +31,33 @@ def build_testprog(build_dir: Path) -> Path:
     with vmlinux_h.open("w") as out:
         subprocess.run(
             [_need("bpftool"), "btf", "dump", "file", str(VMLINUX_BTF), "format", "c"],
-            stdout=out, check=True,
+            stdout=out,
+            check=True,
         )
     obj = build_dir / "testprog.bpf.o"
     subprocess.run(
         [
-            _need("clang"), "-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
-            f"-I{build_dir}", f"-I{HERE}", "-c", str(SOURCE), "-o", str(obj),
+            _need("clang"),
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            f"-I{build_dir}",
+            f"-I{HERE}",
+            "-c",
+            str(SOURCE),
+            "-o",
+            str(obj),
         ],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return obj
 
 
 def build_c_helper(source: Path, out: Path) -> Path:
     """Compile a small host C program (layout checks against the installed headers)."""
-    subprocess.run([_need("clang"), "-O0", "-o", str(out), str(source)], check=True,
-                   capture_output=True, text=True)
+    subprocess.run([_need("clang"), "-O0", "-o", str(out), str(source)], check=True, capture_output=True, text=True)
     return out

@@ -14,9 +14,20 @@ from enforcer.pybpf import BpfObject, Btf, BtfFormatError
 pytestmark = pytest.mark.host_bpf
 
 PROBE_FIELDS = [
-    "event_size", "off_pid", "off_kind", "off_proto", "off_port", "off_addr", "off_comm", "off_sock_type", "off_u",
-    "off_tail", "key_size", "off_key_ino", "value_size",
-]  # fmt: skip
+    "event_size",
+    "off_pid",
+    "off_kind",
+    "off_proto",
+    "off_port",
+    "off_addr",
+    "off_comm",
+    "off_sock_type",
+    "off_u",
+    "off_tail",
+    "key_size",
+    "off_key_ino",
+    "value_size",
+]
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +96,17 @@ def test_ctypes_and_flat_layout_decode_the_same_record(btf: Btf) -> None:
     raw = bytes(e)
     decoded = btf.layout("test_event").decode(raw)
     assert decoded == {
-        "cgroup_id": 7, "pid": 42, "kind": 2, "proto": 6, "port": 9, "addr": 0x0200007F,
-        "comm": "cat", "sock.family": 2, "sock.type": 3, "u": struct.pack("=Q", 123), "tail": 5,
+        "cgroup_id": 7,
+        "pid": 42,
+        "kind": 2,
+        "proto": 6,
+        "port": 9,
+        "addr": 0x0200007F,
+        "comm": "cat",
+        "sock.family": 2,
+        "sock.type": 3,
+        "u": struct.pack("=Q", 123),
+        "tail": 5,
     }
     assert btf.layout("test_event").pack(**{**decoded, "comm": "cat"}) == raw
     back = Event.from_buffer_copy(raw)

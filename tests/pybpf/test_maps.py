@@ -214,8 +214,10 @@ def test_batch_update_of_100k_entries(obj: BpfObject, btf: Btf) -> None:
     assert m.delete_batch(keys) == n
     batch_delete = time.perf_counter() - t0
     assert m.count() == 0
-    print(f"\n[measure] 100k hash updates: one by one {one_by_one:.3f}s, "
-          f"batched {batched:.3f}s, batch delete {batch_delete:.3f}s")
+    print(
+        f"\n[measure] 100k hash updates: one by one {one_by_one:.3f}s, "
+        f"batched {batched:.3f}s, batch delete {batch_delete:.3f}s"
+    )
 
 
 def test_batch_update_reports_partial_failure(obj: BpfObject, btf: Btf) -> None:
@@ -266,9 +268,7 @@ def test_open_pinned_missing_path_names_it(pin_dir: Path) -> None:
     assert str(pin_dir / "absent") in str(info.value)
 
 
-def test_pin_root_path_pins_by_name_and_a_second_load_reuses_the_map(
-    testprog_path: Path, pin_dir: Path
-) -> None:
+def test_pin_root_path_pins_by_name_and_a_second_load_reuses_the_map(testprog_path: Path, pin_dir: Path) -> None:
     with open_testprog(testprog_path, pin_root_path=pin_dir) as first:
         first.load()
         assert first.map("pinned_by_name").pin_path == str(pin_dir / "pinned_by_name")

@@ -25,9 +25,11 @@ def _paths(tmp_path: Path) -> _Paths:
 
 def test_install_sets_the_default_runtime_and_keeps_everything_else(tmp_path: Path) -> None:
     p = _paths(tmp_path)
-    original: dict[str, Any] = {"log-driver": "journald",
-                                "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
-                                "default-runtime": "nvidia"}  # fmt: skip
+    original: dict[str, Any] = {
+        "log-driver": "journald",
+        "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}},
+        "default-runtime": "nvidia",
+    }
     p["daemon_json"].write_text(json.dumps(original))
     p["daemon_json"].chmod(0o600)
     result = install(**p, shim="/usr/local/bin/enforcer-runc", runc="/usr/sbin/runc")
@@ -35,8 +37,10 @@ def test_install_sets_the_default_runtime_and_keeps_everything_else(tmp_path: Pa
     doc = json.loads(p["daemon_json"].read_text())
     assert doc["default-runtime"] == "enforcer"
     launcher = p["config_path"].with_name("runtime-runc")
-    assert doc["runtimes"]["enforcer"] == {"path": str(launcher),
-                                           "runtimeArgs": [f"--enforcer-config={p['config_path']}"]}  # fmt: skip
+    assert doc["runtimes"]["enforcer"] == {
+        "path": str(launcher),
+        "runtimeArgs": [f"--enforcer-config={p['config_path']}"],
+    }
     assert launcher.stat().st_mode & 0o777 == 0o755
     assert doc["runtimes"]["nvidia"] == original["runtimes"]["nvidia"]
     assert doc["log-driver"] == "journald"
@@ -75,17 +79,28 @@ def _recorder(path: Path, name: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("args", "who", "passed"), [
-    # create goes to the shim with every argument (it reads --enforcer-config itself)
-    (["--enforcer-config=/c.json", "--root", "/run/r", "create", "--bundle", "/b", "id1"], "shim",
-     ["--enforcer-config=/c.json", "--root", "/run/r", "create", "--bundle", "/b", "id1"]),
-    # everything else straight to runc, without our flag
-    (["--enforcer-config=/c.json", "--root", "/run/r", "start", "id1"], "runc", ["--root", "/run/r", "start", "id1"]),
-    (["--enforcer-config=/c.json", "state", "id1"], "runc", ["state", "id1"]),
-    (["--version"], "runc", ["--version"]),
-])  # fmt: skip
-def test_the_launcher_sends_only_create_through_the_shim(tmp_path: Path, args: list[str], who: str,
-                                                         passed: list[str]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "who", "passed"),
+    [
+        # create goes to the shim with every argument (it reads --enforcer-config itself)
+        (
+            ["--enforcer-config=/c.json", "--root", "/run/r", "create", "--bundle", "/b", "id1"],
+            "shim",
+            ["--enforcer-config=/c.json", "--root", "/run/r", "create", "--bundle", "/b", "id1"],
+        ),
+        # everything else straight to runc, without our flag
+        (
+            ["--enforcer-config=/c.json", "--root", "/run/r", "start", "id1"],
+            "runc",
+            ["--root", "/run/r", "start", "id1"],
+        ),
+        (["--enforcer-config=/c.json", "state", "id1"], "runc", ["state", "id1"]),
+        (["--version"], "runc", ["--version"]),
+    ],
+)
+def test_the_launcher_sends_only_create_through_the_shim(
+    tmp_path: Path, args: list[str], who: str, passed: list[str]
+) -> None:
     import os
     import subprocess
 

@@ -19,8 +19,20 @@ from enforcer.runtime.protocol import FAIL_OPEN, ShimConfig
 from enforcer.runtime.registrar import RegistrationServer
 from enforcer.runtime.shim import container_id, main, option, split_args
 
-CREATE = ["--root", "/run/docker/runtime-runc/moby", "--log", "/b/log.json", "--log-format", "json",
-          "create", "--bundle", "/b", "--pid-file", "/b/init.pid", "abc123"]  # fmt: skip
+CREATE = [
+    "--root",
+    "/run/docker/runtime-runc/moby",
+    "--log",
+    "/b/log.json",
+    "--log-format",
+    "json",
+    "create",
+    "--bundle",
+    "/b",
+    "--pid-file",
+    "/b/init.pid",
+    "abc123",
+]
 
 
 def test_a_runc_command_line_splits_into_global_options_subcommand_and_its_arguments() -> None:
@@ -38,7 +50,8 @@ def test_a_runc_command_line_splits_into_global_options_subcommand_and_its_argum
 def fake_runc(tmp_path: Path) -> Path:
     """A runc stand-in: logs its argv, writes the pid file on create."""
     script = tmp_path / "runc"
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         #!{sys.executable}
         import sys, json
         open({str(tmp_path / "calls")!r}, "a").write(json.dumps(sys.argv[1:]) + "\\n")
@@ -47,7 +60,8 @@ def fake_runc(tmp_path: Path) -> Path:
             pid_file = args[args.index("--pid-file") + 1]
             open(pid_file, "w").write("{os.getpid()}")
         sys.exit(0)
-        """))
+        """)
+    )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
 
@@ -63,8 +77,19 @@ def _config(tmp_path: Path, runc: Path, **kw: object) -> Path:
 
 
 def _create_args(tmp_path: Path, config: Path) -> list[str]:
-    return [f"--enforcer-config={config}", "--log", str(tmp_path / "log.json"), "--log-format", "json",
-            "create", "--bundle", str(tmp_path), "--pid-file", str(tmp_path / "init.pid"), "c1"]  # fmt: skip
+    return [
+        f"--enforcer-config={config}",
+        "--log",
+        str(tmp_path / "log.json"),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        str(tmp_path),
+        "--pid-file",
+        str(tmp_path / "init.pid"),
+        "c1",
+    ]
 
 
 @pytest.fixture
