@@ -115,10 +115,28 @@ def posture_class_of(rule_id: int, const: AbiConsts) -> str | None:
     return None
 
 
-def posture_ref(rule_id: int, const: AbiConsts, compiled: CompiledPostures | None) -> RuleRef | None:
-    """The audit name of a posture decision: ("<policy>", "posture.<class>")."""
+def posture_ref(
+    rule_id: int,
+    const: AbiConsts,
+    compiled: CompiledPostures | None,
+    action: str | None = None,
+    earlier: CompiledPostures | None = None,
+) -> RuleRef | None:
+    """The audit name of a posture decision: ("<policy>", "posture.<class>"), named by the
+    container's ruleset (`compiled`). The rule id says only the class, not which ruleset
+    decided: an event still in flight when the container moved to another ruleset (a
+    reload, a learn session ending) was made by the one before it (`earlier`), and is
+    named by it when the current ruleset could not have decided `action`."""
     c = posture_class_of(rule_id, const)
     if c is None:
         return None
-    p = compiled.postures.get(c) if compiled is not None else None
+    made_by = compiled
+    if (
+        action is not None
+        and earlier is not None
+        and (compiled is None or compiled.action(c) != action)
+        and earlier.action(c) == action
+    ):
+        made_by = earlier
+    p = made_by.postures.get(c) if made_by is not None else None
     return RuleRef(p.policy if p is not None and p.policy else "enforcer", posture_rule_id(c))
