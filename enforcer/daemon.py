@@ -3,8 +3,9 @@
 Docker (DockerTracker) reports containers; the policies selecting a container are merged
 into a ruleset, written by every kind of enforcement (enforcer.kernel.enforcement) under
 one ruleset id and shared by every container that selects the same policies; the
-container's cgroup id is then pointed at it with one map update. Kernel events become
-audit records (folded, enforcer.audit.records).
+container's cgroup id is then pointed at it with one map update (enforcer.rulesets keeps
+the shared rulesets). Kernel events become audit records through enforcer.audit.routing;
+the daemon only says which container and policy rule an event names.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any
 
 import structlog
 
-from enforcer.audit.events import Event, EventDecoder
+from enforcer.audit.events import EventDecoder
 from enforcer.audit.losses import LossAccountant
-from enforcer.audit.records import UNRESOLVED, AuditFolder, AuditRecord, AuditWriter, LossRecord
+from enforcer.audit.records import UNRESOLVED, AuditWriter
+from enforcer.audit.routing import AuditRouter
 from enforcer.compiler.postures import CompiledPostures, posture_ref
 from enforcer.compiler.rules import RuleRef, RuleTable, reserved_refs
 from enforcer.containers.created import CreatedContainers
@@ -97,8 +99,8 @@ class Daemon:
         self._clock = clock
         self._failed: dict[str, _Failure] = {}  # container id -> why it is not (fully) enforced
         self.enforcement_failures = 0  # attempts that failed, retries included (metrics)
-        self._writer = audit
-        self._audit = AuditFolder(audit, config.fold_window)
+        self.learning = LearnSessions()  # containers under `enforcer learn`
+        self.audit = AuditRouter(audit, config.fold_window, self.learning, self._who)
         self._started = time.time()
         self._tracker: DockerTracker | None = None
         self.reload_failures = 0  # policy reloads that rejected a changed file (status, metrics)
@@ -118,14 +120,11 @@ class Daemon:
         self._enforcements: list[Enforcement] = []
         self._parsed: ParseCache = {}  # policy texts already parsed (hot reload reparses edits only)
         self._inherited: dict[int, int] = {}  # cgroup id -> ruleset, left by an earlier run
-        self._losses: LossAccountant | None = None  # set by use_kernel
-        self._loss_marks: tuple[int, ...] | None = None  # kernel stats at the last loss check
         self._created = CreatedContainers(config.docker_host)  # what enforcer-runc registers
         self._starting_key: RulesetKey | None = None  # ruleset of the CT_KEY_STARTING entry
         self._starting_retry_at: float | None = None  # its last write failed: retry then
         self._registered_early: set[str] = set()  # container ids enforcer-runc registered
         self._start_windows: dict[str, float | None] = {}  # container id -> seconds (status)
-        self.learning = LearnSessions()  # containers under `enforcer learn`
 
     # ----- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -139,7 +138,7 @@ class Daemon:
         )
         self.use_kernel(loaded)
         self._policy_store.save(self._policies, self._parsed)
-        ring = RingBuffer(loaded.maps["events"], self.event_sink(EventDecoder(loaded.abi)))
+        ring = RingBuffer(loaded.maps["events"], self.audit.sink(EventDecoder(loaded.abi)))
         events = threading.Thread(target=self._poll, args=(ring, stop), name="ringbuf", daemon=True)
         events.start()
         tracker = self._tracker = DockerTracker(self, base_url=self._config.docker_host)
@@ -162,7 +161,7 @@ class Daemon:
                 registrar.close()
             events.join()
             ring.close()
-            self._audit.flush_all()
+            self.audit.folder.flush_all()
             # Links and maps stay pinned: enforcement outlives the daemon (`enforcer unload`).
             # Under the lock: a SIGTERM during a reload lets the reload finish first.
             with self._lock:
@@ -199,7 +198,7 @@ class Daemon:
         self._loaded = loaded
         self._table.reserve(reserved_refs(loaded.abi.consts))  # records name the kernel's own denials
         self._maps = PolicyMaps(loaded.abi, loaded.maps)
-        self._losses = LossAccountant(self._maps.all_counters)
+        self.audit.use_counters(LossAccountant(self._maps.all_counters))
         self._enforcements = kernel_enforcements(loaded, self._maps, self._config.pin_root)
         if policies is not None:
             self._policies = policies
@@ -249,30 +248,15 @@ class Daemon:
         next_losses = time.monotonic() + self._config.loss_interval
         while not stop.is_set():
             ring.poll(200)
-            self._audit.flush_due()
+            self.audit.folder.flush_due()
             self.retry_failed()
             if time.monotonic() >= next_losses:
-                self.account_losses(ring.consume)
+                self.audit.account_losses(ring.consume, self.kernel_stats())
                 next_losses = time.monotonic() + self._config.loss_interval
             if time.monotonic() >= next_sweep:
                 self._sweep()
                 next_sweep = time.monotonic() + 5
-        self.final_losses(ring.consume)
-
-    def final_losses(self, drain: Callable[[], object], settle: float = 0.3) -> None:
-        """At stop: account what settles now (two checks `settle` s apart: a counter that
-        stopped moving is settled by the second); say in the log what could not be."""
-        drain()
-        self.account_losses(drain)
-        time.sleep(settle)
-        self.account_losses(drain)
-        left = self._losses.unsettled() if self._losses else 0
-        if left:
-            log.warning(
-                "denials still arriving at stop are not itemised or accounted in the trail",
-                denials=left,
-                hint="they are in the kernel counters (enforcer status)",
-            )
+        self.audit.final_losses(ring.consume, self.kernel_stats)
 
     def _sweep(self) -> None:
         """Containers the runtime shim registered but Docker never reported running (their
@@ -550,64 +534,11 @@ class Daemon:
         if first:
             state.mark_judged(Path(info.cgroup.path), self._loaded.abi.const("TASK_JUDGED"))
 
-    # ----- audit ----------------------------------------------------------------------------
-    def event_sink(self, decoder: EventDecoder) -> Callable[[bytes], None]:
-        """The ring-buffer callback: every record is itemised for loss accounting, decoded
-        ones become audit records."""
-
-        def on_raw(raw: bytes) -> None:
-            event = decoder.decode(raw)
-            if self._losses is not None:
-                if event is not None:
-                    self._losses.itemised(event.cgroup_id, event.rule_id, event.ktime_ns, event.action)
-                else:
-                    self._losses.itemised(*decoder.identity(raw))
-            self._on_event(event)
-
-        return on_raw
-
-    def account_losses(self, drain: Callable[[], object]) -> int:
-        """Write an audit_loss record for every settled (container, rule) whose kernel
-        counter exceeds its itemised events (enforcer.audit.losses); returns their sum."""
-        if self._losses is None:
-            return 0
-        # A counted operation goes without an event only when one of these stats grows:
-        # while none moved and nothing was pending, the counter map need not be read.
-        stats = self.kernel_stats()
-        marks = tuple(stats.get(k, 0) for k in ("STAT_EVENTS_LOST", "STAT_SCRATCH_BUSY", "STAT_UNRESOLVED"))
-        if marks == self._loss_marks and self._losses.clear:
-            return 0
-        self._loss_marks = marks
-        total = 0
-        for loss in self._losses.check(drain):
-            with self._lock:
-                container = self._by_cgroup.get(loss.cgroup_id)
-                ref = self._rule_ref(loss.cgroup_id, loss.rule_id)
-            routed = self.learning.route_loss(loss.cgroup_id, ref, loss.count)
-            if routed is None:
-                continue  # lost learning events: the learn session reports them
-            rule = routed
-            log.warning(
-                "denials not itemised in the audit trail (accounted as an audit_loss record)",
-                policy=rule.policy,
-                rule=rule.rule,
-                cgroup_id=loss.cgroup_id,
-                count=loss.count,
-            )
-            self._writer.write(LossRecord(loss, rule, container, time.clock_gettime_ns(time.CLOCK_BOOTTIME)))
-            total += loss.count
-        return total
-
-    def _on_event(self, event: Event | None) -> None:
-        if event is None:
-            return
+    # ----- audit: who made an event ------------------------------------------------------
+    def _who(self, cgroup_id: int, rule_id: int, action: str | None) -> tuple[ContainerInfo | None, RuleRef]:
+        """The container and the policy rule of a kernel event or loss (enforcer.audit.routing)."""
         with self._lock:
-            container = self._by_cgroup.get(event.cgroup_id)
-            rule = self._rule_ref(event.cgroup_id, event.rule_id, event.action)
-        routed = self.learning.route(event.cgroup_id, rule, event.action, event.hook, event.target(), event.comm)
-        if routed is None:
-            return  # seen only because the container learns: the session's, not the log's
-        self._audit.add(AuditRecord(event, routed, container))
+            return self._by_cgroup.get(cgroup_id), self._rule_ref(cgroup_id, rule_id, action)
 
     # ----- enforcer learn ------------------------------------------------------------------
     def learn(self, request: dict[str, Any], channel: Channel) -> None:
@@ -694,11 +625,11 @@ class Daemon:
                 kernel_stats=self.kernel_stats(),
                 enforcements=enforcements,
                 maps=maps,
-                audit_records=self._writer.records,
-                audit_events=self._writer.events,
-                audit_write_errors=self._writer.write_errors,
-                audit_log=self._writer.name,
-                audit_losses=self._writer.losses,
+                audit_records=self.audit.writer.records,
+                audit_events=self.audit.writer.events,
+                audit_write_errors=self.audit.writer.write_errors,
+                audit_log=self.audit.writer.name,
+                audit_losses=self.audit.writer.losses,
                 docker_connected=bool(self._tracker and self._tracker.connected.is_set()),
                 reload_failures=self.reload_failures,
                 enforcement_failures=self.enforcement_failures,

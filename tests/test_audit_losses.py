@@ -111,7 +111,7 @@ def test_a_flood_that_overflows_the_ring_is_accounted_in_full(
 ) -> None:
     d, loaded, info, out = rig
     lost_before = d.kernel_stats()["STAT_EVENTS_LOST"]
-    ring = RingBuffer(loaded.maps["events"], d.event_sink(EventDecoder(loaded.abi)))
+    ring = RingBuffer(loaded.maps["events"], d.audit.sink(EventDecoder(loaded.abi)))
     stop = threading.Event()
 
     def consume() -> None:  # the daemon's ring-buffer thread, loss checks included
@@ -122,7 +122,7 @@ def test_a_flood_that_overflows_the_ring_is_accounted_in_full(
             time.sleep(0.001)
         while not stop.is_set():
             ring.poll(50)
-            d.account_losses(ring.consume)
+            d.audit.account_losses(ring.consume, d.kernel_stats())
 
     t = threading.Thread(target=consume)
     t.start()
@@ -131,8 +131,8 @@ def test_a_flood_that_overflows_the_ring_is_accounted_in_full(
     finally:
         stop.set()
         t.join()
-    d.final_losses(ring.consume)
-    d._audit.flush_all()
+    d.audit.final_losses(ring.consume, d.kernel_stats)
+    d.audit.folder.flush_all()
     ring.close()
 
     assert denied == ATTEMPTS  # every connect was refused by the program
@@ -152,7 +152,7 @@ def test_a_flood_that_overflows_the_ring_is_accounted_in_full(
         f"{sum(r['count'] for r in losses)} accounted in {len(losses)} audit_loss records"
     )
     assert itemised + sum(r["count"] for r in losses) == ATTEMPTS  # 0 unaccounted
-    assert d._losses is not None and d._losses.unsettled() == 0
+    assert d.audit.unsettled() == 0
     assert d.snapshot().audit.losses == sum(r["count"] for r in losses)  # enforcer status shows it
 
 

@@ -424,10 +424,10 @@ def test_a_full_disk_under_the_audit_log_is_counted_in_status_and_enforcement_go
         except OSError as err:
             assert err.errno == errno.ENOSPC  # the disk is now full
         writer = AuditWriter(sink)
-        d._writer, d._audit = writer, AuditFolder(writer, 0.0)
+        d.audit.writer, d.audit.folder = writer, AuditFolder(writer, 0.0)
         d.container_started(_info(1, "web-1"))
         for n in range(20):
-            d._on_event(
+            d.audit.event(
                 FileEvent(
                     hook="file_open",
                     action="deny",
@@ -442,7 +442,7 @@ def test_a_full_disk_under_the_audit_log_is_counted_in_status_and_enforcement_go
                     truncated=False,
                 )
             )
-        d._audit.flush_all()
+        d.audit.folder.flush_all()
         d.container_started(_info(2, "web-2"))  # the daemon carries on
         doc = d.snapshot()
         assert doc.audit.write_errors == 20 and doc.audit.records == 0
@@ -451,7 +451,7 @@ def test_a_full_disk_under_the_audit_log_is_counted_in_status_and_enforcement_go
         assert "enforcer_audit_write_errors_total 20.0" in metrics_text(d)
 
         (disk / "filler").unlink()  # space again: the next record is written, whole
-        d._on_event(
+        d.audit.event(
             FileEvent(
                 hook="file_open",
                 action="deny",
@@ -466,7 +466,7 @@ def test_a_full_disk_under_the_audit_log_is_counted_in_status_and_enforcement_go
                 truncated=False,
             )
         )
-        d._audit.flush_all()
+        d.audit.folder.flush_all()
         sink.close()  # and closing after a full disk is no error
         import json
 

@@ -102,10 +102,10 @@ def test_a_learning_container_moves_to_its_learning_ruleset_and_back(
         assert learning != real
         copy = next(n for n, p in d.learning._by_id[INFO.id].copies.items() if p.name == "web")
         # seen only because it learns: to the session, not the audit log
-        d._on_event(_event(d, RuleRef(copy, "file[1]"), "audit", "/srv/index.html"))
-        d._on_event(_event(d, RuleRef(SESSION_POLICY, "file[0]"), "audit", "/etc/hosts"))
+        d.audit.event(_event(d, RuleRef(copy, "file[1]"), "audit", "/srv/index.html"))
+        d.audit.event(_event(d, RuleRef(SESSION_POLICY, "file[0]"), "audit", "/etc/hosts"))
         # a real denial: the audit log, under the real policy's name
-        d._on_event(_event(d, RuleRef(copy, "file[0]"), "deny", "/etc/shadow"))
+        d.audit.event(_event(d, RuleRef(copy, "file[0]"), "deny", "/etc/shadow"))
     finally:
         channel.done.set()
         session.join(10)
