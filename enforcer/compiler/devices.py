@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from enforcer.compiler.paths import ACTION_CODES, Slot
+from enforcer.compiler.paths import ACTION_CODES, Slot, any_enforcing, stronger
 from enforcer.compiler.rules import RuleRef, RuleTable
 from enforcer.policy.merge import EffectiveRule
 from enforcer.policy.model import DeviceRule
@@ -20,11 +20,6 @@ from enforcer.policy.reference import DEVICE_ACCESS_ORDER
 READ, WRITE, MKNOD = 0, 1, 2  # enum abi_dev_access slots, in DEVICE_ACCESS_ORDER
 # enum abi_dev_match level bits
 LEVEL_TYPE_ANY, LEVEL_MINOR_ANY, LEVEL_MAJOR_ANY = 1, 2, 4
-
-
-def stronger(current: Slot | None, new: Slot) -> Slot:
-    """Of two rules naming the same thing: the more severe; the earlier one on a tie."""
-    return new if current is None or new.action > current.action else current
 
 
 @dataclass(frozen=True, order=True)
@@ -57,7 +52,7 @@ class CompiledDevices:
 
     def has_enforcing(self) -> bool:
         """True when some rule can deny or audit (else the program need not look)."""
-        return any(s and s.action >= ACTION_CODES["audit"] for slots in self.entries.values() for s in slots)
+        return any(any_enforcing(slots) for slots in self.entries.values())
 
 
 def _number(value: int | str) -> int | None:

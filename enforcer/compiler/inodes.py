@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from enforcer.compiler.paths import ACTION_CODES, CompiledPaths, Slot
+from enforcer.compiler.paths import CompiledPaths, Slot, any_enforcing, stronger
 
 log = structlog.get_logger(__name__)
 
@@ -101,12 +101,12 @@ class ContainerInodes:
     def put(self, entry: InodeEntry, slots: list[Slot | None]) -> None:
         cur = self.entries.setdefault(entry, [None, None])
         for i, s in enumerate(slots):
-            if s is not None and ((c := cur[i]) is None or s.action > c.action):
-                cur[i] = s
+            if s is not None:
+                cur[i] = stronger(cur[i], s)
 
 
 def _enforcing(slots: list[Slot | None]) -> bool:
-    return any(s and s.action >= ACTION_CODES["audit"] for s in slots)
+    return any_enforcing(slots)
 
 
 def resolve_container(root: str, compiled: CompiledPaths) -> ContainerInodes:

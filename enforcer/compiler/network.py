@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from enforcer.compiler.paths import ACTION_CODES
+from enforcer.compiler.paths import ACTION_CODES, enforcing
 from enforcer.compiler.rules import RuleRef, RuleTable
 from enforcer.errors import EnforcerError
 from enforcer.policy.merge import EffectiveRule
@@ -52,10 +52,7 @@ class CompiledNetwork:
     entries: dict[NetPrefix, tuple[NetEntry, ...]] = field(default_factory=dict)
 
     def has_enforcing(self, direction: str) -> bool:
-        return any(
-            p.direction == direction and any(e.action >= ACTION_CODES["audit"] for e in es)
-            for p, es in self.entries.items()
-        )
+        return any(p.direction == direction and any(enforcing(e.action) for e in es) for p, es in self.entries.items())
 
 
 def _atoms(rules: Iterable[EffectiveRule], table: RuleTable) -> dict[tuple[str, int], list[_Atom]]:

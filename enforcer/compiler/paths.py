@@ -31,10 +31,36 @@ READ, WRITE = 0, 1  # enum abi_access slots
 Kind = Literal["file_exact", "file_dir", "exec_exact", "exec_dir", "guard"]
 
 
+def enforcing(action: int) -> bool:
+    """Can a rule with this action code deny or audit? (An allow only decides.)"""
+    return action >= ACTION_CODES["audit"]
+
+
 @dataclass(frozen=True)
 class Slot:
     action: int  # ACT_*
     rule_id: int
+
+    @property
+    def enforcing(self) -> bool:
+        return enforcing(self.action)
+
+
+def any_enforcing(slots: Iterable[Slot | None]) -> bool:
+    return any(s is not None and s.enforcing for s in slots)
+
+
+def stronger(current: Slot | None, new: Slot) -> Slot:
+    """Of two rules naming the same thing: the more severe; the earlier one on a tie."""
+    return new if current is None or new.action > current.action else current
+
+
+def strongest(slots: Iterable[Slot | None]) -> Slot | None:
+    best: Slot | None = None
+    for s in slots:
+        if s is not None:
+            best = stronger(best, s)
+    return best
 
 
 @dataclass(frozen=True, order=True)
@@ -49,16 +75,11 @@ class CompiledPaths:
 
     def _put(self, entry: PathEntry, slot_index: int, slot: Slot) -> None:
         slots = self.entries.setdefault(entry, [None, None])
-        cur = slots[slot_index]
-        if cur is None or slot.action > cur.action:
-            slots[slot_index] = slot
+        slots[slot_index] = stronger(slots[slot_index], slot)
 
     def has_enforcing(self, prefix: str) -> bool:
         """True when some rule of this class can deny or audit (else no walk is needed)."""
-        return any(
-            e.kind.startswith(prefix) and any(s and s.action >= ACTION_CODES["audit"] for s in slots)
-            for e, slots in self.entries.items()
-        )
+        return any(e.kind.startswith(prefix) and any_enforcing(slots) for e, slots in self.entries.items())
 
     def dir_depth_mask(self, kind: Kind) -> int:
         """Depths that hold a dir rule (markers without a rule are not looked up)."""
@@ -111,12 +132,10 @@ def _add_markers(out: CompiledPaths) -> None:
 
 
 def _add_guards(out: CompiledPaths) -> None:
-    enforcing = [
-        (e.path, max((s for s in slots if s), key=lambda s: s.action))
-        for e, slots in list(out.entries.items())
-        if any(s and s.action >= ACTION_CODES["audit"] for s in slots)
+    enforcing_paths = [
+        (e.path, top) for e, slots in list(out.entries.items()) if (top := strongest(slots)) and top.enforcing
     ]
-    for path, slot in sorted(enforcing, key=lambda e: e[0]):  # Slots do not order
+    for path, slot in sorted(enforcing_paths, key=lambda e: e[0]):  # Slots do not order
         prefix = path
         while prefix != "/":  # "/" itself cannot be renamed or removed
             entry = PathEntry("guard", prefix)

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from enforcer.compiler.devices import stronger
-from enforcer.compiler.paths import ACTION_CODES, Slot
+from enforcer.compiler.paths import ACTION_CODES, Slot, stronger
 from enforcer.compiler.rules import RuleRef, RuleTable
 from enforcer.policy.merge import EffectiveRule
 from enforcer.policy.model import ADDRESS_FAMILIES, SocketRule
@@ -36,15 +35,11 @@ class CompiledSockets:
     entries: dict[SocketKey, Slot] = field(default_factory=dict)
 
     def has_enforcing(self) -> bool:
-        return any(s.action >= ACTION_CODES["audit"] for s in self.entries.values())
+        return any(s.enforcing for s in self.entries.values())
 
     def families_beyond_cgroup(self) -> tuple[str, ...]:
         """Families with deny/audit rules that only the LSM program sees (e.g. packet)."""
-        fams = {
-            k.family
-            for k, s in self.entries.items()
-            if k.family not in CGROUP_FAMILIES and s.action >= ACTION_CODES["audit"]
-        }
+        fams = {k.family for k, s in self.entries.items() if k.family not in CGROUP_FAMILIES and s.enforcing}
         return tuple(sorted(FAMILY_NAMES.get(f, str(f)) for f in fams))
 
 
