@@ -72,13 +72,7 @@ int enforcer_device(struct bpf_cgroup_dev_ctx *ctx)
 		r = bpf_map_lookup_elem(&dev_rules, &k);
 		if (!r)
 			continue;
-		for (int a = 0; a < DACC_SLOTS; a++) {
-			if ((need & (1u << a)) && r->action[a] != ACT_NONE) {
-				slot_action[a] = r->action[a];
-				slot_rule[a] = r->rule_id[a];
-				need &= ~(1u << a);
-			}
-		}
+		first_match(&need, r->action, r->rule_id, DACC_SLOTS, slot_action, slot_rule);
 	}
 	for (int a = 0; a < DACC_SLOTS; a++) {
 		if (slot_action[a] > action) { /* strict: the first class keeps a tie */
@@ -89,12 +83,10 @@ int enforcer_device(struct bpf_cgroup_dev_ctx *ctx)
 	if (action != ACT_DENY && action != ACT_AUDIT)
 		return 1;
 
-	count_rule(cgid, rule_id, action);
-	fill_hdr(&ev.hdr, EV_DEVICE, cgid, rule_id, action);
 	ev.dev_type = type;
 	ev.access = accf;
 	ev.major = major;
 	ev.minor = minor;
-	emit(&ev, sizeof(ev));
+	report(&ev.hdr, sizeof(ev), EV_DEVICE, cgid, rule_id, action);
 	return action == ACT_DENY ? 0 : 1;
 }

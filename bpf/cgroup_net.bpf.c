@@ -192,12 +192,10 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, __u32 dir, __u16 ev
 	if (vd.action != ACT_DENY && vd.action != ACT_AUDIT)
 		return 1;
 
-	count_rule(cgid, vd.rule_id, vd.action);
-	fill_hdr(&ev.hdr, ev_type, cgid, vd.rule_id, vd.action);
 	ev.family = v6 ? AF_INET6 : AF_INET;
 	ev.protocol = protocol;
 	ev.port = port;
-	emit(&ev, sizeof(ev));
+	report(&ev.hdr, sizeof(ev), ev_type, cgid, vd.rule_id, vd.action);
 	return vd.action == ACT_DENY ? 0 : 1;
 }
 
@@ -451,14 +449,13 @@ static __always_inline int decide_skb(struct __sk_buff *skb, __u32 dir, __u16 ev
 	if (vd.action != ACT_DENY && (vd.action != ACT_AUDIT || hooked))
 		return 1; /* a socket hook's audit record stands for the operation: no second one */
 
-	count_rule(cgid, vd.rule_id, vd.action);
 	__builtin_memset(&ev, 0, sizeof(ev));
 	fill_pkt_hdr(&ev.hdr, ev_type, cgid, vd.rule_id, vd.action);
 	__builtin_memcpy(ev.addr, p.addr, 16);
 	ev.family = p.v6 ? AF_INET6 : AF_INET;
 	ev.protocol = p.protocol;
 	ev.port = p.port;
-	emit(&ev, sizeof(ev));
+	report_filled(&ev.hdr, sizeof(ev));
 	return vd.action == ACT_DENY ? 0 : 1;
 }
 

@@ -109,15 +109,13 @@ int BPF_PROG(enforcer_cgroup_write, struct inode *inode, int mask, int ret)
 		kn = kn_parent(kn);
 	}
 
-	count_rule(cgid, RULE_CGROUP_ESCAPE, ACT_DENY);
 	ev = &chain->ev;
-	fill_hdr(&ev->hdr, EV_FILE, cgid, RULE_CGROUP_ESCAPE, ACT_DENY);
 	ev->access = ACCF_WRITE;
 	ev->flags = 0;
 	ev->op = FOP_CGROUP_MOVE;
 	/* chain_path stays below ABI_MAX_PATH; the mask says so to the verifier */
 	ev->path_len = chain_path(chain, ev) & (ABI_MAX_PATH - 1);
 	size = offsetof(struct file_event, path) + ev->path_len;
-	emit(ev, size);
+	report(&ev->hdr, size, EV_FILE, cgid, RULE_CGROUP_ESCAPE, ACT_DENY);
 	return -EPERM;
 }

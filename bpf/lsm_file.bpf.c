@@ -316,13 +316,7 @@ struct match_ctx {
 
 static __always_inline void take(struct match_ctx *c, struct path_rule *r)
 {
-	for (int a = 0; a < ACC_SLOTS; a++) {
-		if ((c->need & (1u << a)) && r->action[a] != ACT_NONE) {
-			c->action[a] = r->action[a];
-			c->rule_id[a] = r->rule_id[a];
-			c->need &= ~(1u << a);
-		}
-	}
+	first_match(&c->need, r->action, r->rule_id, ACC_SLOTS, c->action, c->rule_id);
 }
 
 /* The path_rules key of the opened path's prefix of `depth` components (depth < MAX_DEPTH). */
@@ -417,6 +411,7 @@ struct verdict {
 	__u8 action;
 	__u32 rule_id;
 	__u32 matched;  /* bit per access slot some rule (allow included) decided: no posture */
+	__u32 flags;    /* enum file_event_flags of the record */
 };
 
 /* decide()'s posture classes: the class judging slot ACC_READ, and slot ACC_WRITE. */
@@ -590,9 +585,150 @@ static __always_inline void apply_postures(struct task_struct *task, struct cont
 }
 
 /*
- * Decide one operation on the name (dentry, vfsmount) for the container `ct`. `need` has a
- * bit per access slot (ACC_READ, ACC_WRITE); `ns` says which rule namespaces count (enum
- * judge_ns); `op` and `type` go into the event.
+ * Resolve: the name (dentry, vfsmount) as the container sees it, into `w` (the path's bytes
+ * and the hash of each prefix). False when the operation is not judged at all: a kernel-
+ * private file only an exec posture could judge, with none set; or runc's own set-up.
+ */
+static __always_inline bool resolve(struct walk_ctx *w, struct task_struct *task,
+				    struct dentry *dentry, struct vfsmount *vfsmnt,
+				    struct container *ct, __u32 ns)
+{
+	struct settings *cfg;
+	struct mount *ns_root;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&settings, &zero);
+	w->seed = cfg ? cfg->hash_seed : 0;
+	w->dentry = dentry;
+	if (vfsmnt) {
+		w->mnt = real_mount(vfsmnt);
+		/*
+		 * The container's root is the root of its mount namespace (runc pivots the rootfs
+		 * onto it). Not task->fs->root: a chrooted process, or one that escaped a chroot
+		 * through a directory fd, would otherwise see paths relative to wherever it chrooted.
+		 */
+		ns_root = task->nsproxy->mnt_ns->root;
+		w->root_mnt = ns_root;
+		w->root_dentry = BPF_CORE_READ(ns_root, mnt.mnt_root);
+		w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		if (!ns_root || !w->root_dentry || !w->mnt_root)
+			w->status = WALK_UNREADABLE;
+	} else {
+		w->no_mount = true; /* the path is the file system's: only inode rules can match */
+	}
+
+	if (!w->status)
+		bpf_loop(ABI_MAX_DEPTH + 64, walk_up, w, 0);
+	/*
+	 * A kernel-private file (pipe, socket, anon inode, memfd): no path names it, so no rule
+	 * does. Only the exec posture judges it (code from a memfd is never the image's).
+	 */
+	if (w->status == WALK_OUTSIDE && (!(ns & NS_EXEC) || posture_of(ct, PST_EXEC) < ACT_AUDIT))
+		return false;
+	/*
+	 * runc execs a sealed copy of itself (1.1: a read-only bind mount of its binary, lazily
+	 * unmounted; 1.2: a private overlay) while it is still in the host's mount namespace,
+	 * before it makes the container's: the runtime's set-up, on a host file no container path
+	 * names. A task of the container cannot get back into the host's namespace (that takes
+	 * CAP_SYS_ADMIN over it), so there a detached file stays judged, and denied.
+	 */
+	if (w->status == WALK_DETACHED && cfg && cfg->host_mnt_ns &&
+	    BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum) == cfg->host_mnt_ns)
+		return false;
+	if (w->status == WALK_RUNNING)
+		w->status = WALK_TOO_DEEP; /* more mount crossings than the loop allows */
+
+	w->h = FNV_OFFSET ^ w->seed;
+	w->s->hashes[0] = hash_final(w->h);
+	w->s->plens[0] = 0;
+	if (w->status != WALK_UNREADABLE)
+		bpf_loop(ABI_MAX_DEPTH, walk_down, w, 0);
+	return true;
+}
+
+/*
+ * Judge: the rules of each namespace in `ns` that can name the resolved file (by path, by
+ * inode), then the postures of the slots no rule decided.
+ */
+static __always_inline void judge(struct walk_ctx *w, struct task_struct *task,
+				  struct dentry *dentry, struct vfsmount *vfsmnt, __u64 cgid,
+				  struct container *ct, __u32 need, __u32 ns, __u32 pclasses,
+				  struct verdict *v)
+{
+	struct inode *inode = BPF_CORE_READ(dentry, d_inode);
+
+	if (w->no_mount)
+		ns |= NS_INODE_ONLY;
+	if (w->status == WALK_DETACHED || (ns & NS_INODE_ONLY)) {
+		/*
+		 * No path of the container leads here (detached mount, a dentry outside its
+		 * mount's root), or no mount is known: the inode rules still name the file. A
+		 * detached file may lie under a directory a rule protects, and no path says it
+		 * does not: denied. With no mount known (inode hooks) the inode alone decides and
+		 * the path, relative to its file system, is only for the record.
+		 */
+		if (ns & NS_FILE)
+			match_inode(inode, cgid, ct, PK_FILE_EXACT, need, v);
+		if (ns & NS_EXEC)
+			match_inode(inode, cgid, ct, PK_EXEC_EXACT, 1u << ACC_READ, v);
+		if (w->status != WALK_DONE)
+			v->flags = FEV_TRUNCATED;
+		if (!(ns & NS_INODE_ONLY) && v->action != ACT_DENY) {
+			v->action = ACT_DENY;
+			v->rule_id = RULE_UNRESOLVED;
+			stat_add(STAT_UNRESOLVED);
+		}
+	} else if (w->status == WALK_DONE || w->status == WALK_OTHER_NS) {
+		if (ns & NS_FILE) {
+			match_ns(w, ct, need, PK_FILE_EXACT, PK_FILE_DIR, ct->file_dir_depths, v);
+			match_inode(inode, cgid, ct, PK_FILE_EXACT, need, v);
+		}
+		if (ns & NS_EXEC) {
+			match_ns(w, ct, 1u << ACC_READ, PK_EXEC_EXACT, PK_EXEC_DIR,
+				 ct->exec_dir_depths, v);
+			match_inode(inode, cgid, ct, PK_EXEC_EXACT, 1u << ACC_READ, v);
+			/* `origin: image` is less specific than any path rule: asked last */
+			if (!(v->matched & (1u << ACC_READ)) && (ct->flags & CT_EXEC_ORIGIN_IMAGE) &&
+			    w->status == WALK_DONE && from_image(inode, vfsmnt, w->root_mnt, cgid))
+				v->matched |= 1u << ACC_READ;
+		}
+		if (ns & NS_GUARD)
+			match_ns(w, ct, 1u << ACC_READ, PK_GUARD, 0, 0, v);
+	} else if (w->status != WALK_OUTSIDE) {
+		/* Fail closed: a path we cannot resolve is denied and reported. (A kernel-private
+		 * file, WALK_OUTSIDE, no rule names: the exec posture below decides.) */
+		v->action = ACT_DENY;
+		v->rule_id = RULE_UNRESOLVED;
+		v->flags = FEV_TRUNCATED;
+		stat_add(STAT_UNRESOLVED);
+	}
+
+	/* Inode hooks without a mount (a volume's timestamps) have no path for a posture. */
+	if (ct->postures && v->action != ACT_DENY && !(ns & NS_INODE_ONLY))
+		apply_postures(task, ct, need, pclasses, v);
+}
+
+/* The record of a deny or audit decision: the path as resolved, and what was asked. */
+static __always_inline void report_file(struct walk_ctx *w, struct verdict *v, __u64 cgid,
+					__u32 accf, __u32 op, __u16 type)
+{
+	struct file_event *ev = &w->s->ev;
+	__u64 size = offsetof(struct file_event, path) + w->off;
+
+	if (size > sizeof(struct file_event))
+		size = sizeof(struct file_event);
+	ev->access = accf;
+	ev->path_len = w->off;
+	ev->flags = v->flags;
+	ev->op = op;
+	report(&ev->hdr, size, type, cgid, v->rule_id, v->action);
+}
+
+/*
+ * Decide one operation on the name (dentry, vfsmount) for the container `ct`: resolve ->
+ * judge -> report. `need` has a bit per access slot (ACC_READ, ACC_WRITE); `ns` says which
+ * rule namespaces count (enum judge_ns); `pclasses` the posture class of each slot (PCLS);
+ * `accf`, `op` and `type` go into the record.
  */
 static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt, __u64 cgid,
 				  struct container *ct, __u32 need, __u32 accf, __u32 ns,
@@ -602,11 +738,6 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 	struct walk_ctx w = {};
 	struct verdict v = {};
 	struct scratch *s;
-	__u32 zero = 0, flags = 0;
-	struct settings *cfg;
-	struct inode *inode;
-	struct mount *ns_root = NULL;
-	bool outside;
 	int slot, ret = 0;
 
 	slot = claim_slot();
@@ -621,122 +752,14 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 		return -EPERM;
 	w.s = s;
 
-	cfg = bpf_map_lookup_elem(&settings, &zero);
-	w.seed = cfg ? cfg->hash_seed : 0;
-	w.dentry = dentry;
-	if (vfsmnt) {
-		w.mnt = real_mount(vfsmnt);
-		/*
-		 * The container's root is the root of its mount namespace (runc pivots the rootfs
-		 * onto it). Not task->fs->root: a chrooted process, or one that escaped a chroot
-		 * through a directory fd, would otherwise see paths relative to wherever it chrooted.
-		 */
-		ns_root = task->nsproxy->mnt_ns->root;
-		w.root_mnt = ns_root;
-		w.root_dentry = BPF_CORE_READ(ns_root, mnt.mnt_root);
-		w.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-		if (!ns_root || !w.root_dentry || !w.mnt_root)
-			w.status = WALK_UNREADABLE;
-	} else {
-		w.no_mount = true; /* the path is the file system's: only inode rules can match */
-		ns |= NS_INODE_ONLY;
-	}
-
-	if (!w.status)
-		bpf_loop(ABI_MAX_DEPTH + 64, walk_up, &w, 0);
-	/*
-	 * A kernel-private file (pipe, socket, anon inode, memfd): no path names it, so no rule
-	 * does. Only the exec posture judges it (code from a memfd is never the image's).
-	 */
-	outside = w.status == WALK_OUTSIDE;
-	if (outside && (!(ns & NS_EXEC) || posture_of(ct, PST_EXEC) < ACT_AUDIT))
-		goto out;
-	/*
-	 * runc execs a sealed copy of itself (1.1: a read-only bind mount of its binary, lazily
-	 * unmounted; 1.2: a private overlay) while it is still in the host's mount namespace,
-	 * before it makes the container's: the runtime's set-up, on a host file no container path
-	 * names. A task of the container cannot get back into the host's namespace (that takes
-	 * CAP_SYS_ADMIN over it), so there a detached file stays judged, and denied.
-	 */
-	if (w.status == WALK_DETACHED && cfg && cfg->host_mnt_ns &&
-	    BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum) == cfg->host_mnt_ns)
-		goto out;
-	if (w.status == WALK_RUNNING)
-		w.status = WALK_TOO_DEEP; /* more mount crossings than the loop allows */
-
-	w.h = FNV_OFFSET ^ w.seed;
-	s->hashes[0] = hash_final(w.h);
-	s->plens[0] = 0;
-	if (w.status != WALK_UNREADABLE)
-		bpf_loop(ABI_MAX_DEPTH, walk_down, &w, 0);
-
-	inode = BPF_CORE_READ(dentry, d_inode);
-	if (w.status == WALK_DETACHED || (ns & NS_INODE_ONLY)) {
-		/*
-		 * No path of the container leads here (detached mount, a dentry outside its
-		 * mount's root), or no mount is known: the inode rules still name the file. A
-		 * detached file may lie under a directory a rule protects, and no path says it
-		 * does not: denied. With no mount known (inode hooks) the inode alone decides and
-		 * the path, relative to its file system, is only for the record.
-		 */
-		if (ns & NS_FILE)
-			match_inode(inode, cgid, ct, PK_FILE_EXACT, need, &v);
-		if (ns & NS_EXEC)
-			match_inode(inode, cgid, ct, PK_EXEC_EXACT, 1u << ACC_READ, &v);
-		if (w.status != WALK_DONE)
-			flags = FEV_TRUNCATED;
-		if (!(ns & NS_INODE_ONLY) && v.action != ACT_DENY) {
-			v.action = ACT_DENY;
-			v.rule_id = RULE_UNRESOLVED;
-			stat_add(STAT_UNRESOLVED);
+	if (resolve(&w, task, dentry, vfsmnt, ct, ns)) {
+		judge(&w, task, dentry, vfsmnt, cgid, ct, need, ns, pclasses, &v);
+		if (v.action == ACT_DENY || v.action == ACT_AUDIT) {
+			report_file(&w, &v, cgid, accf, op, type);
+			if (v.action == ACT_DENY)
+				ret = -EPERM;
 		}
-	} else if (w.status == WALK_DONE || w.status == WALK_OTHER_NS) {
-		if (ns & NS_FILE) {
-			match_ns(&w, ct, need, PK_FILE_EXACT, PK_FILE_DIR, ct->file_dir_depths, &v);
-			match_inode(inode, cgid, ct, PK_FILE_EXACT, need, &v);
-		}
-		if (ns & NS_EXEC) {
-			match_ns(&w, ct, 1u << ACC_READ, PK_EXEC_EXACT, PK_EXEC_DIR,
-				 ct->exec_dir_depths, &v);
-			match_inode(inode, cgid, ct, PK_EXEC_EXACT, 1u << ACC_READ, &v);
-			/* `origin: image` is less specific than any path rule: asked last */
-			if (!(v.matched & (1u << ACC_READ)) && (ct->flags & CT_EXEC_ORIGIN_IMAGE) &&
-			    w.status == WALK_DONE && from_image(inode, vfsmnt, ns_root, cgid))
-				v.matched |= 1u << ACC_READ;
-		}
-		if (ns & NS_GUARD)
-			match_ns(&w, ct, 1u << ACC_READ, PK_GUARD, 0, 0, &v);
-	} else if (outside) {
-		/* no rule names it: the exec posture below decides */
-	} else {
-		/* Fail closed: a path we cannot resolve is denied and reported. */
-		v.action = ACT_DENY;
-		v.rule_id = RULE_UNRESOLVED;
-		flags = FEV_TRUNCATED;
-		stat_add(STAT_UNRESOLVED);
 	}
-
-	/* Inode hooks without a mount (a volume's timestamps) have no path for a posture. */
-	if (ct->postures && v.action != ACT_DENY && !(ns & NS_INODE_ONLY))
-		apply_postures(task, ct, need, pclasses, &v);
-
-	if (v.action == ACT_DENY || v.action == ACT_AUDIT) {
-		__u64 size;
-
-		count_rule(cgid, v.rule_id, v.action);
-		fill_hdr(&s->ev.hdr, type, cgid, v.rule_id, v.action);
-		s->ev.access = accf;
-		s->ev.path_len = w.off;
-		s->ev.flags = flags;
-		s->ev.op = op;
-		size = offsetof(struct file_event, path) + w.off;
-		if (size > sizeof(struct file_event))
-			size = sizeof(struct file_event);
-		emit(&s->ev, size);
-		if (v.action == ACT_DENY)
-			ret = -EPERM;
-	}
-out:
 	s->busy = 0;
 	return ret;
 }

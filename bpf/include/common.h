@@ -283,4 +283,40 @@ static __always_inline void emit(void *ev, __u64 size)
 		stat_add(STAT_EVENTS_LOST);
 }
 
+/*
+ * Every deny or audit decision ends here: counted exactly for its (container, rule), then
+ * `size` bytes of the event sent. The header is filled already (fill_hdr, or the packet
+ * programs' own); the caller fills the body. The counter is what the trail is held to.
+ */
+static __always_inline void report_filled(struct event_hdr *h, __u64 size)
+{
+	count_rule(h->cgroup_id, h->rule_id, h->action);
+	emit(h, size);
+}
+
+/* report_filled() for a decision made in the task's own context. */
+static __always_inline void report(struct event_hdr *h, __u64 size, __u16 type, __u64 cgid,
+				   __u32 rule_id, __u8 action)
+{
+	fill_hdr(h, type, cgid, rule_id, action);
+	report_filled(h, size);
+}
+
+/*
+ * First match per access slot: each slot still in `*need` takes the rule's action if the
+ * rule decides that slot (not ACT_NONE), and is then decided. Rules are offered most
+ * specific first, so the first that decides a slot is its most specific match.
+ */
+static __always_inline void first_match(__u32 *need, const __u8 *action, const __u32 *rule_id,
+					int slots, __u8 *slot_action, __u32 *slot_rule)
+{
+	for (int a = 0; a < slots; a++) {
+		if ((*need & (1u << a)) && action[a] != ACT_NONE) {
+			slot_action[a] = action[a];
+			slot_rule[a] = rule_id[a];
+			*need &= ~(1u << a);
+		}
+	}
+}
+
 #endif /* ENFORCER_COMMON_H */
