@@ -29,7 +29,7 @@ from enforcer.containers.created import CreatedContainers
 from enforcer.containers.model import ContainerInfo
 from enforcer.containers.startwindow import process_age_seconds
 from enforcer.containers.tracker import DockerTracker
-from enforcer.errors import EnforcerError
+from enforcer.errors import EnforcerError, undo_quietly
 from enforcer.kernel.build import ensure_built
 from enforcer.kernel.enforcement import (
     Enforcement,
@@ -73,6 +73,8 @@ class _Failure:
     attempts: int
     retry_at: float  # on the daemon's clock (monotonic)
 
+
+_UNDO = "cleanup after a failed enforcement failed"
 
 # The user of the ruleset that containers not registered yet get (CT_KEY_STARTING).
 STARTING = "(containers not registered yet)"
@@ -363,9 +365,9 @@ class Daemon:
             except Exception:  # (a BaseException is the process dying: a restart takes over)
                 if fresh:
                     for enf in self._enforcements:
-                        self._quietly(enf.detach, info)
+                        undo_quietly(enf.detach, info, what=_UNDO, container=info.name)
                 if not rs.users:
-                    self._quietly(self._rulesets.release, key, "")
+                    undo_quietly(self._rulesets.release, key, "", what=_UNDO, container=info.name)
                 raise
             if previous is None:
                 self._start_windows[info.id] = self._start_window(info)
@@ -443,14 +445,6 @@ class Daemon:
         with self._lock:
             return {cid: f.reason for cid, f in self._failed.items()}
 
-    @staticmethod
-    def _quietly(fn: Callable[..., object], *args: object) -> None:
-        # Cleanup after a failure must not hide the failure itself.
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("cleanup after a failed enforcement failed")
-
     def container_renamed(self, info: ContainerInfo) -> None:
         self.container_started(info)  # a name can change which policies select it
 
@@ -464,7 +458,7 @@ class Daemon:
                 if failed is not None and failed.info.cgroup.id in self._inherited:
                     self._maps.remove_container(failed.info.cgroup.id)  # its old entry
                     for enf in self._enforcements:
-                        self._quietly(enf.detach, failed.info)
+                        undo_quietly(enf.detach, failed.info, what=_UNDO, container=failed.info.name)
                     self._inherited.pop(failed.info.cgroup.id, None)
                 return
             info, key = entry

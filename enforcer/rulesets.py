@@ -13,17 +13,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 
 from enforcer.compiler.postures import AbiConsts, CompiledPostures
 from enforcer.compiler.rules import RuleTable
 from enforcer.compiler.ruleset import compile_ruleset
+from enforcer.errors import undo_quietly
 from enforcer.kernel.enforcement import Enforcement, RulesetPart, merge_container_fields
 from enforcer.policy.loader import policy_digest
 from enforcer.policy.merge import merge, merge_postures
 from enforcer.policy.model import Policy
 
-log = structlog.get_logger(__name__)
 
 RulesetKey = tuple[str, ...]  # "name@digest" of each selected policy, in selection order
 
@@ -117,11 +116,13 @@ class Rulesets:
         except Exception:
             for enf in self._enforcements:  # and the kinds written before the failing one
                 if enf.name in parts:
-                    try:
-                        enf.delete_ruleset(rid, parts[enf.name])
-                    except Exception as err:  # noqa: BLE001 - the write's error is the one to raise
-                        log.warning(
-                            "could not remove a half-written ruleset", ruleset=rid, enforcement=enf.name, error=str(err)
-                        )
+                    undo_quietly(
+                        enf.delete_ruleset,
+                        rid,
+                        parts[enf.name],
+                        what="could not remove a half-written ruleset",
+                        ruleset=rid,
+                        enforcement=enf.name,
+                    )
             raise
         return Ruleset(rid, parts, postures=compiled.postures)

@@ -21,7 +21,7 @@ from enforcer.compiler.ruleset import CompiledRuleset
 from enforcer.containers.model import ContainerInfo
 from enforcer.errors import EnforcerError
 from enforcer.kernel.abi import Abi
-from enforcer.kernel.cgroup_maps import CgroupMaps, CompiledCgroupRules
+from enforcer.kernel.cgroup_maps import CgroupMaps
 from enforcer.kernel.enforcement import RulesetPart
 from enforcer.kernel.loader import CGROUP_OBJECTS, attach_pinned
 from enforcer.pybpf import BpfError, Link, Map, Program
@@ -56,8 +56,7 @@ class CgroupEnforcement:
         self._lsm_sockets = lsm_sockets  # the LSM socket_create program covers other families
 
     # ----- rulesets -------------------------------------------------------------------------
-    def write_ruleset(self, ruleset: int, whole: CompiledRuleset) -> RulesetPart:
-        compiled = CompiledCgroupRules(devices=whole.devices, network=whole.network, sockets=whole.sockets)
+    def write_ruleset(self, ruleset: int, compiled: CompiledRuleset) -> RulesetPart:
         beyond = compiled.sockets.families_beyond_cgroup()
         if beyond and not self._lsm_sockets:
             log.error(
@@ -70,7 +69,7 @@ class CgroupEnforcement:
         return RulesetPart(compiled, self._maps.container_fields(compiled))
 
     def delete_ruleset(self, ruleset: int, part: RulesetPart) -> None:
-        compiled: CompiledCgroupRules = part.compiled
+        compiled: CompiledRuleset = part.compiled
         self._maps.delete_ruleset(ruleset, compiled)
 
     # ----- containers -----------------------------------------------------------------------

@@ -4,25 +4,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from enforcer.compiler.devices import CompiledDevices, DeviceKey
-from enforcer.compiler.network import CompiledNetwork, NetEntry, NetPrefix
+from enforcer.compiler.devices import DeviceKey
+from enforcer.compiler.network import NetEntry, NetPrefix
 from enforcer.compiler.paths import Slot
-from enforcer.compiler.sockets import CompiledSockets, SocketKey
+from enforcer.compiler.ruleset import CompiledRuleset
+from enforcer.compiler.sockets import SocketKey
 from enforcer.kernel.abi import Abi
 from enforcer.pybpf import BpfError, Map
 
 _DEV_TYPES = {"any": "DEV_TYPE_ANY", "block": "DEV_TYPE_BLOCK", "char": "DEV_TYPE_CHAR"}
 _DIRECTIONS = {"egress": "NET_EGRESS", "ingress": "NET_INGRESS"}
 _KEY_LAYOUTS = {"dev_rules": "dev_key", "net4_rules": "net4_key", "net6_rules": "net6_key", "sock_rules": "sock_key"}
-
-
-@dataclass(frozen=True)
-class CompiledCgroupRules:
-    devices: CompiledDevices
-    network: CompiledNetwork
-    sockets: CompiledSockets
 
 
 class CgroupMaps:
@@ -72,7 +65,7 @@ class CgroupMaps:
         return self._abi.layout("sock_rule").pack(rule_id=slot.rule_id, action=slot.action)
 
     # ----- rulesets -------------------------------------------------------------------------
-    def _entries(self, ruleset: int, c: CompiledCgroupRules) -> dict[str, tuple[list[bytes], list[bytes]]]:
+    def _entries(self, ruleset: int, c: CompiledRuleset) -> dict[str, tuple[list[bytes], list[bytes]]]:
         out: dict[str, tuple[list[bytes], list[bytes]]] = {}
 
         def put(map_name: str, key: bytes, value: bytes) -> None:
@@ -89,7 +82,7 @@ class CgroupMaps:
             put("sock_rules", self.sock_key(ruleset, sk), self.sock_value(slot))
         return out
 
-    def write_ruleset(self, ruleset: int, compiled: CompiledCgroupRules) -> None:
+    def write_ruleset(self, ruleset: int, compiled: CompiledRuleset) -> None:
         """All or nothing: if any map refuses (full: E2BIG/ENOMEM, EPERM), every entry
         written so far is deleted again before the error propagates."""
         entries = self._entries(ruleset, compiled)
@@ -102,11 +95,11 @@ class CgroupMaps:
                     self._maps[map_name].delete(key)
             raise
 
-    def delete_ruleset(self, ruleset: int, compiled: CompiledCgroupRules) -> None:
+    def delete_ruleset(self, ruleset: int, compiled: CompiledRuleset) -> None:
         for map_name, (keys, _values) in self._entries(ruleset, compiled).items():
             self._maps[map_name].delete_batch(keys)
 
-    def container_fields(self, compiled: CompiledCgroupRules) -> dict[str, int]:
+    def container_fields(self, compiled: CompiledRuleset) -> dict[str, int]:
         """This ruleset's share of a container's `struct container` entry: flags only for
         kinds that can deny or audit, so a container without such rules costs one lookup."""
         c = self._abi.const
