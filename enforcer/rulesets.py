@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from enforcer.compiler.postures import AbiConsts, CompiledPostures
 from enforcer.compiler.rules import RuleTable
 from enforcer.compiler.ruleset import compile_ruleset
@@ -22,7 +21,6 @@ from enforcer.kernel.enforcement import Enforcement, RulesetPart, merge_containe
 from enforcer.policy.loader import policy_digest
 from enforcer.policy.merge import merge, merge_postures
 from enforcer.policy.model import Policy
-
 
 RulesetKey = tuple[str, ...]  # "name@digest" of each selected policy, in selection order
 
