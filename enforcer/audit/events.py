@@ -180,10 +180,6 @@ def _flag_sets(bits: Sequence[tuple[int, str]]) -> tuple[frozenset[str], ...]:
     return tuple(frozenset(n for b, n in bits if m & b) for m in range(top))
 
 
-# Event's fields after `hook`: action, cgroup_id, pid, uid, comm, rule_id, ktime_ns
-_Head = tuple[str, int, int, int, str, int, int]
-
-
 class EventDecoder:
     """Raw ring-buffer records -> Events, one precompiled decoder per event type.
 
@@ -254,11 +250,6 @@ class EventDecoder:
             raw = raw.ljust(s.size, b"\0")
         return s.unpack_from(raw)
 
-    def _split(self, s: pystruct.Struct, raw: bytes) -> tuple[_Head, list[Any]]:
-        """(the fields every Event has after `hook`, in its order; the record's own fields)."""
-        kt, cg, pid, uid, rule, action, comm, *rest = self._fields(s, raw)
-        return (self._action(action), cg, pid, uid, self._comm(comm), rule, kt), rest
-
     def _comm(self, raw: bytes) -> str:
         name = self._comms.get(raw)
         if name is None:
@@ -271,22 +262,34 @@ class EventDecoder:
         return self._actions.get(action) or str(action)
 
     def _file_event(self, hook: str, raw: bytes) -> FileEvent:
-        head, (access, n, flags, op) = self._split(self._file, raw)
+        kt, cg, pid, uid, rule, action, comm, access, n, flags, op = self._fields(self._file, raw)
         at = self._path_at
         path = raw[at : at + n].decode(errors="surrogateescape") or "/"
         return FileEvent(
             self._ops.get(op, hook),
-            *head,
+            self._action(action),
+            cg,
+            pid,
+            uid,
+            self._comm(comm),
+            rule,
+            kt,
             path,
             self._file_acc[access & (len(self._file_acc) - 1)],
             bool(flags & self._truncated),
         )
 
     def _device_event(self, raw: bytes) -> DeviceEvent:
-        head, (dtype, access, major, minor) = self._split(self._dev, raw)
+        kt, cg, pid, uid, rule, action, comm, dtype, access, major, minor = self._fields(self._dev, raw)
         return DeviceEvent(
             "device",
-            *head,
+            self._action(action),
+            cg,
+            pid,
+            uid,
+            self._comm(comm),
+            rule,
+            kt,
             self._dev_types.get(dtype) or str(dtype),
             major,
             minor,
@@ -294,14 +297,20 @@ class EventDecoder:
         )
 
     def _net_event(self, hook: str, raw: bytes) -> NetEvent:
-        head, (family, proto, addr, port) = self._split(self._net, raw)
+        kt, cg, pid, uid, rule, action, comm, family, proto, addr, port = self._fields(self._net, raw)
         if family == _AF_INET6:
             address = socket.inet_ntop(socket.AF_INET6, addr)  # ::ffff:a.b.c.d as people write it
         else:
             address = socket.inet_ntop(socket.AF_INET, addr[:4])
         return NetEvent(
             hook,
-            *head,
+            self._action(action),
+            cg,
+            pid,
+            uid,
+            self._comm(comm),
+            rule,
+            kt,
             _FAMILY_NAMES.get(family) or str(family),
             _PROTO_NAMES.get(proto) or str(proto),
             address,
@@ -309,10 +318,16 @@ class EventDecoder:
         )
 
     def _sock_event(self, raw: bytes) -> SockEvent:
-        head, (family, stype, proto) = self._split(self._sock, raw)
+        kt, cg, pid, uid, rule, action, comm, family, stype, proto = self._fields(self._sock, raw)
         return SockEvent(
             "sock_create",
-            *head,
+            self._action(action),
+            cg,
+            pid,
+            uid,
+            self._comm(comm),
+            rule,
+            kt,
             _FAMILY_NAMES.get(family) or str(family),
             _TYPE_NAMES.get(stype) or str(stype),
             proto,
