@@ -261,6 +261,8 @@ class EventDecoder:
     def _action(self, action: int) -> str:
         return self._actions.get(action) or str(action)
 
+    # Each record type unpacks and passes the header fields itself, on purpose: a shared
+    # helper returning them as a tuple cost 20-25% of decode throughput (bench.decode_item).
     def _file_event(self, hook: str, raw: bytes) -> FileEvent:
         kt, cg, pid, uid, rule, action, comm, access, n, flags, op = self._fields(self._file, raw)
         at = self._path_at
