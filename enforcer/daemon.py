@@ -26,6 +26,7 @@ from enforcer.audit.routing import AuditRouter
 from enforcer.compiler.postures import CompiledPostures, posture_ref
 from enforcer.compiler.rules import RuleRef, RuleTable, reserved_refs
 from enforcer.containers.created import CreatedContainers
+from enforcer.containers.failures import RETRY_BACKOFF, Failures
 from enforcer.containers.model import ContainerInfo
 from enforcer.containers.startwindow import process_age_seconds
 from enforcer.containers.tracker import DockerTracker
@@ -60,20 +61,6 @@ from enforcer.status.model import StatusDocument
 
 log = structlog.get_logger(__name__)
 
-RETRY_BACKOFF = (0.5, 30.0)  # seconds: first retry of a failed enforcement, and the cap
-
-
-@dataclass
-class _Failure:
-    """A container whose enforcement failed (map full, ENOMEM, EPERM, ...): retried with
-    backoff, shown by `status` and the metrics until it succeeds or the container goes."""
-
-    info: ContainerInfo
-    reason: str
-    attempts: int
-    retry_at: float  # on the daemon's clock (monotonic)
-
-
 _UNDO = "cleanup after a failed enforcement failed"
 
 # The user of the ruleset that containers not registered yet get (CT_KEY_STARTING).
@@ -99,7 +86,7 @@ class Daemon:
     def __init__(self, config: DaemonConfig, audit: AuditWriter, clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
         self._clock = clock
-        self._failed: dict[str, _Failure] = {}  # container id -> why it is not (fully) enforced
+        self._failed = Failures()  # containers not (fully) enforced: why, and when to retry
         self.enforcement_failures = 0  # attempts that failed, retries included (metrics)
         self.learning = LearnSessions()  # containers under `enforcer learn`
         self.audit = AuditRouter(audit, config.fold_window, self.learning, self._who)
@@ -407,14 +394,9 @@ class Daemon:
         return process_age_seconds(info.pid)
 
     def _record_failure(self, info: ContainerInfo, err: BaseException) -> None:
-        reason = str(err) or type(err).__name__
         with self._lock:
             self.enforcement_failures += 1
-            earlier = self._failed.get(info.id)
-            attempts = earlier.attempts + 1 if earlier else 1
-            first, cap = RETRY_BACKOFF
-            delay = min(first * 2 ** (attempts - 1), cap)
-            self._failed[info.id] = _Failure(info, reason, attempts, self._clock() + delay)
+            failure, delay = self._failed.record(info, err, self._clock())
             kept = info.id in self._containers or info.cgroup.id in self._inherited
         log.error(
             "container NOT ENFORCED by its current policies"
@@ -422,8 +404,8 @@ class Daemon:
             else "container's policy update failed; its previous ruleset stays in force",
             container=info.name,
             container_id=info.short_id,
-            error=reason,
-            attempts=attempts,
+            error=failure.reason,
+            attempts=failure.attempts,
             retry_in=round(delay, 2),
         )
 
@@ -436,14 +418,14 @@ class Daemon:
         if not self._failed:
             return
         with self._lock:
-            due = [f.info for f in self._failed.values() if f.retry_at <= now]
+            due = self._failed.due(now)
         for info in due:
             self.container_started(info)
 
     def not_enforced(self) -> dict[str, str]:
         """container id -> why its current policies are not in force (status, tests)."""
         with self._lock:
-            return {cid: f.reason for cid, f in self._failed.items()}
+            return self._failed.reasons()
 
     def container_renamed(self, info: ContainerInfo) -> None:
         self.container_started(info)  # a name can change which policies select it

@@ -17,8 +17,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from enforcer.compiler.ruleset import CompiledRuleset
+from enforcer.containers.failures import RETRY_BACKOFF
 from enforcer.containers.model import ContainerInfo
-from enforcer.daemon import RETRY_BACKOFF, Daemon
+from enforcer.daemon import Daemon
 from enforcer.kernel.enforcement import RulesetPart
 from enforcer.kernel.loader import Loaded
 from enforcer.policy.selector import policies_for
