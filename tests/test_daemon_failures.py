@@ -426,23 +426,25 @@ def test_a_full_disk_under_the_audit_log_is_counted_in_status_and_enforcement_go
             assert err.errno == errno.ENOSPC  # the disk is now full
         writer = AuditWriter(sink)
         d.audit.writer, d.audit.folder = writer, AuditFolder(writer, 0.0)
+
+        def denial(ktime_ns: int, path: str) -> FileEvent:  # web-1 (cgroup 10_001) denied a read
+            return FileEvent(
+                hook="file_open",
+                action="deny",
+                cgroup_id=10_001,
+                pid=4242,
+                uid=0,
+                comm="cat",
+                rule_id=1,
+                ktime_ns=ktime_ns,
+                path=path,
+                access=frozenset({"read"}),
+                truncated=False,
+            )
+
         d.container_started(_info(1, "web-1"))
         for n in range(20):
-            d.audit.event(
-                FileEvent(
-                    hook="file_open",
-                    action="deny",
-                    cgroup_id=10_001,
-                    pid=4242,
-                    uid=0,
-                    comm="cat",
-                    rule_id=1,
-                    ktime_ns=n,
-                    path=f"/etc/shadow{n}",
-                    access=frozenset({"read"}),
-                    truncated=False,
-                )
-            )
+            d.audit.event(denial(n, f"/etc/shadow{n}"))
         d.audit.folder.flush_all()
         d.container_started(_info(2, "web-2"))  # the daemon carries on
         doc = d.snapshot()
@@ -452,21 +454,7 @@ def test_a_full_disk_under_the_audit_log_is_counted_in_status_and_enforcement_go
         assert "enforcer_audit_write_errors_total 20.0" in metrics_text(d)
 
         (disk / "filler").unlink()  # space again: the next record is written, whole
-        d.audit.event(
-            FileEvent(
-                hook="file_open",
-                action="deny",
-                cgroup_id=10_001,
-                pid=4242,
-                uid=0,
-                comm="cat",
-                rule_id=1,
-                ktime_ns=99,
-                path="/etc/gshadow",
-                access=frozenset({"read"}),
-                truncated=False,
-            )
-        )
+        d.audit.event(denial(99, "/etc/gshadow"))
         d.audit.folder.flush_all()
         sink.close()  # and closing after a full disk is no error
         import json
