@@ -139,6 +139,15 @@ static __always_inline bool is_any6(const __u32 *a)
 	return (a[0] | a[1] | a[2] | a[3]) == 0;
 }
 
+/* The fold target of a network event: address, port, protocol and family. */
+static __always_inline __u64 net_target(const struct net_event *ev)
+{
+	__u64 h = fold_mix(((__u64)ev->family << 32) | ev->protocol, ev->port);
+
+	h = fold_mix(h, ((__u64)ev->addr[0] << 32) | ev->addr[1]);
+	return fold_mix(h, ((__u64)ev->addr[2] << 32) | ev->addr[3]);
+}
+
 static __always_inline int decide(struct bpf_sock_addr *ctx, __u32 dir, __u16 ev_type, bool v6)
 {
 	__u32 flag = dir == NET_EGRESS ? CT_NET_EGRESS : CT_NET_INGRESS;
@@ -195,7 +204,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, __u32 dir, __u16 ev
 	ev.family = v6 ? AF_INET6 : AF_INET;
 	ev.protocol = protocol;
 	ev.port = port;
-	report(&ev.hdr, sizeof(ev), ev_type, cgid, vd.rule_id, vd.action);
+	report(&ev.hdr, sizeof(ev), ev_type, cgid, vd.rule_id, vd.action, net_target(&ev));
 	return vd.action == ACT_DENY ? 0 : 1;
 }
 
@@ -455,7 +464,7 @@ static __always_inline int decide_skb(struct __sk_buff *skb, __u32 dir, __u16 ev
 	ev.family = p.v6 ? AF_INET6 : AF_INET;
 	ev.protocol = p.protocol;
 	ev.port = p.port;
-	report_filled(&ev.hdr, sizeof(ev));
+	report_filled(&ev.hdr, sizeof(ev), net_target(&ev));
 	return vd.action == ACT_DENY ? 0 : 1;
 }
 

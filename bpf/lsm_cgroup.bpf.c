@@ -116,6 +116,7 @@ int BPF_PROG(enforcer_cgroup_write, struct inode *inode, int mask, int ret)
 	/* chain_path stays below ABI_MAX_PATH; the mask says so to the verifier */
 	ev->path_len = chain_path(chain, ev) & (ABI_MAX_PATH - 1);
 	size = offsetof(struct file_event, path) + ev->path_len;
-	report(&ev->hdr, size, EV_FILE, cgid, RULE_CGROUP_ESCAPE, ACT_DENY);
+	/* the target: the cgroupfs node written to */
+	report(&ev->hdr, size, EV_FILE, cgid, RULE_CGROUP_ESCAPE, ACT_DENY, chain->kn[0]);
 	return -EPERM;
 }

@@ -721,7 +721,9 @@ static __always_inline void report_file(struct walk_ctx *w, struct verdict *v, _
 	ev->path_len = w->off;
 	ev->flags = v->flags;
 	ev->op = op;
-	report(&ev->hdr, size, type, cgid, v->rule_id, v->action);
+	/* the target: the path as resolved (its running hash and length), the hook, the access */
+	report(&ev->hdr, size, type, cgid, v->rule_id, v->action,
+	       fold_mix(fold_mix(w->h, w->off), ((__u64)op << 8) | accf));
 }
 
 /*

@@ -186,8 +186,8 @@ class Daemon:
         """Take the loaded objects' maps; run() does this, tests may call it directly."""
         self._loaded = loaded
         self._table.reserve(reserved_refs(loaded.abi.consts))  # records name the kernel's own denials
-        self._maps = PolicyMaps(loaded.abi, loaded.maps)
-        self.audit.use_counters(LossAccountant(self._maps.all_counters))
+        self._maps = PolicyMaps(loaded.abi, loaded.maps, round(self._config.fold_window * 1000))
+        self.audit.use_counters(LossAccountant(self._maps.all_counters), self._maps.take_folds)
         self._enforcements = kernel_enforcements(loaded, self._maps, self._config.pin_root)
         if policies is not None:
             self._policies = policies

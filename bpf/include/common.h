@@ -12,6 +12,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "enforcer_abi.h"
+#include "pathhash.h"
 
 #define EPERM 1
 
@@ -54,6 +55,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ABI_MAX_FOLDS);
+	__type(key, struct fold_key);
+	__type(value, struct fold_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} folds SEC(".maps");
+
 /* Puts every ABI type into BTF, where Python reads the layouts from. Never used at run time. */
 struct abi_anchor {
 	struct container a;
@@ -83,6 +92,8 @@ struct abi_anchor {
 	struct net_rules y;
 	struct sock_key z;
 	struct sock_rule aa;
+	struct fold_key fk;
+	struct fold_val fv;
 	enum abi_dev_access ab;
 	enum abi_dev_match ac;
 	enum abi_net_direction ad;
@@ -276,6 +287,12 @@ static __always_inline void fill_hdr(struct event_hdr *h, __u16 type, __u64 cgid
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
+/* One step of the fold hash: FNV-style over 64-bit words. */
+static __always_inline __u64 fold_mix(__u64 h, __u64 x)
+{
+	return (h ^ x) * FNV_PRIME;
+}
+
 /* Send a fixed-size event; a full ring is counted, never silent. */
 static __always_inline void emit(void *ev, __u64 size)
 {
@@ -284,22 +301,70 @@ static __always_inline void emit(void *ev, __u64 size)
 }
 
 /*
- * Every deny or audit decision ends here: counted exactly for its (container, rule), then
- * `size` bytes of the event sent. The header is filled already (fill_hdr, or the packet
- * programs' own); the caller fills the body. The counter is what the trail is held to.
+ * Is this event an identical repeat (same container, rule, process name, uid and `target`)
+ * of one sent less than a fold window ago? Then it is only counted in the fold entry, and
+ * the next event of the key carries it. Else the header is stamped with its fold and its
+ * count (1 + the repeats waiting), and the window starts again. Two CPUs that both find the
+ * window over both send: the exchange gives each a disjoint share of the repeats.
  */
-static __always_inline void report_filled(struct event_hdr *h, __u64 size)
+static __always_inline bool fold_repeat(struct event_hdr *h, __u64 target)
+{
+	struct fold_val fresh = {}, *v;
+	struct fold_key k = {};
+	__u64 comm[2], window, now = h->ktime_ns;
+	struct settings *cfg;
+	__u32 zero = 0;
+
+	__builtin_memcpy(comm, h->comm, sizeof(comm));
+	h->fold = hash_final(fold_mix(fold_mix(fold_mix(fold_mix(target, h->uid),
+							 ((__u64)h->action << 16) | h->type),
+						comm[0]),
+				      comm[1]));
+	h->count = 1;
+	h->pad2 = 0;
+	cfg = bpf_map_lookup_elem(&settings, &zero);
+	window = cfg ? cfg->fold_window_ms * 1000000ULL : 0;
+	if (!window)
+		return false;
+	k.cgroup_id = h->cgroup_id;
+	k.fold = h->fold;
+	k.rule_id = h->rule_id;
+	v = bpf_map_lookup_elem(&folds, &k);
+	if (!v) {
+		fresh.window_end_ns = now + window;
+		/* an entry another CPU made first folds the next repeat instead */
+		bpf_map_update_elem(&folds, &k, &fresh, BPF_NOEXIST);
+		return false;
+	}
+	if (now < v->window_end_ns) {
+		__sync_fetch_and_add(&v->repeats, 1);
+		return true;
+	}
+	v->window_end_ns = now + window;
+	h->count += (__u32)__sync_lock_test_and_set(&v->repeats, 0);
+	return false;
+}
+
+/*
+ * Every deny or audit decision ends here: counted exactly for its (container, rule), then
+ * `size` bytes of the event sent, unless it repeats one sent within the fold window.
+ * `target` is a hash of what the operation was on (path, address, device). The header is
+ * filled already (fill_hdr, or the packet programs' own); the caller fills the body. The
+ * counter is what the trail is held to: sum of counts + folds left + losses == counter.
+ */
+static __always_inline void report_filled(struct event_hdr *h, __u64 size, __u64 target)
 {
 	count_rule(h->cgroup_id, h->rule_id, h->action);
-	emit(h, size);
+	if (!fold_repeat(h, target))
+		emit(h, size);
 }
 
 /* report_filled() for a decision made in the task's own context. */
 static __always_inline void report(struct event_hdr *h, __u64 size, __u16 type, __u64 cgid,
-				   __u32 rule_id, __u8 action)
+				   __u32 rule_id, __u8 action, __u64 target)
 {
 	fill_hdr(h, type, cgid, rule_id, action);
-	report_filled(h, size);
+	report_filled(h, size, target);
 }
 
 /*

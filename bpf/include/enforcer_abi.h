@@ -31,6 +31,8 @@ enum abi_limits {
 	ABI_MAX_CGROUP_LEVEL = 32,
 	ABI_RINGBUF_BYTES = 16 << 20,
 	ABI_MAX_INODE_RULES = 262144,
+	/* Distinct reported operations whose repeats are being folded (LRU: the oldest goes). */
+	ABI_MAX_FOLDS = 8192,
 };
 
 /* What a matching rule does. NONE: no rule of this access class matched at this level. */
@@ -294,19 +296,44 @@ struct settings {
 	/* inode number of the host's (pid 1's) mount namespace, written by the daemon: a task
 	 * in it is the runtime setting a container up, never the container's own code */
 	__u32 host_mnt_ns;
+	/* identical repeats of a reported operation within this many ms share one event
+	 * (struct fold_key); 0: every operation is sent */
+	__u32 fold_window_ms;
+	__u32 pad;
 };
 
 /* Every event starts with this header; `type` tells which body follows. */
 struct event_hdr {
 	__u64 ktime_ns;         /* bpf_ktime_get_boot_ns(): daemon maps it to wall time */
 	__u64 cgroup_id;
+	__u64 fold;             /* what identical repeats share: a hash of type, action, uid, comm, target */
 	__u32 pid;              /* tgid as seen from the host */
 	__u32 uid;
 	__u32 rule_id;
+	__u32 count;            /* operations this event stands for: 1 + repeats no event carried */
 	__u16 type;             /* enum abi_event_type */
 	__u8 action;            /* enum abi_action (DENY or AUDIT) */
 	__u8 pad;
 	char comm[ABI_COMM_LEN];
+	__u32 pad2;
+};
+
+/*
+ * folds: the repeats of one reported operation (container, rule, event_hdr.fold) that no
+ * event carried yet. The next event of the key after the window carries them in `count`;
+ * the daemon takes (lookup-and-delete) what is left, so a storm costs the ring buffer about
+ * one event per window per distinct operation, and the counts still add up to the counters.
+ */
+struct fold_key {
+	__u64 cgroup_id;
+	__u64 fold;
+	__u32 rule_id;
+	__u32 pad;
+};
+
+struct fold_val {
+	__u64 window_end_ns;    /* boot-time ns: a repeat before it is folded, not sent */
+	__u64 repeats;          /* folded since the last event of the key */
 };
 
 struct file_event {

@@ -38,13 +38,12 @@ static __always_inline __u8 decide_socket(struct container *ct, __u64 cgid, __u3
 	}
 	if (!r || (r->action != ACT_DENY && r->action != ACT_AUDIT))
 		return ACT_NONE;
-	count_rule(cgid, r->rule_id, r->action);
-	fill_hdr(&ev.hdr, EV_SOCK_CREATE, cgid, r->rule_id, r->action);
 	ev.family = family;
 	ev.sock_type = type;
 	ev.protocol = protocol;
 	ev.pad = 0;
-	emit(&ev, sizeof(ev));
+	report(&ev.hdr, sizeof(ev), EV_SOCK_CREATE, cgid, r->rule_id, r->action,
+	       fold_mix(((__u64)family << 32) | type, protocol));
 	return r->action;
 }
 

@@ -38,10 +38,13 @@ def _host_mnt_ns() -> int:
 
 
 class PolicyMaps:
-    def __init__(self, abi: Abi, maps: Mapping[str, Map]) -> None:
+    def __init__(self, abi: Abi, maps: Mapping[str, Map], fold_window_ms: int = 0) -> None:
+        """`fold_window_ms`: identical repeats of a reported operation within it share one
+        kernel event (0: one event per operation; the daemon, which takes the repeats left
+        waiting, sets it)."""
         self._abi = abi
         self._maps = maps
-        self._seed = self._write_settings()
+        self._seed = self.set_fold_window(fold_window_ms)
         slots = abi.const("ACC_SLOTS")
         self._value_packer = abi.layout("path_rule").packer(*(f"rule_id[{i}]" for i in range(slots)), "action")
 
@@ -49,16 +52,19 @@ class PolicyMaps:
     def seed(self) -> int:
         return self._seed
 
-    def _write_settings(self) -> int:
-        """The hash seed lives in the pinned settings map: a restarted daemon must reuse it,
-        because the rules already in the kernel were hashed with it. The host's mount
-        namespace is written beside it, each start (see _host_mnt_ns)."""
+    def set_fold_window(self, fold_window_ms: int) -> int:
+        """Write the settings; returns the hash seed. The seed lives in the pinned settings
+        map: a restarted daemon must reuse it, because the rules already in the kernel were
+        hashed with it. The host's mount namespace and the fold window are written beside
+        it, each start (see _host_mnt_ns)."""
         settings = self._abi.layout("settings")
         key = (0).to_bytes(4, "little")
         raw = self._maps["settings"].lookup(key)
         current = settings.decode(raw)["hash_seed"] if raw else 0
         seed = int(current) if current else secrets.randbits(64) or 1
-        self._maps["settings"].update(key, settings.pack(hash_seed=seed, host_mnt_ns=_host_mnt_ns()))
+        self._maps["settings"].update(
+            key, settings.pack(hash_seed=seed, host_mnt_ns=_host_mnt_ns(), fold_window_ms=fold_window_ms)
+        )
         return seed
 
     def _path_keys(self, ruleset: int, entries: Iterable[PathEntry]) -> list[bytes]:
@@ -150,6 +156,28 @@ class PolicyMaps:
             for k, v in self._maps["counters"].items()
             for cg, rule in [key.unpack_from(k)[:2]]
         }
+
+    def take_folds(self) -> list[tuple[tuple[int, int, int], int]]:
+        """Take the repeats the kernel folded that no event carried yet: ((cgroup id, rule
+        id, fold), repeats) for each key with some, each taken (deleted) in one syscall.
+        Keys with none stay, so a repeat still folds into the window its event opened."""
+        if "folds" not in self._maps:
+            return []
+        folds = self._maps["folds"]
+        key = self._abi.layout("fold_key").struct
+        val = self._abi.layout("fold_val").struct
+        out = []
+        for k, v in list(folds.items()):
+            if val.unpack_from(v)[1] == 0:
+                continue
+            taken = folds.pop(k)
+            if taken is None:
+                continue
+            repeats = val.unpack_from(taken)[1]
+            if repeats:
+                cg, fold, rule = key.unpack_from(k)[:3]
+                out.append(((cg, rule, fold), repeats))
+        return out
 
     def stats(self) -> dict[str, int]:
         """Global counters (summed over CPUs), by enum abi_stat name."""

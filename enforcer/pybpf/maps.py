@@ -262,6 +262,18 @@ class Map:
             raise fail(-ret, "delete from map", self.name)
         return True
 
+    def pop(self, key: bytes) -> bytes | None:
+        """Remove key and return its value, in one syscall (a program's update between a
+        lookup and a delete cannot fall between them), or None if absent. Hash maps only."""
+        self._check_len(key, self.key_size, "key")
+        buf = ctypes.create_string_buffer(self.value_buffer_size)
+        ret = lib().bpf_map_lookup_and_delete_elem(self.fd, key, buf)
+        if ret < 0:
+            if -ret == ENOENT:
+                return None
+            raise fail(-ret, "lookup and delete in map", self.name)
+        return buf.raw
+
     def keys(self) -> Iterator[bytes]:
         """Iterate keys (bpf_map_get_next_key). Concurrent deletes may restart a hash walk."""
         fd, size = self.fd, self.key_size

@@ -293,6 +293,27 @@ def test_every_denial_is_counted_exactly(kernel: CgroupKernel, policed: Containe
     assert kernel.maps.counters(cgid)[rid] == before + 7
 
 
+def test_identical_repeats_within_the_fold_window_are_one_event_and_the_rest_wait_in_the_kernel(
+    kernel: CgroupKernel, policed: Container
+) -> None:
+    cgid = cgroup_of_pid(policed.pid).id
+    rid = kernel.rule_id("cgtest", "network[1]")  # ::1, ports 8000-8100
+    before = kernel.maps.counters(cgid).get(rid, 0)
+    kernel.maps.set_fold_window(60_000)  # long enough for a slow VM's seven docker-exec'd probes
+    try:
+        script = "for i in 1 2 3 4 5 6 7; do /bin/probe connect ::1 8080 tcp; done"
+        assert policed.exec("sh", "-c", script).stdout.split() == ["EPERM"] * 7
+        assert probe(policed, "connect", "::1", "8081", "tcp") == "EPERM"  # another target
+        events = kernel.wait_events(3)
+        waiting = kernel.maps.take_folds()
+    finally:
+        kernel.maps.set_fold_window(0)
+    assert [(e.target()["port"], e.count) for e in events] == [(8080, 1), (8081, 1)]
+    assert waiting == [((cgid, rid, events[0].fold), 6)]  # the repeats no event carried
+    assert events[0].fold != events[1].fold
+    assert kernel.maps.counters(cgid)[rid] == before + 8 == before + sum(e.count for e in events) + 6
+
+
 def test_processes_outside_the_container_are_not_affected(
     kernel: CgroupKernel, policed: Container, probe_binary: Path
 ) -> None:
