@@ -302,10 +302,9 @@ static __always_inline void emit(void *ev, __u64 size)
 
 /*
  * Is this event an identical repeat (same container, rule, process name, uid and `target`)
- * of one sent less than a fold window ago? Then it is only counted in the fold entry, and
- * the next event of the key carries it. Else the header is stamped with its fold and its
- * count (1 + the repeats waiting), and the window starts again. Two CPUs that both find the
- * window over both send: the exchange gives each a disjoint share of the repeats.
+ * of one sent less than a fold window ago? Then it is only counted in its fold entry, for
+ * the daemon to take. Else it is sent (stamped with its fold) and a window starts. Two CPUs
+ * that both find the window over both send: one more event, nothing counted twice.
  */
 static __always_inline bool fold_repeat(struct event_hdr *h, __u64 target)
 {
@@ -320,8 +319,6 @@ static __always_inline bool fold_repeat(struct event_hdr *h, __u64 target)
 							 ((__u64)h->action << 16) | h->type),
 						comm[0]),
 				      comm[1]));
-	h->count = 1;
-	h->pad2 = 0;
 	cfg = bpf_map_lookup_elem(&settings, &zero);
 	window = cfg ? cfg->fold_window_ms * 1000000ULL : 0;
 	if (!window)
@@ -341,7 +338,6 @@ static __always_inline bool fold_repeat(struct event_hdr *h, __u64 target)
 		return true;
 	}
 	v->window_end_ns = now + window;
-	h->count += (__u32)__sync_lock_test_and_set(&v->repeats, 0);
 	return false;
 }
 
@@ -350,7 +346,7 @@ static __always_inline bool fold_repeat(struct event_hdr *h, __u64 target)
  * `size` bytes of the event sent, unless it repeats one sent within the fold window.
  * `target` is a hash of what the operation was on (path, address, device). The header is
  * filled already (fill_hdr, or the packet programs' own); the caller fills the body. The
- * counter is what the trail is held to: sum of counts + folds left + losses == counter.
+ * counter is what the trail is held to: events + repeats taken + losses == counter.
  */
 static __always_inline void report_filled(struct event_hdr *h, __u64 size, __u64 target)
 {

@@ -310,19 +310,19 @@ struct event_hdr {
 	__u32 pid;              /* tgid as seen from the host */
 	__u32 uid;
 	__u32 rule_id;
-	__u32 count;            /* operations this event stands for: 1 + repeats no event carried */
 	__u16 type;             /* enum abi_event_type */
 	__u8 action;            /* enum abi_action (DENY or AUDIT) */
 	__u8 pad;
 	char comm[ABI_COMM_LEN];
-	__u32 pad2;
 };
 
 /*
- * folds: the repeats of one reported operation (container, rule, event_hdr.fold) that no
- * event carried yet. The next event of the key after the window carries them in `count`;
- * the daemon takes (lookup-and-delete) what is left, so a storm costs the ring buffer about
- * one event per window per distinct operation, and the counts still add up to the counters.
+ * folds: the repeats of one reported operation (container, rule, event_hdr.fold) sent as
+ * no event. The daemon takes them (lookup-and-delete, one syscall) at each loss check and
+ * writes them as repeats of the key's event, so a storm costs the ring buffer about one
+ * event per window per distinct operation and the counts still add up to the counters. Only
+ * the daemon resets `repeats`: a program that reset it too could race with the take and
+ * have the same repeats written twice; an increment lost to a take shows as a loss instead.
  */
 struct fold_key {
 	__u64 cgroup_id;
@@ -333,7 +333,7 @@ struct fold_key {
 
 struct fold_val {
 	__u64 window_end_ns;    /* boot-time ns: a repeat before it is folded, not sent */
-	__u64 repeats;          /* folded since the last event of the key */
+	__u64 repeats;          /* folded since the daemon last took them */
 };
 
 struct file_event {

@@ -42,8 +42,9 @@ class Event:
     comm: str
     rule_id: int
     ktime_ns: int  # bpf_ktime_get_boot_ns()
-    # Operations this event stands for: 1 + the identical repeats the kernel folded into it
-    # (event_hdr.count); `fold` is the kernel's hash of what identical repeats share.
+    # Operations this event stands for: 1 for a kernel event, the repeats taken for one the
+    # daemon writes from the folds map; `fold` is the kernel's hash of what identical
+    # repeats share (event_hdr.fold).
     count: int = field(default=1, kw_only=True)
     fold: int = field(default=0, kw_only=True)
 
@@ -142,7 +143,6 @@ _HDR = (
     "hdr.pid",
     "hdr.uid",
     "hdr.rule_id",
-    "hdr.count",
     "hdr.action",
     "hdr.comm",
 )
@@ -249,10 +249,10 @@ class EventDecoder:
             c["EV_INGRESS"]: net("ingress"),
         }
 
-    def identity(self, raw: bytes) -> tuple[int, int, int, str, int]:
-        """(cgroup id, rule id, ktime_ns, action, count) of any record, known type or not."""
-        kt, cg, _fold, _pid, _uid, rule, count, action, _comm = self._fields(self._hdr, raw)
-        return cg, rule, kt, self._action(action), count
+    def identity(self, raw: bytes) -> tuple[int, int, int, str]:
+        """(cgroup id, rule id, ktime_ns, action) of any record, known type or not."""
+        kt, cg, _fold, _pid, _uid, rule, action, _comm = self._fields(self._hdr, raw)
+        return cg, rule, kt, self._action(action)
 
     def decode(self, raw: bytes) -> Event | None:
         """None for record types this decoder does not know (newer objects)."""
@@ -278,7 +278,7 @@ class EventDecoder:
     # Each record type unpacks and passes the header fields itself, on purpose: a shared
     # helper returning them as a tuple cost 20-25% of decode throughput (bench.decode_item).
     def _file_event(self, hook: str, raw: bytes) -> FileEvent:
-        kt, cg, fold, pid, uid, rule, count, action, comm, access, n, flags, op = self._fields(self._file, raw)
+        kt, cg, fold, pid, uid, rule, action, comm, access, n, flags, op = self._fields(self._file, raw)
         at = self._path_at
         path = raw[at : at + n].decode(errors="surrogateescape") or "/"
         return FileEvent(
@@ -293,12 +293,11 @@ class EventDecoder:
             path,
             self._file_acc[access & (len(self._file_acc) - 1)],
             bool(flags & self._truncated),
-            count=count,
             fold=fold,
         )
 
     def _device_event(self, raw: bytes) -> DeviceEvent:
-        kt, cg, fold, pid, uid, rule, count, action, comm, dtype, access, major, minor = self._fields(self._dev, raw)
+        kt, cg, fold, pid, uid, rule, action, comm, dtype, access, major, minor = self._fields(self._dev, raw)
         return DeviceEvent(
             "device",
             self._action(action),
@@ -312,12 +311,11 @@ class EventDecoder:
             major,
             minor,
             self._dev_acc[access & (len(self._dev_acc) - 1)],
-            count=count,
             fold=fold,
         )
 
     def _net_event(self, hook: str, raw: bytes) -> NetEvent:
-        kt, cg, fold, pid, uid, rule, count, action, comm, family, proto, addr, port = self._fields(self._net, raw)
+        kt, cg, fold, pid, uid, rule, action, comm, family, proto, addr, port = self._fields(self._net, raw)
         if family == _AF_INET6:
             address = socket.inet_ntop(socket.AF_INET6, addr)  # ::ffff:a.b.c.d as people write it
         else:
@@ -335,12 +333,11 @@ class EventDecoder:
             _PROTO_NAMES.get(proto) or str(proto),
             address,
             port,
-            count=count,
             fold=fold,
         )
 
     def _sock_event(self, raw: bytes) -> SockEvent:
-        kt, cg, fold, pid, uid, rule, count, action, comm, family, stype, proto = self._fields(self._sock, raw)
+        kt, cg, fold, pid, uid, rule, action, comm, family, stype, proto = self._fields(self._sock, raw)
         return SockEvent(
             "sock_create",
             self._action(action),
@@ -353,6 +350,5 @@ class EventDecoder:
             _FAMILY_NAMES.get(family) or str(family),
             _TYPE_NAMES.get(stype) or str(stype),
             proto,
-            count=count,
             fold=fold,
         )

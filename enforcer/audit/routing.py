@@ -6,10 +6,10 @@ the daemon, offered to a learn session, and folded into the audit log unless the
 keeps it. A (container, rule) whose kernel counter settles above its itemised events gets
 an audit_loss record.
 
-The kernel folds identical repeats (enforcer_abi.h, struct fold_key): an event's `count`
-says how many operations it stands for, and the repeats no event carried yet wait in the
-`folds` map. Each loss check takes them (after draining the ring, so their first event has
-arrived) and writes them as repeats of that event, so the trail's counts add up to the
+The kernel folds identical repeats (enforcer_abi.h, struct fold_key): it sends one event
+per fold window of an operation, and counts its repeats in the `folds` map. Each loss check
+takes them (after draining the ring, so their event has arrived) and writes them as repeats
+of that event (an Event whose `count` is the repeats), so the trail's counts add up to the
 counters. Repeats whose event was never received (the ring was full, or it is no longer
 remembered) are not itemised: the loss check accounts for them as audit_loss.
 """
@@ -38,7 +38,7 @@ LOSS_STATS = ("STAT_EVENTS_LOST", "STAT_SCRATCH_BUSY", "STAT_UNRESOLVED")
 Namer = Callable[[int, int, str | None], tuple[ContainerInfo | None, RuleRef]]
 
 FoldKey = tuple[int, int, int]  # (cgroup id, rule id, event_hdr.fold)
-# Takes (deletes) the kernel's waiting repeats: FoldKey -> repeats no event carried
+# Takes (deletes) the kernel's waiting repeats: FoldKey -> repeats sent as no event
 TakeFolds = Callable[[], Iterable[tuple[FoldKey, int]]]
 # Events remembered per fold key: the kernel keeps ABI_MAX_FOLDS keys; twice that covers
 # keys the kernel evicted and made again while their events are still remembered.

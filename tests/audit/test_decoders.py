@@ -31,6 +31,7 @@ def _hdr(abi: Abi, ev_type: str, **kw: object) -> dict[str, object]:
         "hdr.cgroup_id": 555,
         "hdr.ktime_ns": 123,
         "hdr.comm": b"sh",
+        "hdr.fold": 0xF01D,
         **kw,
     }
 
@@ -56,6 +57,7 @@ def test_a_device_event_decodes_every_field(abi: Abi) -> None:
         123,
     )
     assert e.target() == {"type": "block", "major": 8, "minor": 1, "access": "write+mknod"}
+    assert (e.count, e.fold) == (1, 0xF01D)  # a kernel event is one operation
 
 
 def test_a_socket_event_names_family_and_type(abi: Abi) -> None:
