@@ -11,7 +11,7 @@ import ctypes
 import os
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Self
+from typing import Any, Self
 
 from .constants import PERCPU_MAP_TYPES, MapType, UpdateFlag
 from .errors import ENOTSUPP, BpfError
@@ -220,13 +220,16 @@ class Map:
 
     def lookup(self, key: bytes) -> bytes | None:
         """Value for key, or None. Per-CPU maps return the whole per-CPU buffer."""
+        return self._value_of(lib().bpf_map_lookup_elem, key, "lookup in map")
+
+    def _value_of(self, call: Any, key: bytes, what: str) -> bytes | None:
         self._check_len(key, self.key_size, "key")
         buf = ctypes.create_string_buffer(self.value_buffer_size)
-        ret = lib().bpf_map_lookup_elem(self.fd, key, buf)
+        ret = call(self.fd, key, buf)
         if ret < 0:
             if -ret == ENOENT:
                 return None
-            raise fail(-ret, "lookup in map", self.name)
+            raise fail(-ret, what, self.name)
         return buf.raw
 
     def __getitem__(self, key: bytes) -> bytes:
@@ -263,16 +266,10 @@ class Map:
         return True
 
     def pop(self, key: bytes) -> bytes | None:
-        """Remove key and return its value, in one syscall (a program's update between a
-        lookup and a delete cannot fall between them), or None if absent. Hash maps only."""
-        self._check_len(key, self.key_size, "key")
-        buf = ctypes.create_string_buffer(self.value_buffer_size)
-        ret = lib().bpf_map_lookup_and_delete_elem(self.fd, key, buf)
-        if ret < 0:
-            if -ret == ENOENT:
-                return None
-            raise fail(-ret, "lookup and delete in map", self.name)
-        return buf.raw
+        """Remove key and return its value, or None if absent (hash maps). One syscall: two
+        takers never both get the value. A program's in-place update during the call may
+        go with the entry; programs that re-create the entry start from their own value."""
+        return self._value_of(lib().bpf_map_lookup_and_delete_elem, key, "lookup and delete in map")
 
     def keys(self) -> Iterator[bytes]:
         """Iterate keys (bpf_map_get_next_key). Concurrent deletes may restart a hash walk."""

@@ -93,6 +93,15 @@ def test_lru_hash_evicts_instead_of_failing_when_full(obj: BpfObject) -> None:
     assert m.lookup(U32.pack(999)) == U64.pack(999)  # the newest survives
 
 
+def test_pop_takes_a_value_and_its_key_in_one_call(obj: BpfObject) -> None:
+    for name in ("hash_map", "lru_map"):
+        m = obj.map(name)
+        k, v = b"\x07" * m.key_size, b"\x2a" * m.value_size
+        m.update(k, v)
+        assert m.pop(k) == v
+        assert m.lookup(k) is None and m.pop(k) is None  # taken once, by one caller
+
+
 def test_array_has_every_index_and_cannot_delete(obj: BpfObject, btf: Btf) -> None:
     m = obj.map("array_map")
     assert m.type == MapType.ARRAY
