@@ -60,12 +60,15 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def default_shim() -> str:
-    found = shutil.which("enforcer-runc")
-    if found:
-        return found
+    """The enforcer-runc of this installation: the one beside the running interpreter first
+    (a version manager's shim on the PATH, such as pyenv's, runs shell scripts before the
+    interpreter on every container create: seconds on an emulated CPU), else the PATH's."""
     beside = Path(sys.executable).parent / "enforcer-runc"
     if beside.exists():
         return str(beside)
+    found = shutil.which("enforcer-runc")
+    if found:
+        return found
     raise EnforcerError(
         "the enforcer-runc program is not installed", hint="install the package (`pip install .`) or pass --shim PATH"
     )

@@ -111,3 +111,22 @@ def test_the_launcher_sends_only_create_through_the_shim(
     launcher = p["config_path"].with_name("runtime-runc")
     subprocess.run([str(launcher), *args], check=True, env={**os.environ, "OUT": str(out)})
     assert out.read_text().splitlines() == [who, *passed]
+
+
+def test_the_default_wrapper_is_the_one_beside_the_running_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a version manager's shim found first on the PATH (pyenv's runs shell scripts on
+    every container create before the interpreter starts)."""
+    from enforcer.runtime import install as mod
+
+    venv, shims = tmp_path / "venv" / "bin", tmp_path / "shims"
+    for d in (venv, shims):
+        d.mkdir(parents=True)
+        (d / "enforcer-runc").write_text("#!/bin/sh\n")
+        (d / "enforcer-runc").chmod(0o755)
+    monkeypatch.setenv("PATH", str(shims))
+    monkeypatch.setattr(mod.sys, "executable", str(venv / "python3"))
+    assert mod.default_shim() == str(venv / "enforcer-runc")
+    (venv / "enforcer-runc").unlink()
+    assert mod.default_shim() == str(shims / "enforcer-runc")  # else the PATH's
