@@ -4,6 +4,7 @@ and uninstall-runtime puts it back exactly as it was."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -126,7 +127,7 @@ def test_the_default_wrapper_is_the_one_beside_the_running_interpreter(
         (d / "enforcer-runc").write_text("#!/bin/sh\n")
         (d / "enforcer-runc").chmod(0o755)
     monkeypatch.setenv("PATH", str(shims))
-    monkeypatch.setattr(mod.sys, "executable", str(venv / "python3"))
+    monkeypatch.setattr(sys, "executable", str(venv / "python3"))
     assert mod.default_shim() == str(venv / "enforcer-runc")
     (venv / "enforcer-runc").unlink()
     assert mod.default_shim() == str(shims / "enforcer-runc")  # else the PATH's
