@@ -87,7 +87,7 @@ int enforcer_device(struct bpf_cgroup_dev_ctx *ctx)
 	ev.access = accf;
 	ev.major = major;
 	ev.minor = minor;
-	report(&ev.hdr, sizeof(ev), EV_DEVICE, cgid, rule_id, action,
+	report(&ev.hdr, sizeof(ev), EV_DEVICE, cgid, ct, rule_id, action,
 	       fold_mix(((__u64)major << 32) | minor, ((__u64)type << 8) | accf));
 	return action == ACT_DENY ? 0 : 1;
 }

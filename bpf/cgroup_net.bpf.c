@@ -204,7 +204,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, __u32 dir, __u16 ev
 	ev.family = v6 ? AF_INET6 : AF_INET;
 	ev.protocol = protocol;
 	ev.port = port;
-	report(&ev.hdr, sizeof(ev), ev_type, cgid, vd.rule_id, vd.action, net_target(&ev));
+	report(&ev.hdr, sizeof(ev), ev_type, cgid, ct, vd.rule_id, vd.action, net_target(&ev));
 	return vd.action == ACT_DENY ? 0 : 1;
 }
 
@@ -407,11 +407,12 @@ static __always_inline bool to_judge(struct __sk_buff *skb, __u32 dir, struct pk
 }
 
 static __always_inline void fill_pkt_hdr(struct event_hdr *h, __u16 type, __u64 cgid,
-					 __u32 rule_id, __u8 action)
+					 __u32 ruleset, __u32 rule_id, __u8 action)
 {
 	h->ktime_ns = bpf_ktime_get_boot_ns();
 	h->cgroup_id = cgid;
 	h->rule_id = rule_id;
+	h->ruleset = ruleset;
 	h->type = type;
 	h->action = action;
 	if (type == EV_EGRESS) {
@@ -459,7 +460,7 @@ static __always_inline int decide_skb(struct __sk_buff *skb, __u32 dir, __u16 ev
 		return 1; /* a socket hook's audit record stands for the operation: no second one */
 
 	__builtin_memset(&ev, 0, sizeof(ev));
-	fill_pkt_hdr(&ev.hdr, ev_type, cgid, vd.rule_id, vd.action);
+	fill_pkt_hdr(&ev.hdr, ev_type, cgid, ct->ruleset, vd.rule_id, vd.action);
 	__builtin_memcpy(ev.addr, p.addr, 16);
 	ev.family = p.v6 ? AF_INET6 : AF_INET;
 	ev.protocol = p.protocol;

@@ -117,6 +117,6 @@ int BPF_PROG(enforcer_cgroup_write, struct inode *inode, int mask, int ret)
 	ev->path_len = chain_path(chain, ev) & (ABI_MAX_PATH - 1);
 	size = offsetof(struct file_event, path) + ev->path_len;
 	/* the target: the cgroupfs node written to */
-	report(&ev->hdr, size, EV_FILE, cgid, RULE_CGROUP_ESCAPE, ACT_DENY, chain->kn[0]);
+	report(&ev->hdr, size, EV_FILE, cgid, ct, RULE_CGROUP_ESCAPE, ACT_DENY, chain->kn[0]);
 	return -EPERM;
 }

@@ -710,7 +710,8 @@ static __always_inline void judge(struct walk_ctx *w, struct task_struct *task,
 
 /* The record of a deny or audit decision: the path as resolved, and what was asked. */
 static __always_inline void report_file(struct walk_ctx *w, struct verdict *v, __u64 cgid,
-					__u32 accf, __u32 op, __u16 type)
+					const struct container *ct, __u32 accf, __u32 op,
+					__u16 type)
 {
 	struct file_event *ev = &w->s->ev;
 	__u64 size = offsetof(struct file_event, path) + w->off;
@@ -722,7 +723,7 @@ static __always_inline void report_file(struct walk_ctx *w, struct verdict *v, _
 	ev->flags = v->flags;
 	ev->op = op;
 	/* the target: the path as resolved (its running hash and length), the hook, the access */
-	report(&ev->hdr, size, type, cgid, v->rule_id, v->action,
+	report(&ev->hdr, size, type, cgid, ct, v->rule_id, v->action,
 	       fold_mix(fold_mix(w->h, w->off), ((__u64)op << 8) | accf));
 }
 
@@ -757,7 +758,7 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 	if (resolve(&w, task, dentry, vfsmnt, ct, ns)) {
 		judge(&w, task, dentry, vfsmnt, cgid, ct, need, ns, pclasses, &v);
 		if (v.action == ACT_DENY || v.action == ACT_AUDIT) {
-			report_file(&w, &v, cgid, accf, op, type);
+			report_file(&w, &v, cgid, ct, accf, op, type);
 			if (v.action == ACT_DENY)
 				ret = -EPERM;
 		}

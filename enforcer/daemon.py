@@ -100,9 +100,6 @@ class Daemon:
         self._rulesets = Rulesets(on_written=lambda: self._store.save(self._table))
         self._containers: dict[str, tuple[ContainerInfo, RulesetKey]] = {}
         self._by_cgroup: dict[int, ContainerInfo] = {}
-        # cgroup id -> postures of the ruleset it had before its current one: names the
-        # posture events still in flight when it moved (enforcer.compiler.postures.posture_ref)
-        self._earlier_postures: dict[int, CompiledPostures] = {}
         self._policies: PolicySet | None = None
         self._loaded: Loaded | None = None
         self._maps: PolicyMaps | None = None
@@ -362,9 +359,6 @@ class Daemon:
             self._containers[info.id] = (info, key)
             self._by_cgroup[info.cgroup.id] = info
             self._inherited.pop(info.cgroup.id, None)
-            earlier = self._rulesets.get(previous[1] if previous is not None else self._starting_key)
-            if earlier is not None and earlier is not rs:
-                self._earlier_postures[info.cgroup.id] = earlier.postures
             if previous is not None and previous[1] != key:
                 self._rulesets.release(previous[1], info.id)
             recovered = self._failed.pop(info.id, None)
@@ -448,7 +442,6 @@ class Daemon:
             for enf in self._enforcements:
                 enf.detach(info)
             self._by_cgroup.pop(info.cgroup.id, None)
-            self._earlier_postures.pop(info.cgroup.id, None)
             self._rulesets.release(key, container_id)
             self._registered_early.discard(container_id)
             self._start_windows.pop(container_id, None)
@@ -511,10 +504,10 @@ class Daemon:
             state.mark_judged(Path(info.cgroup.path), self._loaded.abi.const("TASK_JUDGED"))
 
     # ----- audit: who made an event ------------------------------------------------------
-    def _who(self, cgroup_id: int, rule_id: int, action: str | None) -> tuple[ContainerInfo | None, RuleRef]:
+    def _who(self, cgroup_id: int, rule_id: int, ruleset: int | None) -> tuple[ContainerInfo | None, RuleRef]:
         """The container and the policy rule of a kernel event or loss (enforcer.audit.routing)."""
         with self._lock:
-            return self._by_cgroup.get(cgroup_id), self._rule_ref(cgroup_id, rule_id, action)
+            return self._by_cgroup.get(cgroup_id), self._rule_ref(cgroup_id, rule_id, ruleset)
 
     # ----- enforcer learn ------------------------------------------------------------------
     def learn(self, request: dict[str, Any], channel: Channel) -> None:
@@ -539,15 +532,17 @@ class Daemon:
             raise EnforcerError("the container is no longer enforced by this daemon")
         self.enforce(entry[0])
 
-    def _rule_ref(self, cgroup_id: int, rule_id: int, action: str | None = None) -> RuleRef:
+    def _rule_ref(self, cgroup_id: int, rule_id: int, ruleset: int | None = None) -> RuleRef:
         """The policy and rule a kernel rule id names. A posture's id is one per class
-        for every ruleset: the container's ruleset (or, for an event `action` it could not
-        have decided, the one before it) says which policy set the posture."""
+        for every ruleset: the ruleset that decided (the event's) says which policy set
+        the posture; without one (a loss, a ruleset of an earlier run), the container's."""
         ref = self._table.ref_for(rule_id)
         if ref is not None or self._loaded is None:
             return ref or UNRESOLVED
-        earlier = self._earlier_postures.get(cgroup_id)
-        return posture_ref(rule_id, self._loaded.abi, self._postures_of(cgroup_id), action, earlier) or UNRESOLVED
+        postures = self._rulesets.postures_of(ruleset) if ruleset else None
+        if postures is None:
+            postures = self._postures_of(cgroup_id)
+        return posture_ref(rule_id, self._loaded.abi, postures) or UNRESOLVED
 
     def _postures_of(self, cgroup_id: int) -> CompiledPostures | None:
         info = self._by_cgroup.get(cgroup_id)

@@ -23,6 +23,9 @@ from enforcer.policy.merge import merge, merge_postures
 from enforcer.policy.model import Policy
 
 RulesetKey = tuple[str, ...]  # "name@digest" of each selected policy, in selection order
+# Deleted rulesets whose postures still name events in flight (a reload, a learn session's
+# end): an event reaches the daemon within a second, by which time few rulesets went.
+RELEASED_POSTURES = 64
 
 
 def ruleset_key(selected: Sequence[Policy]) -> RulesetKey:
@@ -54,6 +57,9 @@ class Rulesets:
 
     def __init__(self, on_written: Callable[[], None]) -> None:
         self._by_key: dict[RulesetKey, Ruleset] = {}
+        # postures by ruleset id, of the live rulesets and of the last RELEASED_POSTURES
+        # deleted ones: a posture event in flight when its ruleset went still names its policy
+        self._postures: dict[int, CompiledPostures] = {}
         self._next = 1
         self._enforcements: Sequence[Enforcement] = ()
         self._table = RuleTable()
@@ -80,6 +86,10 @@ class Rulesets:
     def ids(self) -> set[int]:
         return {rs.id for rs in self._by_key.values()}
 
+    def postures_of(self, ruleset_id: int) -> CompiledPostures | None:
+        """The postures of a ruleset this run wrote (None: not one of this run's)."""
+        return self._postures.get(ruleset_id)
+
     def get_or_write(self, key: RulesetKey, selected: Sequence[Policy]) -> Ruleset:
         """The ruleset of this selection, written (by every enforcement, all or nothing)
         if no user has it yet. Its users are the caller's to add once it is in force."""
@@ -87,6 +97,7 @@ class Rulesets:
         if rs is None:
             rs = self._write(selected)
             self._by_key[key] = rs
+            self._postures[rs.id] = rs.postures
             self._on_written()
         return rs
 
@@ -100,6 +111,10 @@ class Rulesets:
             for enf in self._enforcements:
                 enf.delete_ruleset(rs.id, rs.parts[enf.name])
             del self._by_key[key]
+            live = self.ids()
+            gone = [rid for rid in self._postures if rid not in live]  # oldest first (ids grow)
+            for rid in gone[: max(0, len(gone) - RELEASED_POSTURES)]:
+                del self._postures[rid]
 
     def _write(self, selected: Sequence[Policy]) -> Ruleset:
         assert self._consts is not None, "use() first"

@@ -274,16 +274,18 @@ static __always_inline void count_rule(__u64 cgid, __u32 rule_id, __u8 action)
 }
 
 static __always_inline void fill_hdr(struct event_hdr *h, __u16 type, __u64 cgid,
-				     __u32 rule_id, __u8 action)
+				     const struct container *ct, __u32 rule_id, __u8 action)
 {
 	h->ktime_ns = bpf_ktime_get_boot_ns();
 	h->cgroup_id = cgid;
 	h->pid = bpf_get_current_pid_tgid() >> 32;
 	h->uid = (__u32)bpf_get_current_uid_gid();
 	h->rule_id = rule_id;
+	h->ruleset = ct->ruleset;
 	h->type = type;
 	h->action = action;
 	h->pad = 0;
+	h->pad2 = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
@@ -357,9 +359,10 @@ static __always_inline void report_filled(struct event_hdr *h, __u64 size, __u64
 
 /* report_filled() for a decision made in the task's own context. */
 static __always_inline void report(struct event_hdr *h, __u64 size, __u16 type, __u64 cgid,
-				   __u32 rule_id, __u8 action, __u64 target)
+				   const struct container *ct, __u32 rule_id, __u8 action,
+				   __u64 target)
 {
-	fill_hdr(h, type, cgid, rule_id, action);
+	fill_hdr(h, type, cgid, ct, rule_id, action);
 	report_filled(h, size, target);
 }
 

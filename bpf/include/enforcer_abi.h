@@ -310,10 +310,12 @@ struct event_hdr {
 	__u32 pid;              /* tgid as seen from the host */
 	__u32 uid;
 	__u32 rule_id;
+	__u32 ruleset;          /* the container entry's when it was decided: what names a posture */
 	__u16 type;             /* enum abi_event_type */
 	__u8 action;            /* enum abi_action (DENY or AUDIT) */
 	__u8 pad;
 	char comm[ABI_COMM_LEN];
+	__u32 pad2;
 };
 
 /*

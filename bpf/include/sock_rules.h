@@ -42,7 +42,7 @@ static __always_inline __u8 decide_socket(struct container *ct, __u64 cgid, __u3
 	ev.sock_type = type;
 	ev.protocol = protocol;
 	ev.pad = 0;
-	report(&ev.hdr, sizeof(ev), EV_SOCK_CREATE, cgid, r->rule_id, r->action,
+	report(&ev.hdr, sizeof(ev), EV_SOCK_CREATE, cgid, ct, r->rule_id, r->action,
 	       fold_mix(((__u64)family << 32) | type, protocol));
 	return r->action;
 }

@@ -47,6 +47,7 @@ class Event:
     # repeats share (event_hdr.fold).
     count: int = field(default=1, kw_only=True)
     fold: int = field(default=0, kw_only=True)
+    ruleset: int = field(default=0, kw_only=True)  # the container's when it was decided (0: unknown)
 
     def target(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -143,6 +144,7 @@ _HDR = (
     "hdr.pid",
     "hdr.uid",
     "hdr.rule_id",
+    "hdr.ruleset",
     "hdr.action",
     "hdr.comm",
 )
@@ -251,7 +253,7 @@ class EventDecoder:
 
     def identity(self, raw: bytes) -> tuple[int, int, int, str]:
         """(cgroup id, rule id, ktime_ns, action) of any record, known type or not."""
-        kt, cg, _fold, _pid, _uid, rule, action, _comm = self._fields(self._hdr, raw)
+        kt, cg, _fold, _pid, _uid, rule, _ruleset, action, _comm = self._fields(self._hdr, raw)
         return cg, rule, kt, self._action(action)
 
     def decode(self, raw: bytes) -> Event | None:
@@ -278,7 +280,7 @@ class EventDecoder:
     # Each record type unpacks and passes the header fields itself, on purpose: a shared
     # helper returning them as a tuple cost 20-25% of decode throughput (bench.decode_item).
     def _file_event(self, hook: str, raw: bytes) -> FileEvent:
-        kt, cg, fold, pid, uid, rule, action, comm, access, n, flags, op = self._fields(self._file, raw)
+        kt, cg, fold, pid, uid, rule, ruleset, action, comm, access, n, flags, op = self._fields(self._file, raw)
         at = self._path_at
         path = raw[at : at + n].decode(errors="surrogateescape") or "/"
         return FileEvent(
@@ -294,10 +296,11 @@ class EventDecoder:
             self._file_acc[access & (len(self._file_acc) - 1)],
             bool(flags & self._truncated),
             fold=fold,
+            ruleset=ruleset,
         )
 
     def _device_event(self, raw: bytes) -> DeviceEvent:
-        kt, cg, fold, pid, uid, rule, action, comm, dtype, access, major, minor = self._fields(self._dev, raw)
+        kt, cg, fold, pid, uid, rule, ruleset, action, comm, dtype, access, major, minor = self._fields(self._dev, raw)
         return DeviceEvent(
             "device",
             self._action(action),
@@ -312,10 +315,11 @@ class EventDecoder:
             minor,
             self._dev_acc[access & (len(self._dev_acc) - 1)],
             fold=fold,
+            ruleset=ruleset,
         )
 
     def _net_event(self, hook: str, raw: bytes) -> NetEvent:
-        kt, cg, fold, pid, uid, rule, action, comm, family, proto, addr, port = self._fields(self._net, raw)
+        kt, cg, fold, pid, uid, rule, ruleset, action, comm, family, proto, addr, port = self._fields(self._net, raw)
         if family == _AF_INET6:
             address = socket.inet_ntop(socket.AF_INET6, addr)  # ::ffff:a.b.c.d as people write it
         else:
@@ -334,10 +338,11 @@ class EventDecoder:
             address,
             port,
             fold=fold,
+            ruleset=ruleset,
         )
 
     def _sock_event(self, raw: bytes) -> SockEvent:
-        kt, cg, fold, pid, uid, rule, action, comm, family, stype, proto = self._fields(self._sock, raw)
+        kt, cg, fold, pid, uid, rule, ruleset, action, comm, family, stype, proto = self._fields(self._sock, raw)
         return SockEvent(
             "sock_create",
             self._action(action),
@@ -351,4 +356,5 @@ class EventDecoder:
             _TYPE_NAMES.get(stype) or str(stype),
             proto,
             fold=fold,
+            ruleset=ruleset,
         )

@@ -34,8 +34,8 @@ log = structlog.get_logger(__name__)
 # A counted operation goes without an event only when one of these kernel stats grows.
 LOSS_STATS = ("STAT_EVENTS_LOST", "STAT_SCRATCH_BUSY", "STAT_UNRESOLVED")
 
-# (cgroup id, rule id, the event's action or None) -> the container and what decided
-Namer = Callable[[int, int, str | None], tuple[ContainerInfo | None, RuleRef]]
+# (cgroup id, rule id, the event's ruleset or None) -> the container and what decided
+Namer = Callable[[int, int, int | None], tuple[ContainerInfo | None, RuleRef]]
 
 FoldKey = tuple[int, int, int]  # (cgroup id, rule id, event_hdr.fold)
 # Takes (deletes) the kernel's waiting repeats: FoldKey -> repeats sent as no event
@@ -112,7 +112,7 @@ class AuditRouter:
     def event(self, event: Event | None) -> None:
         if event is None:
             return
-        container, rule = self._name(event.cgroup_id, event.rule_id, event.action)
+        container, rule = self._name(event.cgroup_id, event.rule_id, event.ruleset or None)
         if self._take_folds is not None:
             self._remember(event, container, rule)
         self._route(event, container, rule)

@@ -6,7 +6,8 @@ A posture that is not allow also turns on the hooks of its class (CT_FILE_RULES,
 an allow-list every allow rule decides something, even with no deny rule in the ruleset.
 
 A posture decision reaches user space as rule id RULE_POSTURE_BASE + class; `posture_ref`
-names it ("posture.exec" of the policy that set the posture) through the container's ruleset.
+names it ("posture.exec" of the policy that set the posture) through the ruleset the event
+says decided it (event_hdr.ruleset).
 """
 
 from __future__ import annotations
@@ -115,28 +116,12 @@ def posture_class_of(rule_id: int, const: AbiConsts) -> str | None:
     return None
 
 
-def posture_ref(
-    rule_id: int,
-    const: AbiConsts,
-    compiled: CompiledPostures | None,
-    action: str | None = None,
-    earlier: CompiledPostures | None = None,
-) -> RuleRef | None:
+def posture_ref(rule_id: int, const: AbiConsts, compiled: CompiledPostures | None) -> RuleRef | None:
     """The audit name of a posture decision: ("<policy>", "posture.<class>"), named by the
-    container's ruleset (`compiled`). The rule id says only the class, not which ruleset
-    decided: an event still in flight when the container moved to another ruleset (a
-    reload, a learn session ending) was made by the one before it (`earlier`), and is
-    named by it when the current ruleset could not have decided `action`."""
+    postures of the ruleset that decided it (`compiled`: the event says which, in
+    event_hdr.ruleset; the rule id says only the class)."""
     c = posture_class_of(rule_id, const)
     if c is None:
         return None
-    made_by = compiled
-    if (
-        action is not None
-        and earlier is not None
-        and (compiled is None or compiled.action(c) != action)
-        and earlier.action(c) == action
-    ):
-        made_by = earlier
-    p = made_by.postures.get(c) if made_by is not None else None
+    p = compiled.postures.get(c) if compiled is not None else None
     return RuleRef(p.policy if p is not None and p.policy else "enforcer", posture_rule_id(c))

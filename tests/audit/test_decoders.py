@@ -32,6 +32,7 @@ def _hdr(abi: Abi, ev_type: str, **kw: object) -> dict[str, object]:
         "hdr.ktime_ns": 123,
         "hdr.comm": b"sh",
         "hdr.fold": 0xF01D,
+        "hdr.ruleset": 12,
         **kw,
     }
 
@@ -57,7 +58,7 @@ def test_a_device_event_decodes_every_field(abi: Abi) -> None:
         123,
     )
     assert e.target() == {"type": "block", "major": 8, "minor": 1, "access": "write+mknod"}
-    assert (e.count, e.fold) == (1, 0xF01D)  # a kernel event is one operation
+    assert (e.count, e.fold, e.ruleset) == (1, 0xF01D, 12)  # one operation, decided by ruleset 12
 
 
 def test_a_socket_event_names_family_and_type(abi: Abi) -> None:

@@ -78,7 +78,7 @@ def _event(count: int, fold: int = SHADOW) -> FileEvent:
 def _rig() -> tuple[AuditRouter, Kernel, io.StringIO]:
     out = io.StringIO()
     kernel = Kernel()
-    router = AuditRouter(AuditWriter(out), 1.0, Everyone(), lambda _cg, _rule, _action: (WEB, RULE))
+    router = AuditRouter(AuditWriter(out), 1.0, Everyone(), lambda _cg, _rule, _ruleset: (WEB, RULE))
     router.use_counters(LossAccountant(lambda: dict(kernel.counters), clock_ns=lambda: 0), kernel.take)
     return router, kernel, out
 
@@ -123,7 +123,7 @@ def test_repeats_left_by_an_earlier_daemon_are_its_baseline_not_this_trail() -> 
     kernel = Kernel()
     kernel.deny(6)
     kernel.waiting[(77, 1, SHADOW)] = 5  # counted before this daemon started
-    router = AuditRouter(AuditWriter(out), 1.0, Everyone(), lambda _cg, _rule, _action: (WEB, RULE))
+    router = AuditRouter(AuditWriter(out), 1.0, Everyone(), lambda _cg, _rule, _ruleset: (WEB, RULE))
     router.use_counters(LossAccountant(lambda: dict(kernel.counters), clock_ns=lambda: 0), kernel.take)
     assert kernel.waiting == {}  # taken at start, and dropped
     _check_twice(router)

@@ -154,26 +154,6 @@ def test_a_posture_record_names_the_policy_that_set_it(abi: Abi) -> None:
     assert posture_ref(7, abi, compiled) is None  # an ordinary rule id
 
 
-def test_a_posture_event_the_current_ruleset_could_not_have_made_is_named_by_the_one_before(abi: Abi) -> None:
-    """The rule id says the class, not the ruleset: an audit still in flight when a learn
-    session ended (audit posture -> the real allow one) is the learning ruleset's."""
-    learning = policies_of(("learning-copy", {"posture": {"fileRead": "audit"}}))
-    real = policies_of(("real", {"posture": {"fileRead": "allow", "exec": "audit"}}))
-    before = compile_postures(merge(learning), merge_postures(learning))
-    now = compile_postures(merge(real), merge_postures(real))
-    read = abi.const("RULE_POSTURE_BASE") + abi.const("PST_FILE_READ")
-    exec_ = abi.const("RULE_POSTURE_BASE") + abi.const("PST_EXEC")
-
-    def named(rule_id: int, action: str) -> tuple[str, str]:
-        ref = posture_ref(rule_id, abi, now, action, earlier=before)
-        assert ref is not None
-        return ref.policy, ref.rule
-
-    assert named(read, "audit") == ("learning-copy", "posture.fileRead")  # now: allow
-    assert named(exec_, "audit") == ("real", "posture.exec")  # the current one could: its own
-    assert named(read, "deny") == ("enforcer", "posture.fileRead")  # neither: as before
-
-
 @pytest.mark.parametrize(
     "spec",
     [

@@ -20,7 +20,7 @@ from enforcer.containers.cgroups import CgroupRef
 from enforcer.containers.model import ContainerInfo
 from enforcer.daemon import Daemon, DaemonConfig
 from enforcer.kernel.loader import Loaded
-from enforcer.learn.session import SESSION_POLICY
+from enforcer.learn.session import LEARN_PREFIX, SESSION_POLICY
 from enforcer.policy.loader import PolicySet, parse_text
 from tests.lsm_maps import lsm_maps
 
@@ -133,3 +133,29 @@ def test_learning_an_unknown_container_changes_nothing(daemon: tuple[Daemon, Loa
         {"error": "no running container named 'db' is enforced by this daemon (see enforcer status)"}
     ]
     assert _ruleset(loaded) == before
+
+
+def test_a_posture_event_is_named_by_the_ruleset_that_decided_it_after_the_container_moved(
+    daemon: tuple[Daemon, Loaded, io.StringIO],
+) -> None:
+    """A posture's rule id says only its class; the event says which ruleset decided
+    (event_hdr.ruleset). An audit still in flight when the session ended is the learning
+    ruleset's, though that ruleset is gone and the container's own has no posture."""
+    d, loaded, _log = daemon
+    d.container_started(INFO)
+    channel = Channel()
+    session = threading.Thread(target=d.learn, args=({"request": "learn", "container": "web"}, channel))
+    session.start()
+    try:
+        assert channel.started.wait(10), channel.sent
+        learning = _ruleset(loaded)
+    finally:
+        channel.done.set()
+        session.join(10)
+    now = _ruleset(loaded)
+    assert now != learning and learning not in d._rulesets.ids()  # moved back; deleted
+    read = loaded.abi.const("RULE_POSTURE_BASE") + loaded.abi.const("PST_FILE_READ")
+    by_learning = d._rule_ref(CGROUP, read, learning)
+    assert by_learning.policy.startswith(LEARN_PREFIX) and by_learning.rule == "posture.fileRead"
+    assert d._rule_ref(CGROUP, read, now) == RuleRef("enforcer", "posture.fileRead")  # allow: nobody's
+    assert d._rule_ref(CGROUP, read, None) == RuleRef("enforcer", "posture.fileRead")  # a loss: the container's
