@@ -303,10 +303,11 @@ static __always_inline void emit(void *ev, __u64 size)
 }
 
 /*
- * Is this event an identical repeat (same container, rule, process name, uid and `target`)
- * of one sent less than a fold window ago? Then it is only counted in its fold entry, for
- * the daemon to take. Else it is sent (stamped with its fold) and a window starts. Two CPUs
- * that both find the window over both send: one more event, nothing counted twice.
+ * Is this event an identical repeat (same container, ruleset, rule, process name, uid and
+ * `target`) of one sent less than a fold window ago? Then it is only counted in its fold
+ * entry, for the daemon to take. Else it is sent (stamped with its fold) and a window
+ * starts. Two CPUs that both find the window over both send: one more event, nothing
+ * counted twice.
  */
 static __always_inline bool fold_repeat(struct event_hdr *h, __u64 target)
 {
@@ -317,8 +318,10 @@ static __always_inline bool fold_repeat(struct event_hdr *h, __u64 target)
 	__u32 zero = 0;
 
 	__builtin_memcpy(comm, h->comm, sizeof(comm));
+	/* the ruleset too: a posture's rule id is the same in every ruleset, its policy is not */
 	h->fold = hash_final(fold_mix(fold_mix(fold_mix(fold_mix(target, h->uid),
-							 ((__u64)h->action << 16) | h->type),
+							 ((__u64)h->ruleset << 32) |
+								 ((__u64)h->action << 16) | h->type),
 						comm[0]),
 				      comm[1]));
 	cfg = bpf_map_lookup_elem(&settings, &zero);
@@ -337,6 +340,7 @@ static __always_inline bool fold_repeat(struct event_hdr *h, __u64 target)
 	}
 	if (now < v->window_end_ns) {
 		__sync_fetch_and_add(&v->repeats, 1);
+		v->last_ns = now; /* racy between CPUs, and only a timestamp */
 		return true;
 	}
 	v->window_end_ns = now + window;

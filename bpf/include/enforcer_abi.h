@@ -306,7 +306,7 @@ struct settings {
 struct event_hdr {
 	__u64 ktime_ns;         /* bpf_ktime_get_boot_ns(): daemon maps it to wall time */
 	__u64 cgroup_id;
-	__u64 fold;             /* what identical repeats share: a hash of type, action, uid, comm, target */
+	__u64 fold;             /* what identical repeats share: a hash of type, action, ruleset, uid, comm, target */
 	__u32 pid;              /* tgid as seen from the host */
 	__u32 uid;
 	__u32 rule_id;
@@ -336,6 +336,7 @@ struct fold_key {
 struct fold_val {
 	__u64 window_end_ns;    /* boot-time ns: a repeat before it is folded, not sent */
 	__u64 repeats;          /* folded since the daemon last took them */
+	__u64 last_ns;          /* boot-time ns of the latest repeat: the folded record's time */
 };
 
 struct file_event {

@@ -38,8 +38,9 @@ LOSS_STATS = ("STAT_EVENTS_LOST", "STAT_SCRATCH_BUSY", "STAT_UNRESOLVED")
 Namer = Callable[[int, int, int | None], tuple[ContainerInfo | None, RuleRef]]
 
 FoldKey = tuple[int, int, int]  # (cgroup id, rule id, event_hdr.fold)
-# Takes (deletes) the kernel's waiting repeats: FoldKey -> repeats sent as no event
-TakeFolds = Callable[[], Iterable[tuple[FoldKey, int]]]
+# Takes (deletes) the kernel's waiting repeats: (FoldKey, repeats sent as no event, boot-time
+# ns of the latest)
+TakeFolds = Callable[[], Iterable[tuple[FoldKey, int, int]]]
 # Events remembered per fold key: the kernel keeps ABI_MAX_FOLDS keys; twice that covers
 # keys the kernel evicted and made again while their events are still remembered.
 FOLD_EVENTS_MAX = 16384
@@ -138,15 +139,14 @@ class AuditRouter:
         returns how many operations that itemised. Call after draining the ring."""
         if self._take_folds is None:
             return 0
-        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         taken = 0
-        for key, repeats in self._take_folds():
+        for key, repeats, last_ns in self._take_folds():
             known = self._folded.get(key)
             if known is None:
                 self.fold_misses += repeats
                 continue
             event, container, rule = known
-            repeat = replace(event, ktime_ns=max(now, event.ktime_ns), count=repeats)
+            repeat = replace(event, ktime_ns=max(last_ns, event.ktime_ns), count=repeats)
             if self._losses is not None:
                 self._losses.itemised(repeat.cgroup_id, repeat.rule_id, repeat.ktime_ns, repeat.action, repeats)
             self._route(repeat, container, rule)

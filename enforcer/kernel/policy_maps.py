@@ -157,10 +157,11 @@ class PolicyMaps:
             for cg, rule in [key.unpack_from(k)[:2]]
         }
 
-    def take_folds(self) -> list[tuple[tuple[int, int, int], int]]:
-        """Take the repeats the kernel folded that no event carried yet: ((cgroup id, rule
-        id, fold), repeats) for each key with some, each taken (deleted) in one syscall.
-        Keys with none stay, so a repeat still folds into the window its event opened."""
+    def take_folds(self) -> list[tuple[tuple[int, int, int], int, int]]:
+        """Take the repeats the kernel folded (sent as no event): ((cgroup id, rule id,
+        fold), repeats, boot-time ns of the latest) for each key with some, each taken
+        (deleted) in one syscall. Keys with none stay, so a repeat still folds into the
+        window its event opened."""
         if "folds" not in self._maps:
             return []
         folds = self._maps["folds"]
@@ -173,10 +174,10 @@ class PolicyMaps:
             taken = folds.pop(k)
             if taken is None:
                 continue
-            repeats = val.unpack_from(taken)[1]
+            _end, repeats, last_ns = val.unpack_from(taken)[:3]
             if repeats:
                 cg, fold, rule = key.unpack_from(k)[:3]
-                out.append(((cg, rule, fold), repeats))
+                out.append(((cg, rule, fold), repeats, last_ns))
         return out
 
     def stats(self) -> dict[str, int]:

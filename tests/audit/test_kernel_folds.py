@@ -48,13 +48,14 @@ class Kernel:
     def __init__(self) -> None:
         self.counters: dict[tuple[int, int], int] = {}
         self.waiting: dict[FoldKey, int] = {}
+        self.last_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
     def deny(self, n: int) -> None:
         self.counters[(77, 1)] = self.counters.get((77, 1), 0) + n
 
-    def take(self) -> Iterable[tuple[FoldKey, int]]:
+    def take(self) -> Iterable[tuple[FoldKey, int, int]]:
         taken, self.waiting = self.waiting, {}
-        return list(taken.items())
+        return [(key, n, self.last_ns) for key, n in taken.items()]
 
 
 def _event(count: int, fold: int = SHADOW) -> FileEvent:
@@ -99,12 +100,14 @@ def test_waiting_repeats_are_written_as_repeats_of_their_event() -> None:
     kernel.deny(10)  # 10 reads of /etc/shadow: one event carrying 3, 7 repeats waiting
     router.received(_event(count=3))
     kernel.waiting[(77, 1, SHADOW)] = 7
+    kernel.last_ns += 2_000_000_000  # the latest repeat, 2 s after the event
     _check_twice(router)
     records = _records(out)
     assert [(r["hook"], r["target"]["path"], r["count"]) for r in records] == [
         ("file_open", "/etc/shadow", 3),
         ("file_open", "/etc/shadow", 7),
     ]
+    assert records[1]["timestamp"] > records[0]["timestamp"]  # the folded record: the latest repeat's time
     assert router.unsettled() == 0 and router.fold_misses == 0
 
 
