@@ -63,3 +63,21 @@ def test_a_ruleset_too_big_for_the_map_leaves_nothing_behind_and_says_what_to_do
     with pytest.raises(EnforcerError, match=r"no room .* split the policy"):
         pm.write_ruleset(2, compiled(CAPACITY))  # type: ignore[arg-type]
     assert set(obj.map("path_rules").keys()) == before  # ruleset 1 intact, none of 2
+
+
+def test_a_reader_of_the_maps_keeps_the_daemons_fold_window_and_seed(maps: tuple[PolicyMaps, BpfObject]) -> None:
+    """Only the daemon sets the fold window; another PolicyMaps over the same maps (the
+    bench, a tool) must not turn the kernel's folding off, nor change the hash seed."""
+    daemons, obj = maps
+    abi = Abi.from_object(ensure_built().path("lsm_file"))
+    PolicyMaps(abi, obj.maps, fold_window_ms=1000)
+
+    def window() -> int:
+        raw = obj.map("settings").lookup((0).to_bytes(4, "little"))
+        assert raw is not None
+        return int(abi.layout("settings").decode(raw)["fold_window_ms"])
+
+    reader = PolicyMaps(abi, obj.maps)
+    assert window() == 1000 and reader.seed == daemons.seed
+    PolicyMaps(abi, obj.maps, fold_window_ms=0)
+    assert window() == 0

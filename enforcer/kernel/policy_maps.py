@@ -38,10 +38,11 @@ def _host_mnt_ns() -> int:
 
 
 class PolicyMaps:
-    def __init__(self, abi: Abi, maps: Mapping[str, Map], fold_window_ms: int = 0) -> None:
+    def __init__(self, abi: Abi, maps: Mapping[str, Map], fold_window_ms: int | None = None) -> None:
         """`fold_window_ms`: identical repeats of a reported operation within it share one
-        kernel event (0: one event per operation; the daemon, which takes the repeats left
-        waiting, sets it)."""
+        kernel event (0: one event per operation). The daemon, which takes the repeats left
+        waiting, sets it; None keeps what is in force (a reader of a daemon's maps, such as
+        the bench, must not turn its folding off)."""
         self._abi = abi
         self._maps = maps
         self._seed = self.set_fold_window(fold_window_ms)
@@ -52,16 +53,18 @@ class PolicyMaps:
     def seed(self) -> int:
         return self._seed
 
-    def set_fold_window(self, fold_window_ms: int) -> int:
+    def set_fold_window(self, fold_window_ms: int | None) -> int:
         """Write the settings; returns the hash seed. The seed lives in the pinned settings
         map: a restarted daemon must reuse it, because the rules already in the kernel were
-        hashed with it. The host's mount namespace and the fold window are written beside
-        it, each start (see _host_mnt_ns)."""
+        hashed with it. The host's mount namespace and the fold window (None: the one in
+        force) are written beside it, each start (see _host_mnt_ns)."""
         settings = self._abi.layout("settings")
         key = (0).to_bytes(4, "little")
         raw = self._maps["settings"].lookup(key)
-        current = settings.decode(raw)["hash_seed"] if raw else 0
-        seed = int(current) if current else secrets.randbits(64) or 1
+        current = settings.decode(raw) if raw else {}
+        seed = int(current.get("hash_seed") or 0) or secrets.randbits(64) or 1
+        if fold_window_ms is None:
+            fold_window_ms = int(current.get("fold_window_ms") or 0)
         self._maps["settings"].update(
             key, settings.pack(hash_seed=seed, host_mnt_ns=_host_mnt_ns(), fold_window_ms=fold_window_ms)
         )
