@@ -206,13 +206,16 @@ def run_storm(
         loop.close()
     storm_wall = time.monotonic() - wall0
     say(f"storm: {opens} opens in {storm_wall:.1f}s, {s.errors} denied; waiting for the audit trail")
-    # Drained when the records account for every denial not lost in the ring buffer, or
-    # when nothing moved for 5 s (a record is held up to the fold window before it is written).
+    # Drained when the records account for every denial not lost in the ring buffer (or
+    # accounted by an audit_loss record), or when nothing moved for 5 s (a record is held up
+    # to the fold window before it is written).
     last, still_since, drained = -1, time.monotonic(), False
     while True:
         lost = maps.stats()["STAT_EVENTS_LOST"] - stats0["STAT_EVENTS_LOST"]
-        total = sum(r.get("count", 1) for r in daemon.audit_records() if r.get("target", {}).get("path") == SECRET)
-        if total + lost >= opens:
+        records = daemon.audit_records()
+        total = sum(r.get("count", 1) for r in records if r.get("target", {}).get("path") == SECRET)
+        accounted = sum(r.get("count", 0) for r in records if r.get("hook") == "audit_loss")
+        if total + max(lost, accounted) >= opens:
             drained = True
             break
         if total != last:

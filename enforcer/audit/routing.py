@@ -156,14 +156,16 @@ class AuditRouter:
     def account_losses(self, drain: Callable[[], object], stats: Mapping[str, int]) -> int:
         """Write an audit_loss record for every settled (container, rule) whose kernel
         counter exceeds its itemised events; returns their sum. `stats` are the kernel's
-        now: while none of LOSS_STATS moved and nothing was pending, the counters need
-        not be read."""
+        now: while none of LOSS_STATS moved, nothing was pending and no repeats were
+        folded, the counters need not be read. (A storm that folds moves no stat, and a
+        repeat a program added as the entry was taken is lost without one.)"""
         if self._losses is None:
             return 0
         drain()
-        self.take_folds()
+        misses = self.fold_misses
+        folded = self.take_folds() or self.fold_misses != misses
         marks = tuple(stats.get(k, 0) for k in LOSS_STATS)
-        if marks == self._marks and self._losses.clear:
+        if marks == self._marks and self._losses.clear and not folded:
             return 0
         self._marks = marks
         total = 0

@@ -131,3 +131,17 @@ def test_repeats_left_by_an_earlier_daemon_are_its_baseline_not_this_trail() -> 
     assert kernel.waiting == {}  # taken at start, and dropped
     _check_twice(router)
     assert _records(out) == []
+
+
+def test_a_repeat_lost_as_its_entry_was_taken_is_accounted_though_no_kernel_stat_moved() -> None:
+    """A program can add a repeat to the entry the daemon is taking: it is counted but never
+    itemised, and no ring-buffer or scratch stat says so. Folding alone must wake the check."""
+    router, kernel, out = _rig()
+    _check_twice(router)  # a quiet start: nothing moved, nothing pending
+    kernel.deny(10)
+    router.received(_event(count=1))
+    kernel.waiting[(77, 1, SHADOW)] = 8  # the tenth was added as the entry went
+    _check_twice(router)
+    records = sorted((r["hook"], r["count"]) for r in _records(out))
+    assert records == [("audit_loss", 1), ("file_open", 1), ("file_open", 8)]
+    assert router.unsettled() == 0
