@@ -8,6 +8,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,21 @@ class Channel:
         return self.done.is_set()
 
 
+@contextmanager
+def _learning(d: Daemon) -> Iterator[Channel]:
+    """A learn session of the web container, started; stopped by its client on exit."""
+    channel = Channel()
+    session = threading.Thread(target=d.learn, args=({"request": "learn", "container": "web"}, channel))
+    session.start()
+    try:
+        assert channel.started.wait(10), channel.sent
+        yield channel
+    finally:
+        channel.done.set()
+        session.join(10)
+        assert not session.is_alive()
+
+
 def _event(d: Daemon, ref: RuleRef, action: str, path: str) -> FileEvent:
     return FileEvent(
         "file_open", action, CGROUP, 42, 0, "cat", d._table.id_for(ref), 0, path, frozenset({"read"}), False
@@ -93,11 +109,7 @@ def test_a_learning_container_moves_to_its_learning_ruleset_and_back(
     d, loaded, log = daemon
     d.container_started(INFO)
     real = _ruleset(loaded)
-    channel = Channel()
-    session = threading.Thread(target=d.learn, args=({"request": "learn", "container": "web"}, channel))
-    session.start()
-    try:
-        assert channel.started.wait(10), channel.sent
+    with _learning(d) as channel:
         learning = _ruleset(loaded)
         assert learning != real
         copy = next(n for n, p in d.learning._by_id[INFO.id].copies.items() if p.name == "web")
@@ -106,10 +118,6 @@ def test_a_learning_container_moves_to_its_learning_ruleset_and_back(
         d.audit.event(_event(d, RuleRef(SESSION_POLICY, "file[0]"), "audit", "/etc/hosts"))
         # a real denial: the audit log, under the real policy's name
         d.audit.event(_event(d, RuleRef(copy, "file[0]"), "deny", "/etc/shadow"))
-    finally:
-        channel.done.set()
-        session.join(10)
-    assert not session.is_alive()
     records = [json.loads(line) for line in log.getvalue().splitlines()]
     assert [(r["policy"], r["rule"], r["target"]["path"]) for r in records] == [("web", "file[0]", "/etc/shadow")]
     ops = [op for m in channel.sent for op in m.get("ops", [])]
@@ -143,15 +151,8 @@ def test_a_posture_event_is_named_by_the_ruleset_that_decided_it_after_the_conta
     ruleset's, though that ruleset is gone and the container's own has no posture."""
     d, loaded, _log = daemon
     d.container_started(INFO)
-    channel = Channel()
-    session = threading.Thread(target=d.learn, args=({"request": "learn", "container": "web"}, channel))
-    session.start()
-    try:
-        assert channel.started.wait(10), channel.sent
+    with _learning(d):
         learning = _ruleset(loaded)
-    finally:
-        channel.done.set()
-        session.join(10)
     now = _ruleset(loaded)
     assert now != learning and learning not in d._rulesets.ids()  # moved back; deleted
     read = loaded.abi.const("RULE_POSTURE_BASE") + loaded.abi.const("PST_FILE_READ")
