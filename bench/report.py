@@ -187,10 +187,6 @@ def plots(res: dict[str, Any], out: Path) -> list[Path]:
     kernel = res.get("kernel")
     if not kernel:
         return []
-    # the font cache scripts/provision built natively (a rebuild costs half a minute in the VM)
-    cache = Path(os.environ.get("ENFORCER_VM_STATE", "/var/cache/enforcer-vm"), "matplotlib")
-    if cache.is_dir():
-        os.environ.setdefault("MPLCONFIGDIR", str(cache))
     import matplotlib
 
     matplotlib.use("Agg")

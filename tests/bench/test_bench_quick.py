@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +23,27 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_quick_bench_produces_every_figure_and_counts_the_storm_exactly(tmp_path: Path) -> None:
-    run = subprocess.run(
+    # its own session, so that a bench stuck past the timeout is killed with everything it
+    # started (a dockerd holding the pipes open would keep communicate() waiting forever),
+    # and the progress lines say where it stuck
+    bench = subprocess.Popen(
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
         cwd=REPO,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
+        start_new_session=True,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
+    try:
+        _out, err = bench.communicate(timeout=480)
+    except subprocess.TimeoutExpired:
+        os.killpg(bench.pid, signal.SIGKILL)
+        try:
+            _out, err = bench.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            err = "(its output pipes stayed open)"
+        pytest.fail(f"bench --quick did not finish in 480 s; its last lines:\n{err[-3000:]}")
+    assert bench.returncode == 0, err[-3000:]
     res = json.loads((tmp_path / "latest.json").read_text())
     for name in ("latest.md", "rules.png", "depth.png"):
         assert (tmp_path / name).stat().st_size > 0, name
