@@ -8,13 +8,14 @@
  * nor an ancestor is in `containers`). For a container whose ruleset has file (or exec)
  * rules, the file's path is rebuilt the way the container sees it: a bounded walk from the
  * dentry up to the root of the task's mount namespace (the container's root: not the
- * task's own root, which chroot moves), crossing mounts, then down again hashing every
- * prefix. A binary search over the prefixes finds the deepest one under which any rule
- * lies (the compiler marks every directory above a rule path); the exact rule, then dir
- * rules deepest first from there, decide, so the most specific rule wins and the cost does
- * not grow with the number of rules (a few lookups for a path no rule is near). A
- * path that is too deep or too long to resolve, or a kernel read that fails, is denied
- * and reported: never allowed by default. A walk that ends short of the namespace root
+ * task's own root, which chroot moves), crossing mounts, then down again, hashing one
+ * prefix at a time and looking each up. The compiler marks every directory above a rule
+ * path, saying a rule lies below it: the walk down stops at the first directory below
+ * which none does, so a file no rule is near costs a few components however deep it is,
+ * and the cost does not grow with the number of rules. The exact rule, else the deepest
+ * dir rule met, decides, so the most specific rule wins. The path's full text is built
+ * only for a record. A path that is too deep or too long to resolve, or a kernel read
+ * that fails, is denied and reported: never allowed by default. A walk that ends short of the namespace root
  * lets the file out only when it lives on a kernel-private mount (pipes, sockets...); the
  * root of another mount namespace gives that namespace's path; any other real file
  * (detached mount, dentry outside its mount) is judged by inode, else denied.
@@ -104,6 +105,25 @@ struct file_abi_anchor {
 };
 struct file_abi_anchor *file_abi_anchor_unused __attribute__((unused));
 
+/* The rule namespaces one walk down consults (an index each). */
+enum descent_ns {
+	DN_FILE = 0,
+	DN_EXEC = 1,
+	DN_GUARD = 2, /* exact only, on the path itself */
+	DN_COUNT = 3,
+};
+
+/* The walk down the path: per namespace and access slot, the deepest rule met so far. */
+struct descent {
+	__u32 ruleset;
+	__u32 need[DN_COUNT]; /* bit per access slot asked (0: namespace not consulted) */
+	__u8 active;          /* bit per namespace a rule of which may lie further down */
+	bool markers;         /* the ruleset marks what lies below (CT_PATH_MARKERS): stop early */
+	bool text;            /* a record may need the whole path: hash it to the end */
+	__u8 action[DN_COUNT][ACC_SLOTS];
+	__u32 rule_id[DN_COUNT][ACC_SLOTS];
+};
+
 /* Per-CPU working memory, too big for the 512-byte stack. */
 /* d_parent and d_name (hash, len, name), adjacent in struct dentry: one read per component. */
 struct dentry_link {
@@ -117,11 +137,16 @@ struct scratch {
 	__u64 busy;                      /* claimed with cmpxchg, released at the end */
 	__u64 names[ABI_MAX_DEPTH];       /* component name pointers, leaf first */
 	__u32 lens[ABI_MAX_DEPTH];
-	__u64 hashes[ABI_MAX_DEPTH + 1];  /* finalised hash of the prefix of each depth */
-	__u16 plens[ABI_MAX_DEPTH + 1];   /* its length in bytes */
+	/* finalised hash of the prefix of each depth 0..ABI_MAX_DEPTH, and its length in bytes;
+	 * sized to a power of two so that a masked index is in bounds for the verifier */
+	__u64 hashes[2 * ABI_MAX_DEPTH];
+	__u16 plens[2 * ABI_MAX_DEPTH];
 	struct dentry_link link;          /* walk_up's read: on the stack it made the deepest
 					   call chain (rename) exceed the 512-byte stack */
 	struct file_event ev;
+	/* In the map value, not on the stack: the verifier does not track what is stored
+	 * here, so the walk's flags do not multiply the states it explores. */
+	struct descent dn;
 	char slack[512];                  /* lets the verifier see in-bounds component copies */
 };
 
@@ -137,6 +162,8 @@ struct walk_ctx {
 	__u32 slot;
 	__u32 n;            /* components collected */
 	__u32 status;
+	__u32 total;        /* bytes the whole path takes ("/" and name per component) */
+	__u32 j;            /* components hashed (pass 2): prefixes 0..j are in the scratch */
 	__u32 off;          /* bytes of path built so far (pass 2) */
 	__u64 h;            /* running FNV state (pass 2) */
 	__u64 seed;
@@ -250,6 +277,7 @@ static long walk_up(__u64 i, struct walk_ctx *c)
 			idx = c->n & (ABI_MAX_DEPTH - 1);
 			s->names[idx] = (__u64)link->name;
 			s->lens[idx] = link->len;
+			c->total += (link->len & 0xff) + 1;
 			c->n++;
 		}
 		return 1;
@@ -261,22 +289,41 @@ static long walk_up(__u64 i, struct walk_ctx *c)
 	idx = c->n & (ABI_MAX_DEPTH - 1);
 	s->names[idx] = (__u64)link->name;
 	s->lens[idx] = link->len;
+	c->total += (link->len & 0xff) + 1;
 	c->n++;
 	c->dentry = link->parent;
 	return 0;
 }
 
-/* Pass 2: from the root down, building the path text and the hash of every prefix. */
-static long walk_down(__u64 j, struct walk_ctx *c)
+/*
+ * Pass 2, component `d` (1 = the one below the root): the path's text grows by it and the
+ * hash of the prefix of d components is stored. 0 to go on; 1 when a read failed
+ * (c->status says so). `d` is the loop's index, never a counter kept in `c`: the verifier
+ * would see a new state at every step.
+ */
+/* The bytes of one component, into the running hash: a loop of its own, so that the
+ * verifier sees one short body instead of 255 steps inside the walk's every state. */
+struct byte_ctx {
+	struct scratch *s;
+	__u32 at;
+	__u64 h;
+};
+
+static long hash_byte(__u64 k, struct byte_ctx *bc)
+{
+	bc->h = fnv_step(bc->h, (__u8)bc->s->ev.path[(bc->at + (__u32)k) & (ABI_MAX_PATH - 1)]);
+	return 0;
+}
+
+static __always_inline long hash_next(struct walk_ctx *c, __u32 d)
 {
 	struct scratch *s = c->s;
-	__u32 idx, len, off, k;
+	struct byte_ctx bc;
+	__u32 idx, len, off;
 	const char *name;
 	__u64 h;
 
-	if (j >= c->n)
-		return 1;
-	idx = (c->n - 1 - (__u32)j) & (ABI_MAX_DEPTH - 1);
+	idx = (c->n - d) & (ABI_MAX_DEPTH - 1);
 	len = s->lens[idx] & 0xff;          /* NAME_MAX is 255 */
 	name = (const char *)s->names[idx];
 	if (c->off + 1 + len > ABI_MAX_PATH) {
@@ -289,41 +336,25 @@ static long walk_down(__u64 j, struct walk_ctx *c)
 		c->status = WALK_UNREADABLE; /* a name we cannot read is no name: fail closed */
 		return 1;
 	}
-	h = fnv_step(c->h, '/');
-	for (k = 0; k < 255; k++) {
-		if (k >= len)
-			break;
-		h = fnv_step(h, (__u8)s->ev.path[off + 1 + k]);
-	}
+	bc.s = s;
+	bc.at = off + 1;
+	bc.h = fnv_step(c->h, '/');
+	bpf_loop(len, hash_byte, &bc, 0);
+	h = bc.h;
 	c->h = h;
 	c->off = off + 1 + len;
-	idx = ((__u32)j + 1) & (ABI_MAX_DEPTH - 1);
+	c->j = d;
+	idx = d & (2 * ABI_MAX_DEPTH - 1);
 	s->hashes[idx] = hash_final(h);
 	s->plens[idx] = c->off;
 	return 0;
 }
 
-struct match_ctx {
-	struct scratch *s;
-	__u32 ruleset;
-	__u32 need;                  /* bit per access slot still undecided */
-	__u32 top;                   /* deepest depth with a dir-kind entry: the scan starts here */
-	__u64 dir_depths;
-	__u8 dir_kind;
-	__u8 action[ACC_SLOTS];
-	__u32 rule_id[ACC_SLOTS];
-};
-
-static __always_inline void take(struct match_ctx *c, struct path_rule *r)
-{
-	first_match(&c->need, r->action, r->rule_id, ACC_SLOTS, c->action, c->rule_id);
-}
-
-/* The path_rules key of the opened path's prefix of `depth` components (depth < MAX_DEPTH). */
+/* The path_rules key of the opened path's prefix of `depth` components. */
 static __always_inline void prefix_key(struct path_key *k, struct scratch *s, __u32 ruleset,
 				       __u32 depth, __u8 kind)
 {
-	__u32 idx = depth & (ABI_MAX_DEPTH - 1);
+	__u32 idx = depth & (2 * ABI_MAX_DEPTH - 1); /* depth <= ABI_MAX_DEPTH already */
 
 	k->hash = s->hashes[idx];
 	k->ruleset = ruleset;
@@ -332,50 +363,79 @@ static __always_inline void prefix_key(struct path_key *k, struct scratch *s, __
 	k->kind = kind;
 }
 
-#define SEARCH_STEPS 8
-_Static_assert((1 << SEARCH_STEPS) > ABI_MAX_DEPTH + 1, "binary search covers every depth");
-
-/*
- * The deepest prefix of the path holding a dir-kind entry, -1 if none. The compiler puts
- * one (a dir rule or an empty marker) on every directory above every rule path, so the
- * prefixes that hold one are exactly depths 0..top: a binary search finds top in at most
- * SEARCH_STEPS lookups, however many rules there are and however deep the path is.
- */
-static __always_inline int deepest_entry(struct scratch *s, __u32 n, __u32 ruleset, __u8 kind)
+/* A rule's actions for the slots asked replace what was met above it (it is deeper). */
+static __always_inline void take_deeper(struct descent *dn, int ns, struct path_rule *r)
 {
-	struct path_key k = {};
-	int lo = -1, hi = (int)(n & (ABI_MAX_DEPTH - 1)) + 1, mid;
-
-	for (int i = 0; i < SEARCH_STEPS; i++) {
-		if (hi - lo <= 1)
-			break;
-		mid = (lo + hi) >> 1;
-		prefix_key(&k, s, ruleset, (__u32)mid, kind);
-		if (bpf_map_lookup_elem(&path_rules, &k))
-			lo = mid;
-		else
-			hi = mid;
+	for (int a = 0; a < ACC_SLOTS; a++) {
+		if ((dn->need[ns] & (1u << a)) && r->action[a] != ACT_NONE) {
+			dn->action[ns][a] = r->action[a];
+			dn->rule_id[ns][a] = r->rule_id[a];
+			if (r->action[a] >= ACT_AUDIT)
+				dn->text = true; /* unless a deeper allow wins, a record will name the path */
+		}
 	}
-	return lo;
 }
 
-/* Dir rules deepest first from `top`: the first met for an access class is the most specific. */
-static long match_dir_level(__u64 i, struct match_ctx *c)
+/*
+ * One namespace at depth `d`: the dir-kind entry of the prefix; at the file itself, the
+ * exact rule too (it beats every dir rule). Above the file, the namespace's walk ends at
+ * a directory below which none of its rules lies.
+ */
+static __always_inline void look(struct walk_ctx *c, __u32 d, int ns, __u8 dir_kind,
+				 __u8 exact_kind)
 {
+	struct descent *dn = &c->s->dn;
 	struct path_key k = {};
 	struct path_rule *r;
-	__u32 depth;
 
-	if (i > c->top || !c->need)
-		return 1;
-	depth = c->top - (__u32)i;
-	if (!(c->dir_depths & (1ULL << (depth < 63 ? depth : 63))))
-		return 0;
-	prefix_key(&k, c->s, c->ruleset, depth, c->dir_kind);
+	prefix_key(&k, c->s, dn->ruleset, d, dir_kind);
 	r = bpf_map_lookup_elem(&path_rules, &k);
 	if (r)
-		take(c, r);
-	return 0;
+		take_deeper(dn, ns, r);
+	if (d >= c->n) {
+		prefix_key(&k, c->s, dn->ruleset, d, exact_kind);
+		r = bpf_map_lookup_elem(&path_rules, &k);
+		if (r)
+			take_deeper(dn, ns, r);
+		return;
+	}
+	if (dn->markers && (!r || !(r->flags & PR_BELOW)))
+		dn->active &= ~(1u << ns);
+}
+
+/*
+ * Pass 2 at depth `i`, from the root down: the prefix of i components is hashed (one
+ * component more than the last step) and looked up in each namespace still active. The
+ * walk ends at the file itself, or where no namespace is active and no record can need
+ * the rest of the path: a file no rule is near costs a few components, however deep.
+ */
+static long descend_step(__u64 i, struct walk_ctx *c)
+{
+	struct descent *dn = &c->s->dn;
+	struct path_key k = {};
+	struct path_rule *r;
+	__u32 d = (__u32)i;
+
+	if (d > c->n)
+		return 1;
+	if (d > 0 && hash_next(c, d))
+		return 1; /* a read failed (c->status says so) */
+	if (dn->active & (1u << DN_FILE))
+		look(c, d, DN_FILE, PK_FILE_DIR, PK_FILE_EXACT);
+	if (dn->active & (1u << DN_EXEC))
+		look(c, d, DN_EXEC, PK_EXEC_DIR, PK_EXEC_EXACT);
+	if (d >= c->n) {
+		if (dn->need[DN_GUARD]) {
+			prefix_key(&k, c->s, dn->ruleset, d, PK_GUARD);
+			r = bpf_map_lookup_elem(&path_rules, &k);
+			if (r)
+				take_deeper(dn, DN_GUARD, r);
+		}
+		return 1;
+	}
+	if (dn->active || dn->text)
+		return 0;
+	return 1;
 }
 
 static __always_inline int try_slot(__u32 i)
@@ -427,43 +487,20 @@ static __always_inline void stronger(struct verdict *v, __u8 action, __u32 rule_
 	}
 }
 
-/*
- * Look up the resolved path in one namespace; the strongest per-slot result joins `v`.
- * The exact rule on the path itself comes first, then dir rules deepest first from the
- * deepest prefix that holds an entry. A namespace without dir kind (guards) is exact only.
- */
-static __always_inline void match_ns(struct walk_ctx *w, struct container *ct, __u32 need,
-				     __u8 exact_kind, __u8 dir_kind, __u64 dir_depths,
-				     struct verdict *v)
+/* What the walk down found in one namespace joins `v`: the strongest per-slot result. */
+static __always_inline void merge_path(struct verdict *v, struct descent *dn, int ns)
 {
-	struct match_ctx mc = {};
-	struct path_key k = {};
-	struct path_rule *r;
-	int top = 0;
-
-	mc.s = w->s;
-	mc.ruleset = ct->ruleset;
-	mc.need = need;
-	mc.dir_depths = dir_depths;
-	mc.dir_kind = dir_kind;
-	/* The exact rule first: it often decides every slot (an allow or deny on the file). */
-	prefix_key(&k, w->s, ct->ruleset, w->n, exact_kind);
-	r = bpf_map_lookup_elem(&path_rules, &k);
-	if (r)
-		take(&mc, r);
-	if (dir_kind && mc.need) {
-		top = (ct->flags & CT_PATH_MARKERS) ? deepest_entry(w->s, w->n, ct->ruleset, dir_kind)
-						    : (int)(w->n & (ABI_MAX_DEPTH - 1));
-		if (top >= 0) {
-			mc.top = top;
-			bpf_loop(ABI_MAX_DEPTH, match_dir_level, &mc, 0);
-		}
-	}
 	for (int a = 0; a < ACC_SLOTS; a++) {
-		if (mc.action[a] != ACT_NONE)
+		if (dn->action[ns][a] != ACT_NONE)
 			v->matched |= 1u << a;
-		stronger(v, mc.action[a], mc.rule_id[a]);
+		stronger(v, dn->action[ns][a], dn->rule_id[ns][a]);
 	}
+}
+
+static __always_inline void merge(struct verdict *v, struct verdict *from)
+{
+	v->matched |= from->matched;
+	stronger(v, from->action, from->rule_id);
 }
 
 /* The same inode under any name: exact rules pinned to (dev, ino) for this container. */
@@ -585,8 +622,8 @@ static __always_inline void apply_postures(struct task_struct *task, struct cont
 }
 
 /*
- * Resolve: the name (dentry, vfsmount) as the container sees it, into `w` (the path's bytes
- * and the hash of each prefix). False when the operation is not judged at all: a kernel-
+ * Resolve: the name (dentry, vfsmount) as the container sees it, into `w` (its components,
+ * leaf first; judge() hashes them from the root down as far as it needs). False when the operation is not judged at all: a kernel-
  * private file only an exec posture could judge, with none set; or runc's own set-up.
  */
 static __always_inline bool resolve(struct walk_ctx *w, struct task_struct *task,
@@ -637,18 +674,48 @@ static __always_inline bool resolve(struct walk_ctx *w, struct task_struct *task
 		return false;
 	if (w->status == WALK_RUNNING)
 		w->status = WALK_TOO_DEEP; /* more mount crossings than the loop allows */
+	if (w->total > ABI_MAX_PATH && w->status != WALK_UNREADABLE && w->status != WALK_TOO_DEEP)
+		w->status = WALK_TOO_LONG;
 
+	/* The root's prefix; the walk down hashes the rest as far as a decision needs. */
 	w->h = FNV_OFFSET ^ w->seed;
 	w->s->hashes[0] = hash_final(w->h);
 	w->s->plens[0] = 0;
-	if (w->status != WALK_UNREADABLE)
-		bpf_loop(ABI_MAX_DEPTH, walk_down, w, 0);
 	return true;
+}
+
+/* The walk down failed on a read: the path is unresolved. */
+static __always_inline bool walk_failed(struct walk_ctx *w)
+{
+	return w->status == WALK_TOO_LONG || w->status == WALK_UNREADABLE;
+}
+
+static __always_inline void unresolved(struct verdict *v)
+{
+	v->action = ACT_DENY;
+	v->rule_id = RULE_UNRESOLVED;
+	v->flags = FEV_TRUNCATED;
+	stat_add(STAT_UNRESOLVED);
+}
+
+/* Could a posture audit or deny one of the slots asked (so a record may need the path)? */
+static __always_inline bool posture_may_judge(struct container *ct, __u32 need, __u32 pclasses)
+{
+	if (!ct->postures)
+		return false;
+	for (int a = 0; a < ACC_SLOTS; a++) {
+		__u32 cls = (pclasses >> (4 * a)) & 0xf;
+
+		if ((need & (1u << a)) && cls < PST_CLASSES && posture_of(ct, cls) >= ACT_AUDIT)
+			return true;
+	}
+	return false;
 }
 
 /*
  * Judge: the rules of each namespace in `ns` that can name the resolved file (by path, by
- * inode), then the postures of the slots no rule decided.
+ * inode), then the postures of the slots no rule decided. The walk down hashes the path
+ * only as far as the rules need, or whole when a record may name it.
  */
 static __always_inline void judge(struct walk_ctx *w, struct task_struct *task,
 				  struct dentry *dentry, struct vfsmount *vfsmnt, __u64 cgid,
@@ -656,9 +723,42 @@ static __always_inline void judge(struct walk_ctx *w, struct task_struct *task,
 				  struct verdict *v)
 {
 	struct inode *inode = BPF_CORE_READ(dentry, d_inode);
+	struct verdict file_inode = {}, exec_inode = {};
+	struct descent *dn = &w->s->dn;
+	bool by_path;
 
 	if (w->no_mount)
 		ns |= NS_INODE_ONLY;
+	/* The inode rules first: a file they deny or audit needs its whole path in the record. */
+	if (ns & NS_FILE)
+		match_inode(inode, cgid, ct, PK_FILE_EXACT, need, &file_inode);
+	if (ns & NS_EXEC)
+		match_inode(inode, cgid, ct, PK_EXEC_EXACT, 1u << ACC_READ, &exec_inode);
+
+	__builtin_memset(dn, 0, sizeof(*dn));
+	dn->ruleset = ct->ruleset;
+	dn->markers = ct->flags & CT_PATH_MARKERS;
+	by_path = (w->status == WALK_DONE || w->status == WALK_OTHER_NS) && !(ns & NS_INODE_ONLY);
+	if (by_path) {
+		if (ns & NS_FILE) {
+			dn->need[DN_FILE] = need;
+			dn->active |= 1u << DN_FILE;
+		}
+		if (ns & NS_EXEC) {
+			dn->need[DN_EXEC] = 1u << ACC_READ;
+			dn->active |= 1u << DN_EXEC;
+		}
+		if (ns & NS_GUARD) {
+			dn->need[DN_GUARD] = 1u << ACC_READ;
+			dn->text = true; /* the guard is on the path itself */
+		}
+	}
+	if (!by_path || file_inode.action >= ACT_AUDIT || exec_inode.action >= ACT_AUDIT ||
+	    posture_may_judge(ct, need, pclasses))
+		dn->text = true;
+	if (w->status != WALK_UNREADABLE)
+		bpf_loop(ABI_MAX_DEPTH + 1, descend_step, w, 0);
+
 	if (w->status == WALK_DETACHED || (ns & NS_INODE_ONLY)) {
 		/*
 		 * No path of the container leads here (detached mount, a dentry outside its
@@ -667,10 +767,8 @@ static __always_inline void judge(struct walk_ctx *w, struct task_struct *task,
 		 * does not: denied. With no mount known (inode hooks) the inode alone decides and
 		 * the path, relative to its file system, is only for the record.
 		 */
-		if (ns & NS_FILE)
-			match_inode(inode, cgid, ct, PK_FILE_EXACT, need, v);
-		if (ns & NS_EXEC)
-			match_inode(inode, cgid, ct, PK_EXEC_EXACT, 1u << ACC_READ, v);
+		merge(v, &file_inode);
+		merge(v, &exec_inode);
 		if (w->status != WALK_DONE)
 			v->flags = FEV_TRUNCATED;
 		if (!(ns & NS_INODE_ONLY) && v->action != ACT_DENY) {
@@ -680,27 +778,28 @@ static __always_inline void judge(struct walk_ctx *w, struct task_struct *task,
 		}
 	} else if (w->status == WALK_DONE || w->status == WALK_OTHER_NS) {
 		if (ns & NS_FILE) {
-			match_ns(w, ct, need, PK_FILE_EXACT, PK_FILE_DIR, ct->file_dir_depths, v);
-			match_inode(inode, cgid, ct, PK_FILE_EXACT, need, v);
+			merge_path(v, dn, DN_FILE);
+			merge(v, &file_inode);
 		}
 		if (ns & NS_EXEC) {
-			match_ns(w, ct, 1u << ACC_READ, PK_EXEC_EXACT, PK_EXEC_DIR,
-				 ct->exec_dir_depths, v);
-			match_inode(inode, cgid, ct, PK_EXEC_EXACT, 1u << ACC_READ, v);
+			merge_path(v, dn, DN_EXEC);
+			merge(v, &exec_inode);
 			/* `origin: image` is less specific than any path rule: asked last */
 			if (!(v->matched & (1u << ACC_READ)) && (ct->flags & CT_EXEC_ORIGIN_IMAGE) &&
 			    w->status == WALK_DONE && from_image(inode, vfsmnt, w->root_mnt, cgid))
 				v->matched |= 1u << ACC_READ;
 		}
 		if (ns & NS_GUARD)
-			match_ns(w, ct, 1u << ACC_READ, PK_GUARD, 0, 0, v);
+			merge_path(v, dn, DN_GUARD);
 	} else if (w->status != WALK_OUTSIDE) {
 		/* Fail closed: a path we cannot resolve is denied and reported. (A kernel-private
 		 * file, WALK_OUTSIDE, no rule names: the exec posture below decides.) */
-		v->action = ACT_DENY;
-		v->rule_id = RULE_UNRESOLVED;
-		v->flags = FEV_TRUNCATED;
-		stat_add(STAT_UNRESOLVED);
+		unresolved(v);
+	}
+	/* A name unreadable, or the path too long, on the way down: unresolved as well */
+	if (walk_failed(w) && v->rule_id != RULE_UNRESOLVED) {
+		unresolved(v);
+		return;
 	}
 
 	/* Inode hooks without a mount (a volume's timestamps) have no path for a posture. */
@@ -758,6 +857,9 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 	if (resolve(&w, task, dentry, vfsmnt, ct, ns)) {
 		judge(&w, task, dentry, vfsmnt, cgid, ct, need, ns, pclasses, &v);
 		if (v.action == ACT_DENY || v.action == ACT_AUDIT) {
+			/* judge() hashed the whole path for any verdict a record names */
+			if (w.j < w.n && !walk_failed(&w))
+				v.flags |= FEV_TRUNCATED;
 			report_file(&w, &v, cgid, ct, accf, op, type);
 			if (v.action == ACT_DENY)
 				ret = -EPERM;

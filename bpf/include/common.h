@@ -100,6 +100,7 @@ struct abi_anchor {
 	enum abi_container_keys ae;
 	enum abi_posture af;
 	enum abi_task_flags ag;
+	enum abi_path_rule_flags ah;
 };
 struct abi_anchor *abi_anchor_unused __attribute__((unused));
 

@@ -198,8 +198,7 @@ enum abi_stat {
 struct container {
 	__u32 ruleset;          /* rules of every map are keyed by ruleset id */
 	__u32 flags;            /* enum abi_container_flags */
-	__u64 file_dir_depths;  /* bit d: a PK_FILE_DIR rule exists at depth d (bit 63: >= 63) */
-	__u64 exec_dir_depths;  /* same for PK_EXEC_DIR */
+	__u64 reserved[2];      /* unused (were dir rule depths): the size of maps pinned earlier */
 	__u32 dev_levels;       /* bit l: dev_rules has entries at wildcard level l (enum abi_dev_match) */
 	__u32 postures;         /* enum abi_posture: an enum abi_action per class (0: allow) */
 };
@@ -216,7 +215,14 @@ struct path_key {
 struct path_rule {
 	__u32 rule_id[ACC_SLOTS];  /* exec rules use slot ACC_READ only */
 	__u8 action[ACC_SLOTS];    /* enum abi_action per access class */
-	__u8 pad[6];
+	__u8 flags;                /* enum abi_path_rule_flags */
+	__u8 pad[5];
+};
+
+enum abi_path_rule_flags {
+	/* A dir-kind entry with a rule of its namespace on a path strictly below it: the
+	 * kernel's walk down the path goes on past this directory only then. */
+	PR_BELOW = 1,
 };
 
 /* dev_rules: key = what a device rule names, wildcards as in enum abi_dev_match. */

@@ -6,9 +6,11 @@ specific wins". Rules that name the same path with the same kind are a tie, sett
 deny beats audit beats allow, then merge order.
 
 Every directory above a path a file (exec) rule names also gets a file_dir (exec_dir) entry,
-with no rule in it if no dir rule names it: so the entries along any path are a prefix of
-it, and the kernel finds the deepest one by binary search over the path's depths instead of
-looking up every depth. That keeps an open's cost flat in the number of rules.
+with no rule in it if no dir rule names it, and that entry says a rule lies below it
+(`CompiledPaths.below`). So the entries along any path are a prefix of it: the kernel hashes
+the path from the root down, one component at a time, and stops at the first directory
+below which no rule lies. An open's cost is flat in the number of rules, and a file no rule
+is near costs a few components, however deep it is.
 
 "guard" entries mark every path a deny/audit rule names and every directory above it: the
 kernel refuses to rename, remove or hard-link those names, so a protected file cannot be
@@ -72,6 +74,7 @@ class PathEntry:
 @dataclass
 class CompiledPaths:
     entries: dict[PathEntry, list[Slot | None]] = field(default_factory=dict)
+    below: set[PathEntry] = field(default_factory=set)  # dir-kind entries with a rule path under them
 
     def _put(self, entry: PathEntry, slot_index: int, slot: Slot) -> None:
         slots = self.entries.setdefault(entry, [None, None])
@@ -80,15 +83,6 @@ class CompiledPaths:
     def has_enforcing(self, prefix: str) -> bool:
         """True when some rule of this class can deny or audit (else no walk is needed)."""
         return any(e.kind.startswith(prefix) and any_enforcing(slots) for e, slots in self.entries.items())
-
-    def dir_depth_mask(self, kind: Kind) -> int:
-        """Depths that hold a dir rule (markers without a rule are not looked up)."""
-        mask = 0
-        for e, slots in self.entries.items():
-            if e.kind == kind and any(slots):
-                depth = len([c for c in e.path.split("/") if c])
-                mask |= 1 << min(depth, 63)
-        return mask
 
 
 def _slots_for(rule: FileRule) -> tuple[int, ...]:
@@ -115,7 +109,8 @@ def compile_paths(rules: Iterable[EffectiveRule], table: RuleTable) -> CompiledP
 
 
 def _add_markers(out: CompiledPaths) -> None:
-    """A dir-kind entry (a rule's, or an empty marker) on every ancestor of every rule path."""
+    """A dir-kind entry (a rule's, or an empty marker) on every ancestor of every rule path,
+    each marked as having a rule below it."""
     for ns in ("file", "exec"):
         dir_kind: Kind = "file_dir" if ns == "file" else "exec_dir"
         marked: set[str] = set()
@@ -129,6 +124,7 @@ def _add_markers(out: CompiledPaths) -> None:
                     break  # and so is every ancestor
                 marked.add(prefix)
                 out.entries.setdefault(PathEntry(dir_kind, prefix), [None, None])
+                out.below.add(PathEntry(dir_kind, prefix))
 
 
 def _add_guards(out: CompiledPaths) -> None:

@@ -18,6 +18,7 @@ _ENUMS = (
     "abi_action",
     "abi_access",
     "abi_path_kind",
+    "abi_path_rule_flags",
     "abi_container_flags",
     "abi_rule_ids",
     "abi_event_type",

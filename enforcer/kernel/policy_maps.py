@@ -47,7 +47,8 @@ class PolicyMaps:
         self._maps = maps
         self._seed = self.set_fold_window(fold_window_ms)
         slots = abi.const("ACC_SLOTS")
-        self._value_packer = abi.layout("path_rule").packer(*(f"rule_id[{i}]" for i in range(slots)), "action")
+        self._value_packer = abi.layout("path_rule").packer(*(f"rule_id[{i}]" for i in range(slots)), "action", "flags")
+        self._below = abi.const("PR_BELOW")
 
     @property
     def seed(self) -> int:
@@ -80,15 +81,20 @@ class PolicyMaps:
             out.append(pack(h.hash, ruleset, h.length, h.depth, kinds[e.kind]))
         return out
 
-    def path_value(self, slots: Sequence[Slot | None]) -> bytes:
-        """A `struct path_rule` (also the value type of inode_rules)."""
-        return self._value_packer(*(s.rule_id if s else 0 for s in slots), bytes(s.action if s else 0 for s in slots))
+    def path_value(self, slots: Sequence[Slot | None], below: bool = False) -> bytes:
+        """A `struct path_rule` (also the value type of inode_rules); `below`: a rule lies
+        under this directory (PR_BELOW)."""
+        return self._value_packer(
+            *(s.rule_id if s else 0 for s in slots),
+            bytes(s.action if s else 0 for s in slots),
+            self._below if below else 0,
+        )
 
     def write_ruleset(self, ruleset: int, compiled: CompiledPaths) -> None:
         if not compiled.entries:
             return
         keys = self._path_keys(ruleset, compiled.entries)
-        values = [self.path_value(slots) for slots in compiled.entries.values()]
+        values = [self.path_value(slots, e in compiled.below) for e, slots in compiled.entries.items()]
         try:
             self._maps["path_rules"].update_batch(keys, values)
         except BpfError as exc:
@@ -121,8 +127,6 @@ class PolicyMaps:
         """This ruleset's share of a container's `struct container` entry."""
         return {
             "flags": self.container_flags(compiled),
-            "file_dir_depths": compiled.dir_depth_mask("file_dir"),
-            "exec_dir_depths": compiled.dir_depth_mask("exec_dir"),
         }
 
     def set_container(self, cgroup_id: int, ruleset: int, fields: Mapping[str, int]) -> None:

@@ -79,7 +79,7 @@ def socket(c: CompiledSockets, table: RuleTable, family: str, type: str) -> Outc
     return outcome(slot.action, slot.rule_id, table) if slot else None
 
 
-# ----- file and exec rules (bpf/lsm_file.bpf.c: deepest_entry, match_ns) -------------------
+# ----- file and exec rules (bpf/lsm_file.bpf.c: descend_step, match_path) -------------------
 def _prefixes(path: str) -> list[str]:
     """The path's prefixes by depth: ["/", "/a", "/a/b", ...]."""
     parts = [p for p in path.split("/") if p]
@@ -89,46 +89,30 @@ def _prefixes(path: str) -> list[str]:
 def path_lookup(
     c: CompiledPaths, ns: str, path: str, slots: list[int], lookups: list[str] | None = None
 ) -> dict[int, tuple[int, int]]:
-    """Per access slot, (action, rule id) of the rule the kernel takes, as match_ns does it:
-    the exact rule, then (for slots still open) a binary search for the deepest prefix
-    holding a dir-kind entry and dir rules deepest first from there at the mask's depths.
-    Every map lookup's path is appended to `lookups`."""
+    """Per access slot, (action, rule id) of the rule the kernel takes, as match_path does
+    it: from the root down, the dir-kind entry of each prefix (a deeper rule replaces one
+    above it), stopping at a directory with no rule below it (PR_BELOW); at the file itself,
+    its exact rule beats them all. Every map lookup's path is appended to `lookups`."""
     seen = lookups if lookups is not None else []
     exact_kind, dir_kind = f"{ns}_exact", f"{ns}_dir"
     prefixes = _prefixes(path)
-    n = len(prefixes) - 1
     taken: dict[int, tuple[int, int]] = {}
-    need = set(slots)
 
     def take(entry_slots: list[Slot | None]) -> None:
-        for a in sorted(need):
+        for a in slots:
             s = entry_slots[a]
             if s is not None:
                 taken[a] = (s.action, s.rule_id)
-                need.discard(a)
 
-    seen.append(path)
-    if (e := c.entries.get(PathEntry(exact_kind, path))) is not None:  # type: ignore[arg-type]
-        take(e)
-    if not need:
-        return taken
-    lo, hi = -1, n + 1
-    for _ in range(8):
-        if hi - lo <= 1:
-            break
-        mid = (lo + hi) >> 1
-        seen.append(prefixes[mid])
-        if PathEntry(dir_kind, prefixes[mid]) in c.entries:  # type: ignore[arg-type]
-            lo = mid
-        else:
-            hi = mid
-    mask = c.dir_depth_mask(dir_kind)  # type: ignore[arg-type]
-    for depth in range(lo, -1, -1):
-        if not need:
-            break
-        if not mask & (1 << min(depth, 63)):
-            continue
-        seen.append(prefixes[depth])
-        if (e := c.entries.get(PathEntry(dir_kind, prefixes[depth]))) is not None:  # type: ignore[arg-type]
+    for depth, prefix in enumerate(prefixes):
+        seen.append(prefix)
+        entry = PathEntry(dir_kind, prefix)  # type: ignore[arg-type]
+        if (e := c.entries.get(entry)) is not None:
             take(e)
+        if depth == len(prefixes) - 1:
+            seen.append(path)
+            if (e := c.entries.get(PathEntry(exact_kind, path))) is not None:  # type: ignore[arg-type]
+                take(e)
+        elif entry not in c.below:
+            break
     return taken

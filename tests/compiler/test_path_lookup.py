@@ -1,6 +1,6 @@
 """File and exec rules: the compiled path entries, looked up the way lsm_file.bpf.c does
-(binary search for the deepest prefix with an entry, then exact, then dir rules deepest
-first; tests.compiler.kernel_model.path_lookup), give the reference decision of
+(from the root down, stopping where no rule lies below; then the exact rule;
+tests.compiler.kernel_model.path_lookup), give the reference decision of
 reference.decide_file / decide_exec for every path, over generated policies."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_generated_file_and_exec_policies_match_the_reference(
     check(rules_of(("a", {"file": a, "exec": ax}), ("b", {"file": b, "mode": "audit" if b_audit else "enforce"})))
 
 
-def test_every_directory_above_a_rule_path_holds_an_entry() -> None:
+def test_every_directory_above_a_rule_path_holds_an_entry_that_says_a_rule_lies_below() -> None:
     compiled = compile_paths(
         rules_of(
             ("p", {"file": [{"action": "allow", "paths": ["/a/b/c"]}], "exec": [{"action": "deny", "dirs": ["/e/f"]}]})
@@ -83,24 +83,49 @@ def test_every_directory_above_a_rule_path_holds_an_entry() -> None:
     )
     for p in ("/", "/a", "/a/b"):
         assert compiled.entries[PathEntry("file_dir", p)] == [None, None]  # a marker, no rule
+        assert PathEntry("file_dir", p) in compiled.below
     assert PathEntry("file_dir", "/a/b/c") not in compiled.entries
-    assert {PathEntry("exec_dir", "/"), PathEntry("exec_dir", "/e")} <= compiled.entries.keys()
-    assert compiled.dir_depth_mask("file_dir") == 0  # markers are found by the search, not scanned
+    assert {PathEntry("exec_dir", "/"), PathEntry("exec_dir", "/e")} <= compiled.below
+    # the dir rule itself has nothing of its namespace below it: a walk stops there
+    assert PathEntry("exec_dir", "/e/f") in compiled.entries
+    assert PathEntry("exec_dir", "/e/f") not in compiled.below
 
 
-def test_the_search_costs_the_same_for_one_rule_and_many() -> None:
-    """The deepest prefix with an entry is found in log2(depth) lookups; a path no rule is
-    near stops at the root whatever the policy's size."""
+def test_a_file_no_rule_is_near_costs_the_same_for_one_rule_and_many_however_deep() -> None:
+    """The walk down stops at the first directory below which no rule lies: a path no rule
+    is near costs two lookups ("/" and its first component), whatever the policy's size or
+    the path's depth."""
     fillers = [{"action": "deny", "dirs": ["/f" * d + f"/x{d}"]} for d in range(40)]
     small = compile_paths(rules_of(("p", {"file": [{"action": "deny", "paths": ["/etc/shadow"]}]})), RuleTable())
     big = compile_paths(
         rules_of(("p", {"file": [{"action": "deny", "paths": ["/etc/shadow"]}, *fillers]})), RuleTable()
     )
-    deep = "/bench" + "/d" * 30 + "/none"
-    seen_small: list[str] = []
-    seen_big: list[str] = []
-    assert km.path_lookup(small, "file", deep, [READ, WRITE], seen_small) == {}
-    assert km.path_lookup(big, "file", deep, [READ, WRITE], seen_big) == {}
-    # exact + binary search down to "/" (the only marked prefix); no dir rule at depth 0
-    assert len(seen_small) == len(seen_big) <= 1 + 6
-    assert seen_big[-1] == "/"
+    for depth in (2, 8, 32):
+        deep = "/bench" + "/d" * (depth - 2) + "/none"
+        seen_small: list[str] = []
+        seen_big: list[str] = []
+        assert km.path_lookup(small, "file", deep, [READ, WRITE], seen_small) == {}
+        assert km.path_lookup(big, "file", deep, [READ, WRITE], seen_big) == {}
+        assert seen_small == seen_big == ["/", "/bench"]
+
+
+def test_a_file_under_a_dir_rule_stops_at_the_rule_when_nothing_lies_below_it() -> None:
+    rules = rules_of(
+        ("p", {"file": [{"action": "allow", "dirs": ["/app"]}, {"action": "deny", "paths": ["/etc/shadow"]}]})
+    )
+    table = RuleTable()
+    compiled = compile_paths(rules, table)
+    seen: list[str] = []
+    got = km.path_lookup(compiled, "file", "/app" + "/d" * 30 + "/lib.so", [READ], seen)
+    assert km.outcome(*got[READ], table) == ("allow", "p", "file[0]")
+    assert seen == ["/", "/app"]
+
+
+def test_the_exact_rule_is_looked_up_only_when_the_walk_reaches_the_file() -> None:
+    rules = rules_of(("p", {"file": [{"action": "deny", "paths": ["/etc/shadow"]}]}))
+    table = RuleTable()
+    compiled = compile_paths(rules, table)
+    seen: list[str] = []
+    got = km.path_lookup(compiled, "file", "/etc/shadow", [READ], seen)
+    assert km.outcome(*got[READ], table) == ("deny", "p", "file[0]")
+    assert seen == ["/", "/etc", "/etc/shadow", "/etc/shadow"]  # dir entry, then the exact one

@@ -59,12 +59,12 @@ def test_an_access_restricted_rule_fills_only_its_slot() -> None:
     assert slots[READ] is None and slots[WRITE] is not None
 
 
-def test_exec_rules_get_their_own_kinds_and_depth_masks() -> None:
+def test_exec_rules_get_their_own_kinds_and_markers() -> None:
     compiled, _ = _compiled()
     assert PathEntry("exec_exact", "/bin/nc") in compiled.entries
     assert PathEntry("exec_dir", "/usr/local/sbin") in compiled.entries
-    assert compiled.dir_depth_mask("exec_dir") == 1 << 3
-    assert compiled.dir_depth_mask("file_dir") == 1 << 2
+    assert {PathEntry("exec_dir", "/usr/local"), PathEntry("exec_dir", "/bin")} <= compiled.below
+    assert PathEntry("file_dir", "/usr/local") not in compiled.entries  # a namespace of its own
     assert compiled.has_enforcing("file") and compiled.has_enforcing("exec")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ spec:
       access: [write]
     - action: audit
       paths: [/etc/hostname]
+    - action: deny
+      dirs: [/tmp/denied-tree]
   exec:
     - action: deny
       paths: [/bin/nc]
@@ -182,6 +185,57 @@ def test_a_path_deeper_than_the_walk_limit_is_denied_and_reported(enforcement: E
     assert event.action == "deny" and event.truncated
     assert event.path.endswith("/d/d/f")  # the leaf side of what was resolved
     shutil.rmtree(f"/proc/{policed.pid}/root/tmp/deep")  # inside, past the limit, rm is refused
+
+
+def test_a_path_too_long_to_resolve_is_denied_even_where_no_rule_is_near(
+    enforcement: Enforcement, policed: Container
+) -> None:
+    """The walk down stops where no rule lies below, but the length of the whole path is
+    known from the walk up: 20 components of 250 bytes (5,020 bytes, depth 21) are denied."""
+    names = [f"{i:02d}" + "l" * 248 for i in range(20)]
+    top = f"/proc/{policed.pid}/root/tmp"
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:  # made by dir fd: one path string this long is refused by the kernel
+            os.mkdir(name, dir_fd=fd)
+            fd, old = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+            os.close(old)
+    finally:
+        os.close(fd)
+    try:
+        # busybox cd keeps the whole path and refuses one past 4096 bytes: it goes half way,
+        # the write names the rest relative to it
+        script = f"cd /tmp/{'/'.join(names[:10])} && echo x > {'/'.join(names[10:])}/f"
+        result = policed.exec("sh", "-c", script)
+        assert result.returncode != 0 and "Operation not permitted" in result.stderr, result
+        (event,) = enforcement.wait_events()
+        assert event.action == "deny" and event.truncated
+    finally:
+        subprocess.run(["rm", "-rf", f"{top}/{names[0]}"], check=True)
+
+
+def test_a_denial_deep_below_a_dir_rule_records_the_whole_path(enforcement: Enforcement, policed: Container) -> None:
+    """The judging walk stops at /tmp/denied-tree (no rule lies below it); the record still
+    names the file itself."""
+    deep = "/tmp/denied-tree" + "/d" * 30 + "/secret"
+    os.makedirs(f"/proc/{policed.pid}/root{os.path.dirname(deep)}", exist_ok=True)
+    Path(f"/proc/{policed.pid}/root{deep}").write_text("x")
+    try:
+        enforcement.drain()
+        result = policed.exec("cat", deep)
+        assert "Operation not permitted" in result.stderr, result
+        (event,) = enforcement.wait_events()
+        assert (event.path, event.action, event.truncated) == (deep, "deny", False)
+        ref = enforcement.rule(event)
+        assert ref is not None and ref.policy == "proof"
+        # beside it, a file as deep where no rule is near opens
+        free = "/tmp/free-tree" + "/d" * 30 + "/file"
+        os.makedirs(f"/proc/{policed.pid}/root{os.path.dirname(free)}", exist_ok=True)
+        Path(f"/proc/{policed.pid}/root{free}").write_text("y")
+        assert policed.exec("cat", free).stdout == "y"
+    finally:
+        shutil.rmtree(f"/proc/{policed.pid}/root/tmp/denied-tree", ignore_errors=True)
+        shutil.rmtree(f"/proc/{policed.pid}/root/tmp/free-tree", ignore_errors=True)
 
 
 def test_a_ruleset_written_before_prefix_markers_still_finds_its_dir_rules(
