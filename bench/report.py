@@ -119,11 +119,12 @@ def _detail_lines(res: dict[str, Any]) -> list[str]:
             "",
             "BPF run time per program run (kernel.bpf_stats_enabled):",
             "",
-            "| case | program | runs | ns/run |",
-            "|---|---|---|---|",
+            "| case | program | runs | ns/run | ns per operation |",
+            "|---|---|---|---|---|",
         ]
         for r in kernel["bpf_stats"]:
-            lines.append(f"| {r['case']} | {r['program']} | {r['runs']} | {r['ns_per_run']:.0f} |")
+            per_op = f"{r['ns_per_op']:.0f}" if "ns_per_op" in r else "-"
+            lines.append(f"| {r['case']} | {r['program']} | {r['runs']} | {r['ns_per_run']:.0f} | {per_op} |")
     if kernel and kernel.get("apply"):
         lines += [
             "",
@@ -201,7 +202,7 @@ def plots(res: dict[str, Any], out: Path) -> list[Path]:
         """One line per (group, target): open+close ratio against `x`."""
         fig, ax = plt.subplots(figsize=(7, 4))
         for label, keep in groups:
-            for target, style in (("none", "-o"), ("allowed", "--s")):
+            for target, style in (("none", "-o"), ("far", ":^"), ("allowed", "--s")):
                 pts = sorted((r[x], r["ratio"]) for r in rows if keep(r) and r["target"] == target)
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{label}, {target}")
         if log_x:

@@ -33,11 +33,16 @@ LOOP = "/bench/loop"
 MAX_DEPTH = 32
 
 
+TARGETS = ("none", "far", "allowed")
+
+
 def target_path(depth: int, name: str) -> str:
-    """A file `depth` components deep: /bench/d/.../NAME."""
+    """A file `depth` components deep: /bench/d/.../NAME, beside the files the allow rule
+    names ("none": no rule names it, but rule paths run through its directories); "far"
+    under /far, where no rule path goes (a library or config file of the image)."""
     if depth < 2:
         raise ValueError("depth >= 2 (/bench/NAME)")
-    return "/bench/" + "d/" * (depth - 2) + name
+    return ("/far/" if name == "far" else "/bench/") + "d/" * (depth - 2) + name
 
 
 def bench_rootfs(depths: Sequence[int]) -> RootfsBuilder:
@@ -45,7 +50,7 @@ def bench_rootfs(depths: Sequence[int]) -> RootfsBuilder:
     rootfs.add_file(LOOP, build_loop(), 0o755)
     rootfs.add_file("/bench/secret", "denied by the storm policy\n")
     for depth in depths:
-        for name in ("allowed", "none"):
+        for name in TARGETS:
             rootfs.add_file(target_path(depth, name), f"{name} at depth {depth}\n")
     return rootfs
 

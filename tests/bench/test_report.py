@@ -57,3 +57,28 @@ def test_a_readme_without_markers_is_an_error_not_a_silent_skip(tmp_path: Path) 
     project_md.write_text("# no markers\n")
     with pytest.raises(ValueError, match="no <!-- bench:latest --> marker"):
         update_readmes(RESULTS, bench_md, project_md)
+
+
+def test_program_time_is_judged_as_a_share_of_the_operation_it_runs_in() -> None:
+    from bench.targets import judge
+
+    kernel = {
+        "open_close": [
+            {"rules": 1000, "depth": 2, "target": "far", "ratio": 1.2, "on_ns": 20_000.0},
+            {"rules": 1000, "depth": 32, "target": "none", "ratio": 1.3, "on_ns": 40_000.0},
+        ],
+        "host_open": {"ratio": 1.1, "on_ns": 10_000.0},
+        "container_ops": {"exec": {"ratio": 1.0, "on_ns": 1_000_000.0}},
+        "bpf_stats": [
+            {"case": "open far depth=2 rules=1000", "program": "enforcer_file_open", "ns_per_op": 900.0},
+            {"case": "open none depth=32 rules=1000", "program": "enforcer_file_open", "ns_per_op": 4_000.0},
+            {"case": "host_open", "program": "enforcer_file_open", "ns_per_op": 50.0},
+            {"case": "exec", "program": "enforcer_bprm_check", "ns_per_op": 10_000.0},
+            {"case": "exec", "program": "enforcer_file_open", "ns_per_op": 20_000.0},
+        ],
+    }
+    got = {t["figure"]: (t["value"], t["met"]) for t in judge({"kernel": kernel})}
+    assert got["program time / open+close, 1,000 rules, far, depth 2"] == (0.045, True)
+    assert got["program time / open+close, 1,000 rules, none, depth 32"] == (0.1, False)
+    assert got["program time / open+close by a host process"] == (0.005, True)
+    assert got["program time / exec in a container"] == (0.03, True)  # every program the exec runs
