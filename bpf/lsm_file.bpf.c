@@ -25,6 +25,12 @@
  * second name of the same inode: exact rules are also looked up by inode (inode_rules,
  * written by the daemon per container), and the namespace hooks refuse to give a protected
  * file a new name (link, rename) or to move a directory above one.
+ *
+ * An open that was allowed silently (no record, no counter) is remembered per dentry, with
+ * everything its verdict depended on that can change under the same dentry: the container,
+ * the mount it was reached through, the task's namespace root, the inode, the daemon's
+ * policy epoch, and the kernel's rename and mount sequence counts. The next open of that
+ * dentry with all of them unchanged is allowed without a walk (see open_cache).
  */
 #include "common.h"
 #include "pathhash.h"
@@ -98,10 +104,47 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } image_times SEC(".maps");
 
+/*
+ * cache_state: what the decision cache checks against (struct cache_state), written by the
+ * daemon. Pinned, so every object and every daemon share it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cache_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cache_state SEC(".maps");
+
+/*
+ * The decision cache: key = dentry address; value = per access mask asked (read, write,
+ * both), a fingerprint of everything a silent allow of that open depended on beyond the
+ * dentry's own path: the dentry, container, mount, namespace root, inode, policy epoch,
+ * and the kernel's rename and mount sequence counts (open_fingerprint). A hit is one
+ * aligned 64-bit compare, so no reader ever acts on a half-written entry, and an entry
+ * the LRU hands to another key while it is read or written can only miss. A freed
+ * dentry's address can come back as another file's: every dentry is instantiated before
+ * anything can open it, and enforcer_d_instantiate drops the address then. Pinned, so the
+ * programs of a restarted daemon, swapped in one at a time, share one cache with the
+ * d_instantiate program in force.
+ */
+struct open_verdicts {
+	__u64 fp[3]; /* by access mask - 1 (1u << ACC_READ, 1u << ACC_WRITE, both); 0: none */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, ABI_OPEN_CACHE);
+	__type(key, __u64);
+	__type(value, struct open_verdicts);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} open_cache SEC(".maps");
+
 /* Puts this object's own ABI types into BTF (Python reads them). Never used at run time. */
 struct file_abi_anchor {
 	struct inode_key a;
 	enum file_op b;
+	struct cache_state c;
 };
 struct file_abi_anchor *file_abi_anchor_unused __attribute__((unused));
 
@@ -807,6 +850,132 @@ static __always_inline void judge(struct walk_ctx *w, struct task_struct *task,
 		apply_postures(task, ct, need, pclasses, v);
 }
 
+/*
+ * The state an open's verdict is checked against, read before the verdict is made: a
+ * rename, a mount change or a policy write that races the walk moves it, and the verdict
+ * is then not kept (open_keep reads the sequences again) or, once kept, never matches.
+ * (x86 orders loads; the sequence reads have no barrier of their own.)
+ */
+struct open_probe {
+	__u64 epoch;
+	__u64 ns_root;
+	__u32 rename_seq;
+	__u32 mount_seq;
+	bool keep; /* decide(): the verdict was a silent allow */
+};
+
+/* The sequence counts of both seqlocks (seqcount.sequence): false if unreadable or odd (a
+ * writer is inside). */
+static __always_inline bool vfs_seqs(struct cache_state *cs, __u32 *rename_seq, __u32 *mount_seq)
+{
+	seqlock_t *r = (seqlock_t *)cs->rename_lock, *m = (seqlock_t *)cs->mount_lock;
+
+	if (!r || !m ||
+	    bpf_core_read(rename_seq, sizeof(*rename_seq), &r->seqcount.seqcount.sequence) ||
+	    bpf_core_read(mount_seq, sizeof(*mount_seq), &m->seqcount.seqcount.sequence))
+		return false;
+	return !((*rename_seq | *mount_seq) & 1);
+}
+
+/* Read the state; false when nothing may be cached (no epoch or addresses, a writer inside). */
+static __always_inline bool open_probe(struct open_probe *p, struct task_struct *task)
+{
+	__u32 zero = 0;
+	struct cache_state *cs = bpf_map_lookup_elem(&cache_state, &zero);
+
+	if (!cs || !cs->epoch || !vfs_seqs(cs, &p->rename_seq, &p->mount_seq))
+		return false;
+	p->epoch = cs->epoch;
+	p->ns_root = (__u64)BPF_CORE_READ(task, nsproxy, mnt_ns, root);
+	return p->ns_root != 0;
+}
+
+/* One word into the fingerprint: the finaliser is a bijection, so every word counts. */
+static __always_inline __u64 fp_step(__u64 h, __u64 x)
+{
+	return hash_final(h ^ x);
+}
+
+/*
+ * What an open is, by address: read with probe reads, so that the verifier sees numbers
+ * (it refuses arithmetic on the pointers it tracks).
+ */
+struct open_ids {
+	__u64 dentry;
+	__u64 mnt;
+	__u64 inode;
+};
+
+static __always_inline __u64 open_fingerprint(struct open_ids *o, __u64 cgid, __u32 need,
+					      struct open_probe *p)
+{
+	__u64 h = p->epoch;
+
+	h = fp_step(h, o->dentry);
+	h = fp_step(h, cgid);
+	h = fp_step(h, o->mnt);
+	h = fp_step(h, p->ns_root);
+	h = fp_step(h, o->inode);
+	h = fp_step(h, ((__u64)p->rename_seq << 32) | p->mount_seq);
+	return fp_step(h, need) | 1; /* never 0, the empty slot */
+}
+
+/* Was this open of this dentry, by this container, allowed silently in the same state? */
+static __always_inline bool open_cached(struct open_ids *o, __u64 cgid, __u32 need,
+					struct open_probe *p)
+{
+	struct open_verdicts *c = bpf_map_lookup_elem(&open_cache, &o->dentry);
+	__u32 idx = need - 1;
+
+	if (!c || idx > 2)
+		return false;
+	return c->fp[idx] == open_fingerprint(o, cgid, need, p);
+}
+
+/* Keep a silent allow, unless the state moved while it was made. */
+static __always_inline void open_keep(struct open_ids *o, __u64 cgid, __u32 need,
+				      struct open_probe *p)
+{
+	struct open_verdicts fresh = {}, *c;
+	struct cache_state *cs;
+	__u32 zero = 0, idx = need - 1, rename_seq, mount_seq;
+	__u64 fp;
+
+	cs = bpf_map_lookup_elem(&cache_state, &zero);
+	if (idx > 2 || !cs || cs->epoch != p->epoch || !vfs_seqs(cs, &rename_seq, &mount_seq) ||
+	    rename_seq != p->rename_seq || mount_seq != p->mount_seq)
+		return;
+	fp = open_fingerprint(o, cgid, need, p);
+	c = bpf_map_lookup_elem(&open_cache, &o->dentry);
+	if (c) { /* one aligned store; the other masks' slots stay */
+		c->fp[idx] = fp;
+		return;
+	}
+	fresh.fp[idx] = fp;
+	bpf_map_update_elem(&open_cache, &o->dentry, &fresh, BPF_NOEXIST);
+}
+
+/*
+ * A silent allow: a walk that resolved the path, and every slot asked allowed by a rule or,
+ * where no rule matched, by a posture that lets it through without a record. Then the
+ * verdict depends on nothing the cache does not check: not on the task (a posture that
+ * judges only some tasks is never silent), and it leaves no record or counter behind.
+ */
+static __always_inline bool silent_allow(struct walk_ctx *w, struct verdict *v,
+					 struct container *ct, __u32 need, __u32 pclasses)
+{
+	if (v->action >= ACT_AUDIT || w->status != WALK_DONE)
+		return false;
+	for (int a = 0; a < ACC_SLOTS; a++) {
+		__u32 cls = (pclasses >> (4 * a)) & 0xf;
+
+		if ((need & (1u << a)) && !(v->matched & (1u << a)) && cls < PST_CLASSES &&
+		    posture_of(ct, cls) >= ACT_AUDIT)
+			return false;
+	}
+	return true;
+}
+
 /* The record of a deny or audit decision: the path as resolved, and what was asked. */
 static __always_inline void report_file(struct walk_ctx *w, struct verdict *v, __u64 cgid,
 					const struct container *ct, __u32 accf, __u32 op,
@@ -834,7 +1003,7 @@ static __always_inline void report_file(struct walk_ctx *w, struct verdict *v, _
  */
 static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt, __u64 cgid,
 				  struct container *ct, __u32 need, __u32 accf, __u32 ns,
-				  __u32 pclasses, __u32 op, __u16 type)
+				  __u32 pclasses, __u32 op, __u16 type, struct open_probe *probe)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct walk_ctx w = {};
@@ -863,6 +1032,8 @@ static __always_inline int decide(struct dentry *dentry, struct vfsmount *vfsmnt
 			report_file(&w, &v, cgid, ct, accf, op, type);
 			if (v.action == ACT_DENY)
 				ret = -EPERM;
+		} else if (probe) {
+			probe->keep = silent_allow(&w, &v, ct, need, pclasses);
 		}
 	}
 	s->busy = 0;
@@ -880,7 +1051,10 @@ static __always_inline struct container *ruled_container(__u64 *cgid, __u32 flag
 SEC("lsm/file_open")
 int BPF_PROG(enforcer_file_open, struct file *file, int ret)
 {
+	struct open_probe probe = {};
+	struct open_ids ids = {};
 	struct container *ct;
+	bool cacheable;
 	__u32 fmode, fflags, need = 0, accf = 0;
 	__u64 cgid;
 
@@ -910,8 +1084,33 @@ int BPF_PROG(enforcer_file_open, struct file *file, int ret)
 		need = 1u << ACC_READ;
 		accf = ACCF_READ;
 	}
-	return decide(file->f_path.dentry, BPF_CORE_READ(file, f_path.mnt), cgid,
-		      ct, need, accf, NS_FILE, PCLS(PST_FILE_READ, PST_FILE_WRITE), FOP_OPEN, EV_FILE);
+	ids.dentry = (__u64)BPF_CORE_READ(file, f_path.dentry);
+	ids.mnt = (__u64)BPF_CORE_READ(file, f_path.mnt);
+	ids.inode = (__u64)BPF_CORE_READ(file, f_inode);
+	cacheable = open_probe(&probe, bpf_get_current_task_btf());
+	if (cacheable && open_cached(&ids, cgid, need, &probe)) {
+		stat_add(STAT_OPEN_CACHED);
+		return 0;
+	}
+	ret = decide(file->f_path.dentry, BPF_CORE_READ(file, f_path.mnt), cgid, ct, need, accf,
+		     NS_FILE, PCLS(PST_FILE_READ, PST_FILE_WRITE), FOP_OPEN, EV_FILE, &probe);
+	if (!ret && cacheable && probe.keep)
+		open_keep(&ids, cgid, need, &probe);
+	return ret;
+}
+
+/*
+ * A dentry becomes a file (looked up, created, spliced in): what the decision cache holds
+ * at its address was another file's, a dentry since freed. Makes no decision.
+ */
+SEC("lsm/d_instantiate")
+int BPF_PROG(enforcer_d_instantiate, struct dentry *dentry, struct inode *inode)
+{
+	__u64 key = (__u64)dentry; /* the same number open_ids reads */
+
+	if (bpf_map_lookup_elem(&open_cache, &key))
+		bpf_map_delete_elem(&open_cache, &key);
+	return 0;
 }
 
 /* Is the task in the host's mount namespace: the runtime setting a container up? */
@@ -952,7 +1151,7 @@ int BPF_PROG(enforcer_bprm_check, struct linux_binprm *bprm, int ret)
 	file = bprm->file;
 	return decide(file->f_path.dentry, BPF_CORE_READ(file, f_path.mnt), cgid,
 		      ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC, PCLS(PST_EXEC, PST_NO_CLASS), FOP_EXEC,
-		      EV_EXEC);
+		      EV_EXEC, NULL);
 }
 
 /* A judged task's children are judged (threads too: each task carries its own flag). */
@@ -1016,7 +1215,7 @@ static __always_inline int judge_exec_mapping(struct file *file, unsigned long p
 		}
 	}
 	return decide(dentry, mnt, cgid, ct, 1u << ACC_READ, ACCF_EXEC, NS_EXEC,
-		      PCLS(PST_EXEC, PST_NO_CLASS), FOP_MMAP, EV_EXEC);
+		      PCLS(PST_EXEC, PST_NO_CLASS), FOP_MMAP, EV_EXEC, NULL);
 }
 
 SEC("lsm/mmap_file")
@@ -1055,7 +1254,8 @@ static __always_inline int judge_write(struct dentry *dentry, struct vfsmount *m
 	if (!ct)
 		return 0;
 	return decide(dentry, mnt, cgid, ct, 1u << ACC_WRITE, ACCF_WRITE,
-		      NS_FILE | (guard ? NS_GUARD : 0), PCLS(PST_NO_CLASS, PST_FILE_WRITE), op, EV_FILE);
+		      NS_FILE | (guard ? NS_GUARD : 0), PCLS(PST_NO_CLASS, PST_FILE_WRITE), op, EV_FILE,
+		      NULL);
 }
 
 SEC("lsm/path_truncate")
@@ -1151,7 +1351,7 @@ static __always_inline int judge_name(struct dentry *dentry, struct vfsmount *mn
 	ct = ruled_container(&cgid, CT_FILE_RULES | CT_EXEC_RULES);
 	if (!ct || !dentry)
 		return 0;
-	return decide(dentry, mnt, cgid, ct, need, ACCF_WRITE, ns, PCLS_WRITE, op, EV_FILE);
+	return decide(dentry, mnt, cgid, ct, need, ACCF_WRITE, ns, PCLS_WRITE, op, EV_FILE, NULL);
 }
 
 /* The source: a new name for a protected file is a way to every access the file allows. */
@@ -1231,7 +1431,7 @@ static __always_inline int judge_inode_write(struct dentry *dentry, __u32 op)
 	    BPF_CORE_READ(root, mnt_root) != BPF_CORE_READ(dentry, d_sb, s_root))
 		root = NULL;
 	return decide(dentry, root, cgid, ct, 1u << ACC_WRITE, ACCF_WRITE, NS_FILE, PCLS_WRITE, op,
-		      EV_FILE);
+		      EV_FILE, NULL);
 }
 
 /*

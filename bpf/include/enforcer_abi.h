@@ -33,6 +33,8 @@ enum abi_limits {
 	ABI_MAX_INODE_RULES = 262144,
 	/* Distinct reported operations whose repeats are being folded (LRU: the oldest goes). */
 	ABI_MAX_FOLDS = 8192,
+	/* Silent open allows remembered per dentry (the decision cache, lsm_file.bpf.c). */
+	ABI_OPEN_CACHE = 16384,
 };
 
 /* What a matching rule does. NONE: no rule of this access class matched at this level. */
@@ -191,6 +193,7 @@ enum abi_stat {
 	STAT_UNRESOLVED = 3,
 	STAT_SCRATCH_BUSY = 4,  /* every scratch slot was taken: denied (fail closed) */
 	STAT_COUNTER_FULL = 5,  /* per-rule counter map full: the denial is in STAT_DENIED only */
+	STAT_OPEN_CACHED = 6,   /* opens allowed from the decision cache, with no walk */
 	STAT_NR = 8,
 };
 
@@ -306,6 +309,20 @@ struct settings {
 	 * (struct fold_key); 0: every operation is sent */
 	__u32 fold_window_ms;
 	__u32 pad;
+};
+
+/*
+ * cache_state (one entry): what the file_open decision cache (lsm_file.bpf.c) is checked
+ * against. `epoch` is a random non-zero value the daemon writes after every change to the
+ * maps a file verdict reads (containers, path_rules, inode_rules, settings); the two
+ * addresses are the kernel's rename_lock and mount_lock seqlocks (from /proc/kallsyms),
+ * whose sequence counts move on every rename and every mount tree change. Any of them 0:
+ * nothing is cached.
+ */
+struct cache_state {
+	__u64 epoch;
+	__u64 rename_lock;
+	__u64 mount_lock;
 };
 
 /* Every event starts with this header; `type` tells which body follows. */

@@ -20,6 +20,7 @@ class InodeRules:
         self._abi = abi
         self._map = maps["inode_rules"]
         self._value = policy_maps.path_value
+        self._changed = policy_maps.changed
         self._written: dict[int, dict[int, list[bytes]]] = {}  # cgroup -> ruleset -> keys
         self._current: dict[int, int] = {}  # cgroup -> ruleset of the latest write
 
@@ -36,6 +37,7 @@ class InodeRules:
         keys = [self._key(cgroup_id, ruleset, e) for e in resolved.entries]
         if keys:
             self._map.update_batch(keys, [self._value(s) for s in resolved.entries.values()])
+            self._changed()
         self._written.setdefault(cgroup_id, {})[ruleset] = keys
         self._current[cgroup_id] = ruleset
 
@@ -46,6 +48,7 @@ class InodeRules:
                 continue
             if keys:
                 self._map.delete_batch(keys)
+                self._changed()
             del self._written[cgroup_id][ruleset]
         if not self._written.get(cgroup_id):
             self._written.pop(cgroup_id, None)

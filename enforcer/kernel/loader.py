@@ -29,6 +29,8 @@ DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/enforcer")
 # object -> its LSM programs (attached globally; they filter by container cgroup themselves)
 LSM_OBJECTS: dict[str, tuple[str, ...]] = {
     "lsm_file": (
+        # before file_open: no open is cached before a freed dentry's address is dropped
+        "enforcer_d_instantiate",
         "enforcer_file_open",
         "enforcer_bprm_check",
         "enforcer_task_alloc",

@@ -2,7 +2,8 @@
 
 A container points at a ruleset id; rules are keyed by ruleset. A new policy version is
 written under a fresh ruleset id and each container is then flipped with one map update,
-so an open is judged by the old rules or the new ones, never by a mixture.
+so an open is judged by the old rules or the new ones, never by a mixture. Every write is
+followed by `changed()`: the kernel's decision cache keeps no verdict across it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from enforcer.compiler.pathhash import PathHasher
 from enforcer.compiler.paths import CompiledPaths, PathEntry, Slot
 from enforcer.errors import EnforcerError
 from enforcer.kernel.abi import Abi
+from enforcer.kernel.open_cache import OpenCache
 from enforcer.pybpf import BpfError, Map
 
 _KIND_CONST = {
@@ -45,6 +47,7 @@ class PolicyMaps:
         the bench, must not turn its folding off)."""
         self._abi = abi
         self._maps = maps
+        self._cache = OpenCache(abi, maps) if "cache_state" in maps else None
         self._seed = self.set_fold_window(fold_window_ms)
         slots = abi.const("ACC_SLOTS")
         self._value_packer = abi.layout("path_rule").packer(*(f"rule_id[{i}]" for i in range(slots)), "action", "flags")
@@ -53,6 +56,16 @@ class PolicyMaps:
     @property
     def seed(self) -> int:
         return self._seed
+
+    @property
+    def open_cache(self) -> OpenCache | None:
+        """None when the file programs (and their cache) are not loaded."""
+        return self._cache
+
+    def changed(self) -> None:
+        """Call after writing any map a file verdict reads (InodeRules does)."""
+        if self._cache is not None:
+            self._cache.changed()
 
     def set_fold_window(self, fold_window_ms: int | None) -> int:
         """Write the settings; returns the hash seed. The seed lives in the pinned settings
@@ -69,6 +82,7 @@ class PolicyMaps:
         self._maps["settings"].update(
             key, settings.pack(hash_seed=seed, host_mnt_ns=_host_mnt_ns(), fold_window_ms=fold_window_ms)
         )
+        self.changed()
         return seed
 
     def _path_keys(self, ruleset: int, entries: Iterable[PathEntry]) -> list[bytes]:
@@ -97,10 +111,12 @@ class PolicyMaps:
         values = [self.path_value(slots, e in compiled.below) for e, slots in compiled.entries.items()]
         try:
             self._maps["path_rules"].update_batch(keys, values)
+            self.changed()
         except BpfError as exc:
             # All or nothing: a half-written ruleset must not linger (nor be used).
             for key in keys:  # the ruleset id is fresh: every key present is one of ours
                 self._maps["path_rules"].delete(key)
+            self.changed()
             if exc.errno in (errno.E2BIG, errno.ENOMEM):
                 raise EnforcerError(
                     f"the policies selecting this container compile to {len(keys)} path entries "
@@ -114,6 +130,7 @@ class PolicyMaps:
     def delete_ruleset(self, ruleset: int, compiled: CompiledPaths) -> None:
         if compiled.entries:
             self._maps["path_rules"].delete_batch(self._path_keys(ruleset, compiled.entries))
+            self.changed()
 
     def container_flags(self, compiled: CompiledPaths) -> int:
         flags = self._abi.const("CT_PATH_MARKERS")  # compile_paths always marks ancestors
@@ -134,10 +151,12 @@ class PolicyMaps:
         by the new ruleset entirely."""
         value = self._abi.layout("container").pack(ruleset=ruleset, **fields)
         self._maps["containers"].update(cgroup_id.to_bytes(8, "little"), value)
+        self.changed()
 
     def remove_container(self, cgroup_id: int) -> dict[int, int]:
         """Forget a container; returns its final per-rule counts (rule id -> count)."""
         self._maps["containers"].delete(cgroup_id.to_bytes(8, "little"))
+        self.changed()
         if "image_times" in self._maps:  # its created time (origin: image) goes with it
             self._maps["image_times"].delete(cgroup_id.to_bytes(8, "little"))
         counts = self.counters(cgroup_id)
@@ -218,4 +237,5 @@ class PolicyMaps:
         stale = [k for rs, keys in self.path_rule_rulesets().items() if rs not in keep for k in keys]
         if stale:
             self._maps["path_rules"].delete_batch(stale)
+            self.changed()
         return len(stale)

@@ -260,3 +260,99 @@ def test_a_ruleset_written_before_prefix_markers_still_finds_its_dir_rules(
     finally:
         enforcement.maps.remove_container(cgroup.id)
         enforcement.maps.delete_ruleset(old_ruleset, old)
+
+
+# -- the decision cache: a silent allow is remembered, and forgotten when anything it rests on moves
+
+
+def cached_opens(enforcement: Enforcement) -> int:
+    return enforcement.maps.stats()["STAT_OPEN_CACHED"]
+
+
+def test_the_cache_is_on_in_this_kernel(enforcement: Enforcement) -> None:
+    cache = enforcement.maps.open_cache
+    assert cache is not None and cache.enabled, cache and cache.why_off
+
+
+def test_an_allowed_file_opened_again_is_answered_from_the_cache_and_a_denied_one_every_time_by_the_rules(
+    enforcement: Enforcement, policed: Container
+) -> None:
+    before = cached_opens(enforcement)
+    loop = "for i in 1 2 3 4 5 6 7 8 9 10; do cat /etc/passwd >/dev/null; cat /etc/shadow 2>/dev/null; done"
+    policed.exec("sh", "-c", loop)
+    assert cached_opens(enforcement) - before >= 9  # every /etc/passwd open after the first
+    events = enforcement.wait_events(10)
+    assert [(e.path, e.action) for e in events] == [("/etc/shadow", "deny")] * 10
+    assert enforcement.maps.counters(cgroup_of_pid(policed.pid).id) == {events[0].rule_id: 10}
+
+
+@pytest.mark.parametrize("moved", ["the file", "its directory"])
+def test_a_file_renamed_into_a_denied_dir_is_denied_at_once(
+    enforcement: Enforcement, policed: Container, moved: str
+) -> None:
+    root = f"/proc/{policed.pid}/root"
+    os.makedirs(f"{root}/tmp/denied-tree", exist_ok=True)
+    Path(f"{root}/tmp/cache-dir").mkdir()
+    Path(f"{root}/tmp/cache-dir/f").write_text("x")
+    try:
+        assert policed.exec("sh", "-c", "cat /tmp/cache-dir/f; cat /tmp/cache-dir/f").stdout == "xx"
+        if moved == "the file":  # by the host: the rename hooks judge only the container's own
+            os.rename(f"{root}/tmp/cache-dir/f", f"{root}/tmp/denied-tree/f")
+            target = "/tmp/denied-tree/f"
+        else:
+            os.rename(f"{root}/tmp/cache-dir", f"{root}/tmp/denied-tree/cache-dir")
+            target = "/tmp/denied-tree/cache-dir/f"
+        enforcement.drain()
+        result = policed.exec("cat", target)
+        assert "Operation not permitted" in result.stderr, result
+        (event,) = enforcement.wait_events()
+        assert (event.path, event.action) == (target, "deny")
+    finally:
+        shutil.rmtree(f"{root}/tmp/cache-dir", ignore_errors=True)
+        shutil.rmtree(f"{root}/tmp/denied-tree", ignore_errors=True)
+
+
+def in_container_mounts(container: Container, *args: str) -> None:
+    """Mount in the container's mount namespace as the host (the container may not)."""
+    subprocess.run(["nsenter", "-t", str(container.pid), "-m", "--", "/bin/busybox", "mount", *args], check=True)
+
+
+def test_a_mount_moved_under_a_denied_dir_is_denied_at_once(enforcement: Enforcement, policed: Container) -> None:
+    root = f"/proc/{policed.pid}/root"
+    os.makedirs(f"{root}/tmp/denied-tree/moved", exist_ok=True)
+    os.makedirs(f"{root}/tmp/cache-mnt", exist_ok=True)
+    in_container_mounts(policed, "-t", "tmpfs", "-o", "size=1m", "cache", "/tmp/cache-mnt")
+    where = "/tmp/cache-mnt"
+    try:
+        Path(f"{root}/tmp/cache-mnt/f").write_text("x")
+        assert policed.exec("sh", "-c", "cat /tmp/cache-mnt/f; cat /tmp/cache-mnt/f").stdout == "xx"
+        in_container_mounts(policed, "--move", "/tmp/cache-mnt", "/tmp/denied-tree/moved")
+        where = "/tmp/denied-tree/moved"
+        enforcement.drain()
+        result = policed.exec("cat", "/tmp/denied-tree/moved/f")  # same dentry, same mount
+        assert "Operation not permitted" in result.stderr, result
+    finally:
+        subprocess.run(["nsenter", "-t", str(policed.pid), "-m", "--", "/bin/busybox", "umount", where], check=False)
+        shutil.rmtree(f"{root}/tmp/denied-tree", ignore_errors=True)
+        shutil.rmtree(f"{root}/tmp/cache-mnt", ignore_errors=True)
+
+
+def test_a_policy_change_denies_a_file_the_cache_had_allowed(enforcement: Enforcement, policed: Container) -> None:
+    root = f"/proc/{policed.pid}/root"
+    Path(f"{root}/tmp/cache-policy").write_text("x")
+    file_rule = "    - action: deny\n      paths: [/tmp/cache-policy]\n"
+    stricter_policy, errors = parse_text(POLICY.replace("  exec:\n", file_rule + "  exec:\n"), "proof.yaml")
+    assert not errors, errors
+    stricter = compile_paths(merge(p.policy for p in stricter_policy), RuleTable())
+    ruleset = RULESET + 2
+    cgroup = cgroup_of_pid(policed.pid)
+    try:
+        assert policed.exec("sh", "-c", "cat /tmp/cache-policy; cat /tmp/cache-policy").stdout == "xx"
+        enforcement.maps.write_ruleset(ruleset, stricter)
+        enforcement.maps.set_container(cgroup.id, ruleset, enforcement.maps.container_fields(stricter))
+        result = policed.exec("cat", "/tmp/cache-policy")
+        assert "Operation not permitted" in result.stderr, result
+    finally:
+        enforcement.maps.set_container(cgroup.id, RULESET, enforcement.maps.container_fields(enforcement.compiled))
+        enforcement.maps.delete_ruleset(ruleset, stricter)
+        os.unlink(f"{root}/tmp/cache-policy")
