@@ -605,6 +605,7 @@ class Daemon:
                 reload_failures=self.reload_failures,
                 enforcement_failures=self.enforcement_failures,
                 not_enforced_reasons=self._not_enforced_reasons(),
+                open_cache=self._maps.open_cache if self._maps else None,
             )
         )
 

@@ -152,6 +152,24 @@ def _lockdown(path: Path = LOCKDOWN_FILE) -> str | None:
     return m.group(1) if m else None
 
 
+def check_open_cache(kallsyms: Path | None = None) -> Check:
+    """The decision cache needs the kernel's rename and mount seqlocks from kallsyms;
+    without them every open is walked (slower, never less safe)."""
+    from enforcer.kernel.open_cache import KALLSYMS, SEQLOCKS, seqlock_addresses
+
+    name = "decision cache"
+    found = seqlock_addresses(kallsyms or KALLSYMS)
+    missing = [s for s in SEQLOCKS if s not in found]
+    if not missing:
+        return Check(name, OK, "rename_lock and mount_lock in kallsyms: a repeated allowed open skips the walk")
+    return Check(
+        name,
+        WARN,
+        f"{' and '.join(missing)} not in {kallsyms or KALLSYMS}: every open is walked (enforcement is the same)",
+        "a kernel with CONFIG_KALLSYMS_ALL=y, and kernel.kptr_restrict <= 1 (run as root)",
+    )
+
+
 # ----- bpffs -------------------------------------------------------------------------------
 def _mounts(proc_root: str = "/proc") -> list[tuple[str, str]]:
     from enforcer.containers.cgroups import parse_mounts
@@ -389,6 +407,7 @@ def run_checks(docker_host: str | None = None) -> list[Check]:
     objects, obj_path = check_objects()
     checks.append(objects)
     checks.append(check_lsm_list())
+    checks.append(check_open_cache())
     bpffs = check_bpffs()
     checks.append(check_lsm_load(obj_path, bpffs_ok=bpffs.status == OK))
     checks.append(check_cgroup_load(obj_path is not None, bpffs_ok=bpffs.status == OK))

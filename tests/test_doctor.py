@@ -60,6 +60,16 @@ def test_check_lsm_list(tmp_path: Path) -> None:
     assert missing.fix and "mount -t securityfs securityfs /sys/kernel/security" in missing.fix
 
 
+def test_the_decision_cache_check_warns_and_says_what_kernel_it_needs(tmp_path: Path) -> None:
+    f = tmp_path / "kallsyms"
+    f.write_text("ffffffff82a0b040 D rename_lock\nffffffff82a0c080 D mount_lock\n")
+    assert doctor.check_open_cache(f).status == OK
+    f.write_text("ffffffff82a0b040 D rename_lock\n")
+    c = doctor.check_open_cache(f)
+    assert c.status == WARN and "mount_lock not in" in c.finding and "every open is walked" in c.finding
+    assert c.fix and "CONFIG_KALLSYMS_ALL=y" in c.fix
+
+
 def test_check_btf(tmp_path: Path) -> None:
     f = tmp_path / "vmlinux"
     assert doctor.check_btf(f).status == FAIL
@@ -167,6 +177,7 @@ def test_doctor_on_this_host(tmp_path: Path) -> None:
         "BTF",
         "BPF objects",
         "bpf in active LSM list",
+        "decision cache",
         "LSM program loads",
         "cgroup programs load",
         "bpffs",
@@ -178,6 +189,7 @@ def test_doctor_on_this_host(tmp_path: Path) -> None:
     assert load["status"] == FAIL, load
     assert "scripts/vm-run -- enforcer run" in load["fix"]
     assert checks["BPF objects"]["status"] == OK
+    assert checks["decision cache"]["status"] in (OK, WARN)  # a warning never fails doctor
     assert checks["Docker"]["status"] == FAIL
     assert doc["file_enforcement"] is False
     # ... but the cgroup programs load here: device, network and socket rules can be enforced

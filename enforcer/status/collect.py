@@ -22,6 +22,7 @@ from enforcer.status.model import (
     ContainerStatus,
     MapFill,
     NotEnforced,
+    OpenCacheStatus,
     PolicyFileStatus,
     RuleCounter,
     StatusDocument,
@@ -53,6 +54,22 @@ class TrackedContainer:
     enforced: bool = True
     error: str | None = None
     start_window: float | None = None  # seconds (enforcer.containers.startwindow)
+
+
+class HasOpenCache(Protocol):
+    """The part of kernel.open_cache.OpenCache used here."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    @property
+    def why_off(self) -> str | None: ...
+
+
+def open_cache_status(cache: HasOpenCache | None, kernel: Mapping[str, int]) -> OpenCacheStatus | None:
+    if cache is None:
+        return None
+    return OpenCacheStatus(enabled=cache.enabled, why_off=cache.why_off, hits=kernel.get("STAT_OPEN_CACHED", 0))
 
 
 class HasMapShape(Protocol):
@@ -243,6 +260,7 @@ class StatusInputs:
     reload_failures: int = 0
     enforcement_failures: int = 0
     not_enforced_reasons: Mapping[str, str] | None = None
+    open_cache: HasOpenCache | None = None
 
 
 def build(inputs: StatusInputs) -> StatusDocument:
@@ -275,5 +293,6 @@ def build(inputs: StatusInputs) -> StatusDocument:
             inputs.audit_log,
             inputs.audit_losses,
         ),
+        open_cache=open_cache_status(inputs.open_cache, inputs.kernel_stats),
         maps=map_fill(inputs.maps),
     )

@@ -82,6 +82,12 @@ class StatusCollector(Collector):
             ),
         ):
             yield CounterMetricFamily(name, help_, value=value)
+        if doc.open_cache is not None:
+            yield CounterMetricFamily(
+                "enforcer_open_cache_hits",
+                "Opens allowed from the kernel's decision cache, with no path walk",
+                value=doc.open_cache.hits,
+            )
         yield GaugeMetricFamily(
             "enforcer_containers_tracked", "Containers under enforcement", value=len(doc.containers)
         )

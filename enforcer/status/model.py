@@ -77,6 +77,14 @@ class MapFill(_Doc):
         return self.entries / self.max_entries if self.max_entries else 0.0
 
 
+class OpenCacheStatus(_Doc):
+    """The kernel's file_open decision cache: silent allows answered without a path walk."""
+
+    enabled: bool
+    why_off: str | None = None  # what keeps it off, when it is
+    hits: int = 0  # opens allowed from the cache since the programs were loaded
+
+
 class AuditStats(_Doc):
     """Userspace (records written) and kernel (ring buffer) side of the audit trail.
 
@@ -120,4 +128,5 @@ class StatusDocument(_Doc):
     # selector were loaded: what that means and how to close the window.
     start_window: str | None = None
     audit: AuditStats = AuditStats()
+    open_cache: OpenCacheStatus | None = None  # None: the file programs are not loaded
     maps: tuple[MapFill, ...] = ()

@@ -102,6 +102,8 @@ def _audit(doc: StatusDocument) -> Table:
     t.add_row("not itemised, accounted in audit_loss records", str(a.losses))
     t.add_row(Text("records not written (log errors)", style="red" if a.write_errors else ""), str(a.write_errors))
     t.add_row("unresolvable paths (denied)", str(a.unresolved))
+    if (oc := doc.open_cache) is not None:
+        t.add_row("opens allowed from the decision cache", str(oc.hits) if oc.enabled else f"off: {oc.why_off}")
     if a.scratch_busy or a.counter_full:
         t.add_row("scratch busy (denied)", str(a.scratch_busy))
         t.add_row("counter map full", str(a.counter_full))

@@ -68,6 +68,12 @@ def container(name: str = "web", cgroup_id: int = 4242) -> ContainerInfo:
 
 
 @dataclass
+class FakeOpenCache:
+    enabled: bool = True
+    why_off: str | None = None
+
+
+@dataclass
 class FakeDaemon:
     """Implements what the operator services use: snapshot() and kernel_stats()."""
 
@@ -76,6 +82,7 @@ class FakeDaemon:
     )
     counts: dict[int, dict[int, int]] = field(default_factory=dict)
     snapshots: int = 0
+    open_cache: FakeOpenCache | None = None
 
     def __post_init__(self) -> None:
         self.table = RuleTable()
@@ -112,5 +119,6 @@ class FakeDaemon:
                 audit_log="/var/log/enforcer/audit.jsonl",
                 docker_connected=True,
                 reload_failures=1,
+                open_cache=self.open_cache,
             )
         )

@@ -30,7 +30,7 @@ from enforcer.status.collect import TrackedContainer, rule_action, start_window_
 from enforcer.status.model import StatusDocument
 from enforcer.status.render import render
 from enforcer.status.server import StatusServer
-from tests.operator.fakes import FakeDaemon, container, policy_set
+from tests.operator.fakes import FakeDaemon, FakeOpenCache, container, policy_set
 from tests.unix_peer import request_as
 
 NOBODY = 65534
@@ -90,6 +90,28 @@ def test_audit_stats_carry_kernel_drops(daemon: FakeDaemon) -> None:
     daemon.stats["STAT_EVENTS_LOST"] = 7
     a = daemon.snapshot().audit
     assert (a.dropped, a.denied, a.records, a.events, a.folded) == (7, 3, 5, 9, 4)
+
+
+@pytest.mark.parametrize(
+    ("cache", "shown"),
+    [
+        (FakeOpenCache(), "opens allowed from the decision cache 41"),
+        (FakeOpenCache(False, "mount_lock not in /proc/kallsyms"), "off: mount_lock not in /proc/kallsyms"),
+    ],
+    ids=["on", "off"],
+)
+def test_the_decision_cache_shows_its_hits_or_why_it_is_off(
+    daemon: FakeDaemon, cache: FakeOpenCache, shown: str
+) -> None:
+    daemon.stats["STAT_OPEN_CACHED"] = 41
+    daemon.open_cache = cache
+    console = Console(record=True, width=200)
+    render(daemon.snapshot(), console)
+    assert shown in " ".join(console.export_text().replace("│", " ").split())
+
+
+def test_no_decision_cache_is_shown_without_the_file_programs(daemon: FakeDaemon) -> None:
+    assert daemon.snapshot().open_cache is None
 
 
 # ----- the socket -------------------------------------------------------------------------
