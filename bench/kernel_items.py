@@ -29,6 +29,10 @@ HOST_FILE = "/tmp/enforcer-bench-host-file"
 SUBSAMPLES = 5  # per sample; the sample is their minimum
 STATS_PASSES = 3  # bpf_stats: the lowest mean run time of this many passes
 LOOPBACK = ("127.0.0.1", 9)  # UDP connect: no packet leaves, the hook still runs
+# First opens (the decision cache off, every open walks): this ruleset, these targets. The
+# other figures open one file over and over: the repeats the cache answers.
+FIRST_OPEN_RULES = 1000
+FIRST_OPEN_TARGETS = ("none", "far")
 # Rulesets of the posture figure: beyond every id the rule-count rulesets take
 POSTURE_ALLOW_RS, POSTURE_DENY_RS = 9_001, 9_002
 
@@ -103,12 +107,28 @@ def _run(
 
         return run
 
+    def first(rules: int, measure: Callable[[], float]) -> Callable[[], float]:
+        """Every open as a first open: the decision cache off while it runs."""
+
+        def run() -> float:
+            rig.police(cg, ruleset[rules])
+            rig.cache(False)
+            try:
+                return measure()
+            finally:
+                rig.cache(True)
+
+        return run
+
     alt = Alternation(lambda on: rig.on() if on else rig.off())
     for depth in plan.depths:
         for target in TARGETS:
             m = sized(loop, "open", target_path(depth, target))
             for n in plan.rule_counts:
                 alt.add(("open", n, depth, target), ("open", depth, target), policed(n, m), m)
+            if FIRST_OPEN_RULES in plan.rule_counts and target in FIRST_OPEN_TARGETS:
+                key = ("open_first", FIRST_OPEN_RULES, depth, target)
+                alt.add(key, ("open", depth, target), first(FIRST_OPEN_RULES, m))
     alt.add(("host_open",), ("host_open",), sized(host, "open", HOST_FILE), sized(host, "open", HOST_FILE))
     extra = {
         "exec": ("exec", LOOP),
@@ -128,15 +148,19 @@ def _run(
     rig.on()
     postures = _postures(plan, rig, cg, ruleset[plan.rule_counts[-1]], loop, sized, say)
 
-    open_figs = []
+    open_figs, first_figs = [], []
     for depth in plan.depths:
         for target in TARGETS:
             for n in plan.rule_counts:
                 fig = alt.figure(("open", n, depth, target))
                 open_figs.append({"rules": n, "depth": depth, "target": target, **fig.to_json()})
+                if ("open_first", n, depth, target) in alt.on_cases:
+                    fig = alt.figure(("open_first", n, depth, target))
+                    first_figs.append({"rules": n, "depth": depth, "target": target, **fig.to_json()})
     out: dict[str, Any] = {
         "apply": applied,
-        "open_close": open_figs,
+        "open_close": open_figs,  # the same file over and over: repeats, from the cache
+        "open_first": first_figs,  # the cache off: every open walks, as a first open does
         "host_open": {"path": HOST_FILE, **alt.figure(("host_open",)).to_json()},
         "container_ops": {name: {"rules": plan.exec_rules, **alt.figure((name,)).to_json()} for name in extra},
         "floor": floor,
@@ -263,7 +287,7 @@ def _bpf_stats(
 
 def _case_name(key: Hashable) -> str:
     assert isinstance(key, tuple)
-    if key[0] == "open":
+    if key[0] in ("open", "open_first"):
         _, n, depth, target = key
-        return f"open {target} depth={depth} rules={n}"
+        return f"open {target} depth={depth} rules={n}" + (" first" if key[0] == "open_first" else "")
     return str(key[0])

@@ -88,6 +88,19 @@ def _detail_lines(res: dict[str, Any]) -> list[str]:
                 f"| {r['rules']} | {r['depth']} | {r['target']} | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
                 f"{r['on_ns']:.0f} | {r['round_ratio_min']:.3f}-{r['round_ratio_max']:.3f} |"
             )
+        if kernel.get("open_first"):
+            lines += [
+                "",
+                "First opens (the decision cache off: every open walks the path), ratio on/off:",
+                "",
+                "| rules | depth | file | ratio | off ns | on ns | round ratios |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for r in kernel["open_first"]:
+                lines.append(
+                    f"| {r['rules']} | {r['depth']} | {r['target']} | {r['ratio']:.3f} | {r['off_ns']:.0f} | "
+                    f"{r['on_ns']:.0f} | {r['round_ratio_min']:.3f}-{r['round_ratio_max']:.3f} |"
+                )
         lines += ["", "| operation | ratio | off ns | on ns |", "|---|---|---|---|"]
         h = kernel["host_open"]
         lines.append(

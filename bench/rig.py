@@ -145,7 +145,16 @@ class KernelRig:
         for info in self.containers.values():
             for enf in self.enforcements:
                 enf.attach(info)
+        # While d_instantiate was detached, freed dentries' addresses were not dropped from
+        # the decision cache: nothing kept before counts.
+        self.maps.changed()
         self.attached = True
+
+    def cache(self, on: bool) -> None:
+        """The file_open decision cache on (as the daemon runs) or off (every open walks,
+        as a first open does)."""
+        if self.maps.open_cache is not None:
+            self.maps.open_cache.enable(on)
 
     def write(
         self, ruleset: int, rules: Sequence[EffectiveRule], postures: Mapping[str, PostureDecision] | None = None

@@ -33,7 +33,24 @@ def _program_shares(kernel: dict[str, Any], add: Any) -> None:
         if row["rules"] == 1000:
             depth, target = row["depth"], row["target"]
             case = f"open {target} depth={depth} rules=1000"
-            share(f"open+close, 1,000 rules, {target}, depth {depth}", case, row["on_ns"], 0.05)
+            share(f"open+close, 1,000 rules, {target}, depth {depth}, repeat", case, row["on_ns"], 0.05)
+    for row in kernel.get("open_first", []):
+        depth, target = row["depth"], row["target"]
+        case = f"open {target} depth={depth} rules={row['rules']} first"
+        share(f"open+close, {row['rules']:,} rules, {target}, depth {depth}, first open", case, row["on_ns"], 0.10)
+    # a repeat costs the same however deep the file is (the cache answers before any walk)
+    depths = sorted({r["depth"] for r in kernel["open_close"]})
+    if len(depths) > 1:
+        for target in ("none", "far"):
+            ns = [_program_ns(kernel, f"open {target} depth={d} rules=1000") for d in (depths[0], depths[-1])]
+            if ns[0] and ns[1]:
+                rel = ns[1] / ns[0]
+                add(
+                    f"program time, repeat open, {target}: depth {depths[-1]} / depth {depths[0]}",
+                    round(rel, 3),
+                    "<= 1.10 (independent of depth)",
+                    rel <= 1.10,
+                )
     share("open+close by a host process", "host_open", kernel["host_open"]["on_ns"], 0.01)
     for name, row in kernel.get("container_ops", {}).items():
         if name in ("exec", "connect", "device_open"):

@@ -67,18 +67,27 @@ def test_program_time_is_judged_as_a_share_of_the_operation_it_runs_in() -> None
             {"rules": 1000, "depth": 2, "target": "far", "ratio": 1.2, "on_ns": 20_000.0},
             {"rules": 1000, "depth": 32, "target": "none", "ratio": 1.3, "on_ns": 40_000.0},
         ],
+        "open_first": [
+            {"rules": 1000, "depth": 32, "target": "far", "ratio": 1.4, "on_ns": 50_000.0},
+        ],
         "host_open": {"ratio": 1.1, "on_ns": 10_000.0},
         "container_ops": {"exec": {"ratio": 1.0, "on_ns": 1_000_000.0}},
         "bpf_stats": [
             {"case": "open far depth=2 rules=1000", "program": "enforcer_file_open", "ns_per_op": 900.0},
+            {"case": "open far depth=32 rules=1000", "program": "enforcer_file_open", "ns_per_op": 950.0},
+            {"case": "open none depth=2 rules=1000", "program": "enforcer_file_open", "ns_per_op": 1_000.0},
             {"case": "open none depth=32 rules=1000", "program": "enforcer_file_open", "ns_per_op": 4_000.0},
+            {"case": "open far depth=32 rules=1000 first", "program": "enforcer_file_open", "ns_per_op": 6_000.0},
             {"case": "host_open", "program": "enforcer_file_open", "ns_per_op": 50.0},
             {"case": "exec", "program": "enforcer_bprm_check", "ns_per_op": 10_000.0},
             {"case": "exec", "program": "enforcer_file_open", "ns_per_op": 20_000.0},
         ],
     }
     got = {t["figure"]: (t["value"], t["met"]) for t in judge({"kernel": kernel})}
-    assert got["program time / open+close, 1,000 rules, far, depth 2"] == (0.045, True)
-    assert got["program time / open+close, 1,000 rules, none, depth 32"] == (0.1, False)
+    assert got["program time / open+close, 1,000 rules, far, depth 2, repeat"] == (0.045, True)
+    assert got["program time / open+close, 1,000 rules, none, depth 32, repeat"] == (0.1, False)
+    assert got["program time / open+close, 1,000 rules, far, depth 32, first open"] == (0.12, False)
+    assert got["program time, repeat open, far: depth 32 / depth 2"] == (1.056, True)
+    assert got["program time, repeat open, none: depth 32 / depth 2"] == (4.0, False)
     assert got["program time / open+close by a host process"] == (0.005, True)
     assert got["program time / exec in a container"] == (0.03, True)  # every program the exec runs
