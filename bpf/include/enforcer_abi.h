@@ -194,6 +194,7 @@ enum abi_stat {
 	STAT_SCRATCH_BUSY = 4,  /* every scratch slot was taken: denied (fail closed) */
 	STAT_COUNTER_FULL = 5,  /* per-rule counter map full: the denial is in STAT_DENIED only */
 	STAT_OPEN_CACHED = 6,   /* opens allowed from the decision cache, with no walk */
+	STAT_KILL_FAILED = 7,   /* a clone3 into an outside cgroup whose caller could not be killed */
 	STAT_NR = 8,
 };
 
@@ -392,7 +393,7 @@ enum file_op {
 	FOP_MMAP = 12,      /* mmap_file / file_mprotect with PROT_EXEC */
 	FOP_SETATTR = 13,   /* inode_setattr: timestamps (utimensat), also on an fd */
 	FOP_XATTR = 14,     /* inode_setxattr / inode_removexattr */
-	FOP_CGROUP_MOVE = 15, /* inode_permission: a cgroupfs write outside the container (a move, mkdir) */
+	FOP_CGROUP_MOVE = 15, /* cgroup_can_fork: clone3(CLONE_INTO_CGROUP) out of the container (killed) */
 };
 
 /*

@@ -24,7 +24,7 @@ _OP_HOOKS = {
     "FOP_MMAP": "mmap_file",
     "FOP_SETATTR": "inode_setattr",
     "FOP_XATTR": "inode_setxattr",
-    "FOP_CGROUP_MOVE": "inode_permission",
+    "FOP_CGROUP_MOVE": "clone3",  # CLONE_INTO_CGROUP out of the container: the caller is killed
 }
 
 

@@ -38,7 +38,7 @@ _FILE_ACTIVITY = {
     "inode_setattr": (6, "Set Attributes"),
     "inode_setxattr": (6, "Set Attributes"),
     "mmap_file": (99, "Other"),
-    "inode_permission": (3, "Update"),
+    "clone3": (3, "Update"),
 }
 # network hook -> (activity_id, activity name, direction_id) of Network Activity
 _NET_ACTIVITY = {
@@ -158,5 +158,5 @@ def from_record(rec: dict[str, Any], hostname: str) -> dict[str, Any]:
             "status": "Failure" if denied else "Success",
         }
         if denied:
-            out["status_detail"] = str(rec.get("errno", "EPERM"))
+            out["status_detail"] = str(rec.get("errno") or rec.get("signal") or "EPERM")
     return out

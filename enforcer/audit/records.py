@@ -69,7 +69,9 @@ class AuditRecord:  # not frozen: built per event, and a frozen dataclass costs 
     def to_json(self) -> dict[str, Any]:
         e = self.event
         record: dict[str, Any] = {"timestamp": _timestamp(e.ktime_ns), "hook": e.hook, "action": e.action}
-        if e.action == "deny":
+        if e.action == "deny" and e.hook == "clone3":
+            record["signal"] = "SIGKILL"  # no hook after the destination is known can refuse
+        elif e.action == "deny":
             record["errno"] = "EPERM"
         c = self.container
         record |= {

@@ -57,8 +57,17 @@ LSM_OBJECTS: dict[str, tuple[str, ...]] = {
     ),
     # socket rules for the families cgroup/sock_create never sees (packet, netlink, ...)
     "lsm_sock": ("enforcer_socket_create",),
-    # a container task may not move a task into a cgroup outside its container's subtree
-    "lsm_cgroup": ("enforcer_cgroup_write",),
+    # a container task may not change cgroupfs outside its container's subtree (moves,
+    # mkdir, limits); clone3(CLONE_INTO_CGROUP) is judged at fexit/cgroup_can_fork
+    "lsm_cgroup": (
+        "enforcer_cgroup_open",
+        "enforcer_cgroup_mkdir",
+        "enforcer_cgroup_rmdir",
+        "enforcer_cgroup_rename",
+        "enforcer_cgroup_setxattr",
+        "enforcer_cgroup_removexattr",
+        "enforcer_cgroup_fork",
+    ),
 }
 
 # object -> its cgroup programs (attached per container cgroup by CgroupEnforcement). They
@@ -188,7 +197,9 @@ def load_lsm(built: BuiltObjects, pin_root: Path = DEFAULT_PIN_ROOT, into: Loade
     def attach_all(name: str, obj: BpfObject) -> None:
         for prog in LSM_OBJECTS[name]:
             program = obj.program(prog)
-            attach_pinned(pin_root / "links" / prog, program, program.attach_lsm)
+            # lsm/ sections attach to their hook, fexit/ to its function (by section)
+            attach = program.attach_lsm if program.section.startswith("lsm") else program.attach
+            attach_pinned(pin_root / "links" / prog, program, attach)
             log.info("attached", program=prog, pin=str(pin_root / "links" / prog))
 
     return _load_objects(

@@ -40,6 +40,7 @@ _STATS = {
     "STAT_UNRESOLVED": "unresolved",
     "STAT_SCRATCH_BUSY": "scratch_busy",
     "STAT_COUNTER_FULL": "counter_full",
+    "STAT_KILL_FAILED": "kill_failed",
 }
 _RULE_RE = re.compile(r"^([a-z]+)\[(\d+)\]$")
 

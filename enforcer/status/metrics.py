@@ -70,6 +70,7 @@ class StatusCollector(Collector):
             ("enforcer_unresolved_paths", "Opens denied because the path could not be resolved", a.unresolved),
             ("enforcer_scratch_busy", "Operations denied because no scratch slot was free", a.scratch_busy),
             ("enforcer_counter_map_full", "Counted denials with no room in the per-rule counter map", a.counter_full),
+            ("enforcer_cgroup_kill_failed", "clone3 calls out of the container not stopped", a.kill_failed),
             (
                 "enforcer_policy_reload_failures",
                 "Policy reloads that rejected a changed file",

@@ -102,6 +102,7 @@ class AuditStats(_Doc):
     unresolved: int = 0  # paths too long/deep to resolve (denied, fail closed)
     scratch_busy: int = 0  # no scratch slot free (denied, fail closed)
     counter_full: int = 0  # per-rule counter map full (counted in `denied` only)
+    kill_failed: int = 0  # clone3 into an outside cgroup whose caller could not be killed
     log: str = "-"  # where records go ("-" = stdout)
     losses: int = 0  # denials/audits not itemised, accounted in audit_loss records
 

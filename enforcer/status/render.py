@@ -104,6 +104,8 @@ def _audit(doc: StatusDocument) -> Table:
     t.add_row("unresolvable paths (denied)", str(a.unresolved))
     if (oc := doc.open_cache) is not None:
         t.add_row("opens allowed from the decision cache", str(oc.hits) if oc.enabled else f"off: {oc.why_off}")
+    if a.kill_failed:
+        t.add_row(Text("cgroup escapes not stopped (kill failed)", style="red"), str(a.kill_failed))
     if a.scratch_busy or a.counter_full:
         t.add_row("scratch busy (denied)", str(a.scratch_busy))
         t.add_row("counter map full", str(a.counter_full))

@@ -40,7 +40,7 @@ def _raw(abi: Abi, ev_type: str, op: str, path: bytes) -> bytes:
         ("EV_FILE", "FOP_MKNOD", "path_mknod"),
         ("EV_FILE", "FOP_SETATTR", "inode_setattr"),
         ("EV_FILE", "FOP_XATTR", "inode_setxattr"),
-        ("EV_FILE", "FOP_CGROUP_MOVE", "inode_permission"),
+        ("EV_FILE", "FOP_CGROUP_MOVE", "clone3"),
     ],
 )
 def test_the_hook_comes_from_the_operation(abi: Abi, ev_type: str, op: str, hook: str) -> None:
@@ -52,4 +52,4 @@ def test_the_hook_comes_from_the_operation(abi: Abi, ev_type: str, op: str, hook
 def test_every_operation_has_a_hook_name(abi: Abi) -> None:
     names = {EventDecoder(abi)._ops[v] for v in abi.btf.enum("file_op").values()}
     assert len(names) == len(abi.btf.enum("file_op"))
-    assert all(n in ("file_open", "exec", "mmap_file") or n.startswith(("path_", "inode_")) for n in names)
+    assert all(n in ("file_open", "exec", "mmap_file", "clone3") or n.startswith(("path_", "inode_")) for n in names)
