@@ -59,6 +59,11 @@ def encode(record: dict[str, Any]) -> str:
     return line if line.isascii() and line else json.dumps(record, separators=(",", ":"))
 
 
+# Hooks whose denial is not an error return: clone3 into an outside cgroup has no hook left
+# that can refuse once its destination is known, so the caller is killed.
+_DENIED_BY = {"clone3": ("signal", "SIGKILL")}
+
+
 @dataclass(slots=True)
 class AuditRecord:  # not frozen: built per event, and a frozen dataclass costs ~1.5 us more
     event: Event  # the last of the folded events (its time and pid are reported)
@@ -69,10 +74,9 @@ class AuditRecord:  # not frozen: built per event, and a frozen dataclass costs 
     def to_json(self) -> dict[str, Any]:
         e = self.event
         record: dict[str, Any] = {"timestamp": _timestamp(e.ktime_ns), "hook": e.hook, "action": e.action}
-        if e.action == "deny" and e.hook == "clone3":
-            record["signal"] = "SIGKILL"  # no hook after the destination is known can refuse
-        elif e.action == "deny":
-            record["errno"] = "EPERM"
+        if e.action == "deny":
+            key, value = _DENIED_BY.get(e.hook, ("errno", "EPERM"))
+            record[key] = value
         c = self.container
         record |= {
             "policy": self.rule.policy,

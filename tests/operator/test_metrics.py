@@ -82,3 +82,13 @@ def test_scrape_reads_live_numbers(server: tuple[MetricsServer, FakeDaemon]) -> 
         m[("enforcer_denials_total", (("container", "web"), ("policy", "protect-credentials"), ("rule", "file[0]")))]
         == 10
     )
+
+
+def test_a_cgroup_escape_that_was_not_stopped_shows_in_status_and_metrics(
+    server: tuple[MetricsServer, FakeDaemon],
+) -> None:
+    srv, daemon = server
+    assert scrape(srv)[("enforcer_cgroup_kill_failed_total", ())] == 0
+    daemon.stats["STAT_KILL_FAILED"] = 2
+    assert daemon.snapshot().audit.kill_failed == 2
+    assert scrape(srv)[("enforcer_cgroup_kill_failed_total", ())] == 2
